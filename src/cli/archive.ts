@@ -1,0 +1,8 @@
+import type { Command } from 'commander';
+import { NotImplementedError } from '../errors.ts';
+import { setupRuntime } from './runtime.ts';
+
+export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
+  setupRuntime('archive', opts);
+  throw new NotImplementedError('`idsync archive`');
+}

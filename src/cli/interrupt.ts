@@ -1,0 +1,39 @@
+import type { Logger } from '../log.ts';
+
+export interface Interrupt {
+  /** Aborted at the first SIGINT/SIGTERM: stop taking work, finish or hand back what is in flight. */
+  signal: AbortSignal;
+  /** The signal's name once interrupted. */
+  reason(): string | undefined;
+  dispose(): void;
+}
+
+/**
+ * First Ctrl-C / SIGTERM asks the command to stop gracefully (it then exits 130 after writing
+ * a partial report); a second one gives up waiting and exits 130 at once. Either way the
+ * private Redis stops too, through its watchdog.
+ */
+export function installInterrupt(log: Logger, { hardExit = (code: number) => process.exit(code) } = {}): Interrupt {
+  const controller = new AbortController();
+  let received: string | undefined;
+  const handler = (sig: NodeJS.Signals) => {
+    if (received) {
+      log.warn({ signal: sig }, 'second interrupt: exiting now; unfinished jobs go back to the queue and the same command resumes');
+      hardExit(130);
+      return;
+    }
+    received = sig;
+    log.warn({ signal: sig }, 'interrupted: finishing in-flight work, then writing a partial report (interrupt again to exit at once)');
+    controller.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: controller.signal,
+    reason: () => received,
+    dispose() {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}

@@ -1,0 +1,142 @@
+import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../version.ts';
+import { describeError, IdsyncError } from '../errors.ts';
+import { scrubSecrets } from '../log.ts';
+import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import { addConnectionOptions, addJobOptions, commonRedisOption, logLevelOption } from './options.ts';
+
+type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;
+
+/** Each command's module is loaded only when it runs, so `--help` stays fast. */
+function lazy(load: () => Promise<{ run: Action }>) {
+  return async (args: unknown[], opts: Record<string, unknown>, cmd: Command) => (await load()).run(args, opts, cmd);
+}
+
+export function buildProgram(onAction: (action: Promise<number>) => void): Command {
+  const program = new Command('idsync')
+    .description('Move files in bulk between folders and an eConnect Identities server, on BullMQ queues that survive crashes.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortSubcommands: false, showGlobalOptions: false })
+    // Set before the subcommands are added: commander copies these settings into each of them.
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const wire = (cmd: Command, action: Action) =>
+    cmd.action((...all: unknown[]) => {
+      const command = all[all.length - 1] as Command;
+      const opts = command.opts();
+      const args = all.slice(0, -2);
+      onAction(action(args, opts, command));
+    });
+
+  wire(
+    addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]'))).description(
+      'upload every document the manifest lists; waits until all are done, writes the report, exits',
+    ),
+    lazy(() => import('./import.ts')),
+  );
+  wire(
+    addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]')))
+      .requiredOption('--out <dir>', 'folder that receives the files')
+      .description('download every photo/document the manifest lists into --out; waits, reports, exits'),
+    lazy(() => import('./export.ts')),
+  );
+  wire(
+    addJobOptions(addConnectionOptions(program.command('watch').argument('<dir>', 'folder to watch: <dir>/<personId>/<file>')))
+      .option('--settle-ms <ms>', 'a file is taken once its size and mtime were stable this long (default: 2000)')
+      .option('--poll', 'poll the folder instead of waiting for change events (network shares)')
+      .option('--poll-interval <ms>', 'polling interval (default: 2000)')
+      .option('--processed-dir <dir>', 'where uploaded files go (default: <dir>/.processed)')
+      .option('--delete', 'delete uploaded files instead of moving them')
+      .option('--failed-dir <dir>', 'where files that failed for good go (default: <dir>/.failed)')
+      .description('long-running: upload files dropped into a folder, each to the person its subfolder names'),
+    lazy(() => import('./watch.ts')),
+  );
+  wire(
+    addJobOptions(addConnectionOptions(program.command('archive')))
+      .requiredOption('--faces <faces.csv>', 'CSV with a faceId column: enrollment photos to archive')
+      .requiredOption('--out <dir>', 'archive folder')
+      .option('--persons <persons.csv>', 'CSV with a personId column: people whose detection photos to archive')
+      .option('--tag <tagId>', 'archive detection photos of the people carrying this tag')
+      .option('--since <iso-time>', 'start of the first detection window (default: 24 hours ago)')
+      .option('--cron <expr>', 'run on this schedule (cron syntax) and stay up as a worker')
+      .option('--tz <zone>', 'time zone of --cron (default: UTC)')
+      .description('archive enrollment photos and detection photos, once or on a schedule'),
+    lazy(() => import('./archive.ts')),
+  );
+  wire(
+    addJobOptions(addConnectionOptions(program.command('worker')), { worker: true }).description(
+      'long-running: process queued jobs only (for extra machines sharing one Redis)',
+    ),
+    lazy(() => import('./worker.ts')),
+  );
+  wire(
+    program
+      .command('sandbox')
+      .description('run a local server that imitates the Identities API, for rehearsals, demos and tests')
+      .option('--port <n>', 'port (default: 0 = a free one)')
+      .option('--host <host>', 'address to listen on (default: 127.0.0.1)')
+      .option('--prefix <path>', 'path prefix, e.g. /identities (default: none)')
+      .option('--user <name:password[:perm,...]>', 'a user (repeatable); permissions default to all four', (v: string, prev: string[] = []) => [...prev, v])
+      .option('--token-ttl <seconds>', 'lifetime of issued tokens (default: 3600)')
+      .option('--dir <dir>', 'where uploaded documents are kept (default: a temp dir)')
+      .option('--data <file>', 'JSON file pinning people, tags, faces and photos')
+      .option('--tls', 'serve HTTPS with a generated self-signed certificate')
+      .option('--cert <file>', 'TLS certificate (PEM)')
+      .option('--key <file>', 'TLS private key (PEM)')
+      .option('--admin', 'enable the /_admin inspection endpoints')
+      .option('--seed <n>', 'seed of the fault injection')
+      .option('--latency <ms>', 'added latency per request')
+      .option('--fail-rate <0..1>', 'share of requests answered 500/502/503')
+      .option('--throttle-rate <0..1>', 'share of requests answered 429 with Retry-After')
+      .option('--retry-after <seconds>', 'Retry-After of injected 429s (default: 1)')
+      .option('--reset-rate <0..1>', 'share of requests whose connection is reset before the response')
+      .option('--lost-response-rate <0..1>', 'share of uploads stored but whose response is lost')
+      .option('--revoke-every <seconds>', 'revoke every outstanding token this often')
+      .option('--slow-body-rate <0..1>', 'share of responses whose body trickles out')
+      .addOption(logLevelOption())
+      .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
+    lazy(() => import('./sandbox.ts')),
+  );
+  wire(
+    program
+      .command('demo')
+      .description('rehearse a whole migration locally: sandbox API + private Redis, import examples/, export them back')
+      .addOption(commonRedisOption())
+      .option('--state-dir <dir>', 'folder for the ledger and the private Redis data (default: .idsync/demo)')
+      .addOption(logLevelOption()),
+    lazy(() => import('./demo.ts')),
+  );
+  return program;
+}
+
+/** Runs the command line; returns the exit code (never calls process.exit itself). */
+export async function main(argv: string[]): Promise<number> {
+  let pending: Promise<number> | undefined;
+  const program = buildProgram((action) => {
+    pending = action;
+  });
+  try {
+    await program.parseAsync(argv);
+    if (!pending) return ExitCode.Ok;
+    return await pending;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; usage errors were already printed.
+      return err.exitCode === 0 ? ExitCode.Ok : ExitCode.CannotStart;
+    }
+    return reportFatal(err);
+  }
+}
+
+export function reportFatal(err: unknown): number {
+  const code = exitCodeForError(err);
+  const message = scrubSecrets(describeError(err));
+  if (err instanceof IdsyncError) {
+    process.stderr.write(`idsync: ${message}\n`);
+  } else {
+    process.stderr.write(`idsync: unexpected error: ${message}\n${(err as Error)?.stack ?? ''}\n`);
+  }
+  return code;
+}

@@ -1,0 +1,207 @@
+import { readFileSync, accessSync, constants } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../errors.ts';
+import { Secret } from './secret.ts';
+import { SETTINGS, type SettingSpec, type SettingsInput, LOG_LEVELS } from './schema.ts';
+
+export type Source = 'flag' | 'env' | 'file' | 'default';
+
+export interface Config {
+  apiUrl: string | undefined;
+  username: string | undefined;
+  password: Secret | undefined;
+  caFile: string | undefined;
+  insecure: boolean;
+  redisUrl: string | undefined;
+  /** Absolute path of the folder holding the ledger and the private Redis data. */
+  stateDir: string;
+  concurrency: number;
+  rate: number | undefined;
+  attempts: number;
+  reportDir: string | undefined;
+  dryRun: boolean;
+  logLevel: (typeof LOG_LEVELS)[number];
+  logFormat: 'auto' | 'json' | 'pretty';
+  workers: number;
+  checkExisting: boolean;
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  /** Where each setting's value came from, for `--help`-style diagnostics and tests. */
+  origins: Partial<Record<keyof SettingsInput, Source>>;
+}
+
+export interface LoadOptions {
+  /** Values from the command line, already parsed (undefined = not given). */
+  flags?: SettingsInput & { config?: string };
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+const PATH_KEYS = new Set<keyof SettingsInput>(['caFile', 'stateDir', 'reportDir', 'passwordFile']);
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--config');
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`, '--config');
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(`config file ${file} must hold a JSON object`, '--config');
+  }
+  const known = new Set<string>(SETTINGS.map((s) => s.key));
+  for (const key of Object.keys(data)) {
+    if (key === 'password' || key === 'token') {
+      throw new ConfigError(
+        `config file ${file} holds "${key}": secrets are never read from config files (they end up in backups and tickets); set IDSYNC_PASSWORD or IDSYNC_PASSWORD_FILE instead`,
+        key,
+      );
+    }
+    if (!known.has(key)) {
+      throw new ConfigError(`config file ${file} has an unknown setting "${key}"; known settings: ${[...known].join(', ')}`, key);
+    }
+  }
+  return data as Record<string, unknown>;
+}
+
+function describeOrigin(spec: SettingSpec, source: Source, file?: string): string {
+  switch (source) {
+    case 'flag':
+      return spec.flag;
+    case 'env':
+      return `${spec.env} (environment)`;
+    case 'file':
+      return `"${spec.key}" in ${file}`;
+    default:
+      return `${spec.flag} (default)`;
+  }
+}
+
+/**
+ * Loads and validates every setting once, at start. Flags beat environment beat the JSON
+ * config file beat defaults. Any invalid value throws a ConfigError naming the setting the
+ * way the user wrote it, and what is wrong.
+ */
+export function loadConfig(options: LoadOptions = {}): Config {
+  const flags = options.flags ?? {};
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+
+  const configPath = flags.config ?? (env.IDSYNC_CONFIG || undefined);
+  const file = configPath ? path.resolve(cwd, configPath) : undefined;
+  const fileData = file ? readConfigFile(file) : {};
+
+  const values: Record<string, unknown> = {};
+  const origins: Config['origins'] = {};
+  for (const spec of SETTINGS) {
+    let raw: unknown;
+    let source: Source | undefined;
+    let base = cwd;
+    const flagValue = (flags as Record<string, unknown>)[spec.key];
+    if (flagValue !== undefined) {
+      raw = flagValue;
+      source = 'flag';
+    } else if (spec.env && env[spec.env] !== undefined && env[spec.env] !== '') {
+      raw = env[spec.env];
+      source = 'env';
+    } else if (fileData[spec.key] !== undefined) {
+      raw = fileData[spec.key];
+      source = 'file';
+      base = path.dirname(file!);
+    } else if (spec.default !== undefined) {
+      raw = spec.default;
+      source = 'default';
+    }
+    if (source === undefined) continue;
+    const parsed = spec.schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const shown = typeof raw === 'string' ? JSON.stringify(raw) : String(raw);
+      throw new ConfigError(`${describeOrigin(spec, source, file)} ${issue?.message ?? 'is invalid'} (got ${shown})`, spec.flag);
+    }
+    let value = parsed.data;
+    if (PATH_KEYS.has(spec.key) && typeof value === 'string') value = path.resolve(base, value);
+    values[spec.key] = value;
+    origins[spec.key] = source;
+  }
+
+  const password = loadPassword(env, values.passwordFile as string | undefined);
+
+  if (values.caFile !== undefined) {
+    try {
+      accessSync(values.caFile as string, constants.R_OK);
+    } catch {
+      throw new ConfigError(`--ca-file ${values.caFile as string} cannot be read; give the path of a PEM file with the server's CA certificate(s)`, '--ca-file');
+    }
+  }
+
+  return {
+    apiUrl: values.apiUrl as string | undefined,
+    username: values.username as string | undefined,
+    password,
+    caFile: values.caFile as string | undefined,
+    insecure: values.insecure as boolean,
+    redisUrl: values.redisUrl as string | undefined,
+    stateDir: values.stateDir as string,
+    concurrency: values.concurrency as number,
+    rate: values.rate as number | undefined,
+    attempts: values.attempts as number,
+    reportDir: values.reportDir as string | undefined,
+    dryRun: values.dryRun as boolean,
+    logLevel: values.logLevel as Config['logLevel'],
+    logFormat: values.logFormat as Config['logFormat'],
+    workers: values.workers as number,
+    checkExisting: values.checkExisting as boolean,
+    connectTimeoutMs: values.connectTimeoutMs as number,
+    headersTimeoutMs: values.headersTimeoutMs as number,
+    bodyTimeoutMs: values.bodyTimeoutMs as number,
+    origins,
+  };
+}
+
+function loadPassword(env: NodeJS.ProcessEnv, passwordFile: string | undefined): Secret | undefined {
+  const direct = env.IDSYNC_PASSWORD;
+  if (direct !== undefined && direct !== '' && passwordFile !== undefined) {
+    throw new ConfigError('both IDSYNC_PASSWORD and IDSYNC_PASSWORD_FILE are set; keep only one', 'IDSYNC_PASSWORD');
+  }
+  if (direct !== undefined && direct !== '') return new Secret(direct);
+  if (passwordFile === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(passwordFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      `IDSYNC_PASSWORD_FILE ${passwordFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); give the path of a file that holds only the password`,
+      'IDSYNC_PASSWORD_FILE',
+    );
+  }
+  // Files written by `echo` or editors end with a newline that is not part of the password.
+  const value = text.replace(/\r?\n$/, '');
+  if (value === '') throw new ConfigError(`IDSYNC_PASSWORD_FILE ${passwordFile} is empty`, 'IDSYNC_PASSWORD_FILE');
+  return new Secret(value);
+}
+
+export interface ApiSettings {
+  apiUrl: string;
+  username: string;
+  password: Secret;
+}
+
+/** For commands that talk to the API: says at once which connection settings are missing. */
+export function requireApiSettings(config: Config): ApiSettings {
+  const missing: string[] = [];
+  if (!config.apiUrl) missing.push('--api-url (or IDSYNC_API_URL)');
+  if (!config.username) missing.push('--username (or IDSYNC_USERNAME)');
+  if (!config.password) missing.push('IDSYNC_PASSWORD or IDSYNC_PASSWORD_FILE');
+  if (missing.length > 0) {
+    throw new ConfigError(`missing connection settings: ${missing.join(', ')}`, missing[0]);
+  }
+  return { apiUrl: config.apiUrl!, username: config.username!, password: config.password! };
+}

@@ -1,0 +1,112 @@
+import { z } from 'zod';
+
+/**
+ * Every setting shared by the commands: where it comes from (flag, environment variable,
+ * config-file key) and what makes it valid. Precedence: flag > environment > file > default.
+ */
+export interface SettingSpec {
+  /** Key in the loaded config object and in the JSON config file. */
+  key: keyof SettingsInput;
+  flag: string;
+  env?: string;
+  schema: z.ZodType;
+  default?: unknown;
+  help: string;
+}
+
+const BOOL_WORDS: Record<string, boolean> = { '1': true, true: true, yes: true, on: true, '0': false, false: false, no: false, off: false };
+
+const boolFromText = z.preprocess(
+  (v) => (typeof v === 'string' ? (BOOL_WORDS[v.trim().toLowerCase()] ?? v) : v),
+  z.boolean({ message: 'must be 1/0, true/false, yes/no or on/off' }),
+);
+
+function intIn(min: number, max: number) {
+  return z.coerce
+    .number({ message: 'must be a whole number' })
+    .int({ message: 'must be a whole number' })
+    .min(min, { message: `must be at least ${min}` })
+    .max(max, { message: `must be at most ${max}` });
+}
+
+const httpUrl = z
+  .string()
+  .trim()
+  .refine(
+    (s) => {
+      try {
+        const u = new URL(s);
+        return u.protocol === 'http:' || u.protocol === 'https:';
+      } catch {
+        return false;
+      }
+    },
+    { message: 'must be an http:// or https:// URL, e.g. https://acme.econnectcloud.com/identities' },
+  )
+  .refine((s) => !new URL(s).username && !new URL(s).password, {
+    message: 'must not carry credentials; use --username and IDSYNC_PASSWORD',
+  })
+  .refine((s) => !new URL(s).search && !new URL(s).hash, { message: 'must not have a query string or fragment' })
+  // A trailing slash would double up with the /api/... paths; the path prefix itself is kept.
+  .transform((s) => s.replace(/\/+$/, ''));
+
+const redisUrl = z
+  .string()
+  .trim()
+  .refine(
+    (s) => {
+      try {
+        return ['redis:', 'rediss:', 'unix:'].includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: 'must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379' },
+  );
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const SETTINGS: readonly SettingSpec[] = [
+  { key: 'apiUrl', flag: '--api-url', env: 'IDSYNC_API_URL', schema: httpUrl, help: 'base URL of the Identities API, with its path prefix' },
+  { key: 'username', flag: '--username', env: 'IDSYNC_USERNAME', schema: z.string().trim().min(1, { message: 'must not be empty' }), help: 'login name' },
+  { key: 'passwordFile', flag: '(IDSYNC_PASSWORD_FILE)', env: 'IDSYNC_PASSWORD_FILE', schema: z.string().min(1), help: 'file holding the password' },
+  { key: 'caFile', flag: '--ca-file', env: 'IDSYNC_CA_FILE', schema: z.string().min(1), help: 'extra CA certificate(s), PEM' },
+  { key: 'insecure', flag: '--insecure', env: 'IDSYNC_INSECURE_TLS', schema: boolFromText, default: false, help: 'skip TLS verification' },
+  { key: 'redisUrl', flag: '--redis-url', env: 'REDIS_URL', schema: redisUrl, help: 'Redis holding the queues' },
+  { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), default: '.idsync', help: 'folder for the ledger and the private Redis data' },
+  { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: intIn(1, 1024), default: 8, help: 'requests in flight per process' },
+  { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(1, 100_000), help: 'most requests per second across all workers' },
+  { key: 'attempts', flag: '--attempts', env: 'IDSYNC_ATTEMPTS', schema: intIn(1, 100), default: 5, help: 'tries per item' },
+  { key: 'reportDir', flag: '--report-dir', env: 'IDSYNC_REPORT_DIR', schema: z.string().min(1), help: 'where reports go' },
+  { key: 'dryRun', flag: '--dry-run', env: 'IDSYNC_DRY_RUN', schema: boolFromText, default: false, help: 'validate, send nothing' },
+  { key: 'logLevel', flag: '--log-level', env: 'IDSYNC_LOG_LEVEL', schema: z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }), default: 'info', help: 'log level' },
+  { key: 'logFormat', flag: '--log-format', env: 'IDSYNC_LOG_FORMAT', schema: z.enum(['auto', 'json', 'pretty'], { message: 'must be auto, json or pretty' }), default: 'auto', help: 'log format' },
+  { key: 'workers', flag: '--workers', env: 'IDSYNC_WORKERS', schema: intIn(0, 64), default: 1, help: 'in-process workers; 0 = enqueue only' },
+  { key: 'checkExisting', flag: '--check-existing', env: 'IDSYNC_CHECK_EXISTING', schema: boolFromText, default: false, help: 'ask the API about every row' },
+  { key: 'connectTimeoutMs', flag: '--connect-timeout', env: 'IDSYNC_CONNECT_TIMEOUT_MS', schema: intIn(100, 600_000), default: 10_000, help: 'TCP+TLS connect timeout, ms' },
+  { key: 'headersTimeoutMs', flag: '--headers-timeout', env: 'IDSYNC_HEADERS_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 120_000, help: 'wait for response headers, ms' },
+  { key: 'bodyTimeoutMs', flag: '--body-timeout', env: 'IDSYNC_BODY_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 60_000, help: 'longest silence inside a body, ms' },
+];
+
+/** The raw shape each source may provide. */
+export interface SettingsInput {
+  apiUrl?: string;
+  username?: string;
+  passwordFile?: string;
+  caFile?: string;
+  insecure?: boolean | string;
+  redisUrl?: string;
+  stateDir?: string;
+  concurrency?: number | string;
+  rate?: number | string;
+  attempts?: number | string;
+  reportDir?: string;
+  dryRun?: boolean | string;
+  logLevel?: string;
+  logFormat?: string;
+  workers?: number | string;
+  checkExisting?: boolean | string;
+  connectTimeoutMs?: number | string;
+  headersTimeoutMs?: number | string;
+  bodyTimeoutMs?: number | string;
+}

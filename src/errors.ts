@@ -1,0 +1,181 @@
+/**
+ * The one errors module. Every failure idsync reports is one of these classes, each with a
+ * stable `code` that logs, reports and tests can match on. Whether a failure is worth another
+ * try is decided in one place only: `classify()` in src/api/classify.ts.
+ */
+
+export type ErrorCode =
+  | 'E_USAGE'
+  | 'E_CONFIG'
+  | 'E_NOT_IMPLEMENTED'
+  | 'E_REDIS_UNAVAILABLE'
+  | 'E_MANIFEST'
+  | 'E_ROW_INVALID'
+  | 'E_FILE'
+  | 'E_AUTH_REFUSED'
+  | 'E_TLS'
+  | 'E_HTTP_STATUS'
+  | 'E_NETWORK'
+  | 'E_TIMEOUT'
+  | 'E_INTERRUPTED'
+  | 'E_INTERNAL';
+
+export class IdsyncError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad command line: unknown option, missing argument, contradictory flags. Exit 2. */
+export class UsageError extends IdsyncError {
+  constructor(message: string) {
+    super('E_USAGE', message);
+  }
+}
+
+/** A setting is missing or invalid. `setting` names it the way the user spells it. Exit 2. */
+export class ConfigError extends IdsyncError {
+  readonly setting: string | undefined;
+  constructor(message: string, setting?: string) {
+    super('E_CONFIG', message);
+    this.setting = setting;
+  }
+}
+
+export class NotImplementedError extends IdsyncError {
+  constructor(what: string) {
+    super('E_NOT_IMPLEMENTED', `${what} is not implemented yet in this version of idsync; see the README for what works today.`);
+  }
+}
+
+export class RedisUnavailableError extends IdsyncError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_REDIS_UNAVAILABLE', message, options);
+  }
+}
+
+/** The manifest as a whole cannot be used (unreadable, missing a required column). Exit 2. */
+export class ManifestError extends IdsyncError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_MANIFEST', message, options);
+  }
+}
+
+/** One manifest row is invalid: it is reported `rejected` and the run goes on. */
+export class RowInvalidError extends IdsyncError {
+  constructor(message: string) {
+    super('E_ROW_INVALID', message);
+  }
+}
+
+/** A local file cannot be read or written (missing, permission, disk full). */
+export class FileError extends IdsyncError {
+  readonly path: string;
+  readonly sysCode: string | undefined;
+  constructor(message: string, path: string, options?: { cause?: unknown }) {
+    super('E_FILE', message, options);
+    this.path = path;
+    const cause = options?.cause as NodeJS.ErrnoException | undefined;
+    this.sysCode = cause?.code;
+  }
+}
+
+/** The API refused the credentials (authenticate answered 400/401/403). Fatal for the run. */
+export class AuthRefusedError extends IdsyncError {
+  readonly status: number | undefined;
+  constructor(message: string, status?: number) {
+    super('E_AUTH_REFUSED', message);
+    this.status = status;
+  }
+}
+
+/** The server's certificate could not be verified. Fatal for the run, never retried. */
+export class TlsError extends IdsyncError {
+  readonly tlsCode: string | undefined;
+  constructor(message: string, tlsCode?: string, options?: { cause?: unknown }) {
+    super('E_TLS', message, options);
+    this.tlsCode = tlsCode;
+  }
+}
+
+/** The API answered with a non-success status. */
+export class HttpStatusError extends IdsyncError {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  /** A short, secret-free excerpt of the response body. */
+  readonly bodyExcerpt: string;
+  /** Parsed Retry-After in milliseconds, when the server sent one. */
+  readonly retryAfterMs: number | undefined;
+  /** True when the request body had been (at least partly) sent: the outcome on the server is unknown. */
+  readonly requestSent: boolean;
+  constructor(init: {
+    method: string;
+    path: string;
+    status: number;
+    bodyExcerpt?: string;
+    retryAfterMs?: number;
+    requestSent?: boolean;
+  }) {
+    const excerpt = init.bodyExcerpt ? `: ${init.bodyExcerpt}` : '';
+    super('E_HTTP_STATUS', `${init.method} ${init.path} answered ${init.status}${excerpt}`);
+    this.method = init.method;
+    this.path = init.path;
+    this.status = init.status;
+    this.bodyExcerpt = init.bodyExcerpt ?? '';
+    this.retryAfterMs = init.retryAfterMs;
+    this.requestSent = init.requestSent ?? true;
+  }
+}
+
+/** The connection failed or broke (reset, refused, DNS). `requestSent` says whether the outcome is ambiguous. */
+export class NetworkError extends IdsyncError {
+  readonly method: string;
+  readonly path: string;
+  readonly sysCode: string | undefined;
+  readonly requestSent: boolean;
+  constructor(init: { method: string; path: string; sysCode?: string; requestSent: boolean; cause?: unknown }) {
+    super('E_NETWORK', `${init.method} ${init.path} failed: ${init.sysCode ?? 'network error'}`, { cause: init.cause });
+    this.method = init.method;
+    this.path = init.path;
+    this.sysCode = init.sysCode;
+    this.requestSent = init.requestSent;
+  }
+}
+
+export type TimeoutPhase = 'connect' | 'headers' | 'body';
+
+export class TimeoutError extends IdsyncError {
+  readonly method: string;
+  readonly path: string;
+  readonly phase: TimeoutPhase;
+  readonly requestSent: boolean;
+  constructor(init: { method: string; path: string; phase: TimeoutPhase; requestSent: boolean; cause?: unknown }) {
+    super('E_TIMEOUT', `${init.method} ${init.path} timed out waiting for ${init.phase}`, { cause: init.cause });
+    this.method = init.method;
+    this.path = init.path;
+    this.phase = init.phase;
+    this.requestSent = init.requestSent;
+  }
+}
+
+export class InterruptedError extends IdsyncError {
+  constructor(signal: string) {
+    super('E_INTERRUPTED', `interrupted by ${signal}`);
+  }
+}
+
+/** A short, printable description of any thrown value, for logs and reports. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export function errorCode(err: unknown): string {
+  if (err instanceof IdsyncError) return err.code;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'E_INTERNAL';
+}

@@ -1,0 +1,128 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, requireApiSettings } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/errors.ts';
+import { tempDir } from '../helpers/fixtures.ts';
+
+function configFile(data: unknown): string {
+  const dir = tempDir();
+  const file = path.join(dir, 'idsync.json');
+  writeFileSync(file, JSON.stringify(data));
+  return file;
+}
+
+describe('loadConfig precedence', () => {
+  it('uses defaults when nothing is given', () => {
+    const c = loadConfig({ env: {}, cwd: '/srv' });
+    expect(c.concurrency).toBe(8);
+    expect(c.attempts).toBe(5);
+    expect(c.insecure).toBe(false);
+    expect(c.stateDir).toBe('/srv/.idsync');
+    expect(c.origins.concurrency).toBe('default');
+    expect(c.apiUrl).toBeUndefined();
+  });
+
+  it('flag beats environment beats file beats default', () => {
+    const file = configFile({ concurrency: 3, attempts: 7, rate: 11, apiUrl: 'https://file.example/identities' });
+    const env = { IDSYNC_CONFIG: file, IDSYNC_CONCURRENCY: '4', IDSYNC_ATTEMPTS: '9' };
+    const c = loadConfig({ env, flags: { concurrency: '5' } });
+    expect(c.concurrency).toBe(5);
+    expect(c.origins.concurrency).toBe('flag');
+    expect(c.attempts).toBe(9);
+    expect(c.origins.attempts).toBe('env');
+    expect(c.rate).toBe(11);
+    expect(c.origins.rate).toBe('file');
+    expect(c.apiUrl).toBe('https://file.example/identities');
+    expect(c.workers).toBe(1);
+  });
+
+  it('--config flag beats IDSYNC_CONFIG', () => {
+    const a = configFile({ attempts: 2 });
+    const b = configFile({ attempts: 3 });
+    expect(loadConfig({ env: { IDSYNC_CONFIG: a }, flags: { config: b } }).attempts).toBe(3);
+  });
+
+  it('keeps the path prefix and drops a trailing slash', () => {
+    const c = loadConfig({ env: { IDSYNC_API_URL: 'https://acme.econnectcloud.com/identities/' } });
+    expect(c.apiUrl).toBe('https://acme.econnectcloud.com/identities');
+  });
+
+  it('resolves paths in a config file against the file folder', () => {
+    const file = configFile({ stateDir: 'state', reportDir: 'reports' });
+    const c = loadConfig({ env: {}, flags: { config: file }, cwd: '/elsewhere' });
+    expect(c.stateDir).toBe(path.join(path.dirname(file), 'state'));
+    expect(c.reportDir).toBe(path.join(path.dirname(file), 'reports'));
+  });
+
+  it('reads booleans from the environment', () => {
+    expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: '1' } }).insecure).toBe(true);
+    expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: 'no' } }).insecure).toBe(false);
+  });
+});
+
+describe('loadConfig validation', () => {
+  const cases: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
+    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number \(got "lots"\)/],
+    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1/],
+    ['bad URL', { env: { IDSYNC_API_URL: 'ftp://x' } }, /IDSYNC_API_URL \(environment\) must be an http:\/\/ or https:\/\/ URL/],
+    ['URL with credentials', { env: {}, flags: { apiUrl: 'https://u:p@x.example' } }, /--api-url must not carry credentials/],
+    ['bad Redis URL', { env: { REDIS_URL: 'localhost:6379' } }, /REDIS_URL \(environment\) must be a redis:\/\//],
+    ['bad log level', { env: {}, flags: { logLevel: 'loud' } }, /--log-level must be one of/],
+    ['bad boolean', { env: { IDSYNC_INSECURE_TLS: 'maybe' } }, /IDSYNC_INSECURE_TLS \(environment\) must be 1\/0/],
+    ['unreadable CA file', { env: {}, flags: { caFile: '/no/such/ca.pem' } }, /--ca-file \/no\/such\/ca.pem cannot be read/],
+  ];
+  for (const [name, options, message] of cases) {
+    it(`rejects ${name}`, () => {
+      expect(() => loadConfig(options)).toThrowError(ConfigError);
+      expect(() => loadConfig(options)).toThrowError(message);
+    });
+  }
+
+  it('names the config file key that is wrong', () => {
+    const file = configFile({ attempts: 'many' });
+    expect(() => loadConfig({ env: {}, flags: { config: file } })).toThrowError(/"attempts" in .*idsync\.json must be a whole number/);
+  });
+
+  it('refuses unknown keys and secrets in a config file', () => {
+    expect(() => loadConfig({ env: {}, flags: { config: configFile({ concurency: 3 }) } })).toThrowError(/unknown setting "concurency"/);
+    expect(() => loadConfig({ env: {}, flags: { config: configFile({ password: 'x' }) } })).toThrowError(/secrets are never read from config files/);
+  });
+
+  it('reports a config file that is not JSON or missing', () => {
+    const dir = tempDir();
+    const bad = path.join(dir, 'bad.json');
+    writeFileSync(bad, '{ not json');
+    expect(() => loadConfig({ env: {}, flags: { config: bad } })).toThrowError(/is not valid JSON/);
+    expect(() => loadConfig({ env: {}, flags: { config: path.join(dir, 'none.json') } })).toThrowError(/cannot read config file/);
+  });
+});
+
+describe('password', () => {
+  it('comes from IDSYNC_PASSWORD and prints as redacted', () => {
+    const c = loadConfig({ env: { IDSYNC_PASSWORD: 's3cret-pw' } });
+    expect(c.password?.reveal()).toBe('s3cret-pw');
+    expect(JSON.stringify(c)).not.toContain('s3cret-pw');
+    expect(String(c.password)).toBe('[redacted]');
+  });
+
+  it('comes from IDSYNC_PASSWORD_FILE without the trailing newline', () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'pw');
+    writeFileSync(file, 'from-file\n');
+    expect(loadConfig({ env: { IDSYNC_PASSWORD_FILE: file } }).password?.reveal()).toBe('from-file');
+  });
+
+  it('refuses both at once, and an empty file', () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'pw');
+    writeFileSync(file, '\n');
+    expect(() => loadConfig({ env: { IDSYNC_PASSWORD_FILE: file } })).toThrowError(/is empty/);
+    expect(() => loadConfig({ env: { IDSYNC_PASSWORD_FILE: file, IDSYNC_PASSWORD: 'x' } })).toThrowError(/keep only one/);
+  });
+
+  it('requireApiSettings lists every missing connection setting', () => {
+    const c = loadConfig({ env: { IDSYNC_API_URL: 'http://127.0.0.1:1' } });
+    expect(() => requireApiSettings(c)).toThrowError(/--username \(or IDSYNC_USERNAME\), IDSYNC_PASSWORD or IDSYNC_PASSWORD_FILE/);
+  });
+});
