@@ -1,8 +1,16 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../errors.ts';
+import { runJobCommand } from '../run/job-run.ts';
+import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
-export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
-  setupRuntime('export', opts);
-  throw new NotImplementedError('`idsync export`');
+export async function run(args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
+  const { out, ...rest } = opts;
+  const { config, log } = setupRuntime('export', rest);
+  const interrupt = installInterrupt(log);
+  try {
+    const { exitCode } = await runJobCommand({ command: 'export', manifest: String(args[0]), outDir: String(out), config, log, signal: interrupt.signal });
+    return exitCode;
+  } finally {
+    interrupt.dispose();
+  }
 }

@@ -1,15 +1,15 @@
-import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
-import { ManifestError, NotImplementedError } from '../errors.ts';
+import { runJobCommand } from '../run/job-run.ts';
+import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 export async function run(args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
-  setupRuntime('import', opts);
-  const manifest = String(args[0]);
+  const { config, log } = setupRuntime('import', opts);
+  const interrupt = installInterrupt(log);
   try {
-    accessSync(manifest, constants.R_OK);
-  } catch (err) {
-    throw new ManifestError(`cannot read manifest ${manifest}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    const { exitCode } = await runJobCommand({ command: 'import', manifest: String(args[0]), config, log, signal: interrupt.signal });
+    return exitCode;
+  } finally {
+    interrupt.dispose();
   }
-  throw new NotImplementedError('`idsync import`');
 }

@@ -1,8 +1,18 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../errors.ts';
+import { runWorker } from '../run/worker-run.ts';
+import { ExitCode } from './exit-codes.ts';
+import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
-  setupRuntime('worker', opts);
-  throw new NotImplementedError('`idsync worker`');
+  const { config, log } = setupRuntime('worker', opts);
+  const interrupt = installInterrupt(log);
+  try {
+    await runWorker({ config, log, signal: interrupt.signal });
+    // cli.md: an interrupted command exits 130 once in-flight work is finished or handed back
+    // (under systemd, add SuccessExitStatus=130).
+    return ExitCode.Interrupted;
+  } finally {
+    interrupt.dispose();
+  }
 }

@@ -1,0 +1,94 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Job } from 'bullmq';
+import type { DownloadResult, ResponseMeta } from '../src/api/client.ts';
+import { FileError } from '../src/errors.ts';
+import { hashFile } from '../src/state/file-hash.ts';
+import { extensionFor } from '../src/sources/content-type.ts';
+import type { DownloadJobData, JobContext, JobOutcome } from './job-types.ts';
+
+/** Resolves `relative` under `outDir` and refuses anything that a link would take outside it. */
+async function safeTarget(outDir: string, relative: string): Promise<string> {
+  const root = await fs.realpath(outDir);
+  const target = path.resolve(root, relative);
+  if (target !== root && !target.startsWith(root + path.sep)) {
+    throw new FileError(`output ${relative} leaves --out`, target);
+  }
+  const dir = path.dirname(target);
+  await fs.mkdir(dir, { recursive: true });
+  const realDir = await fs.realpath(dir);
+  if (realDir !== root && !realDir.startsWith(root + path.sep)) {
+    throw new FileError(`output ${relative} leaves --out through a link`, target);
+  }
+  try {
+    const st = await fs.lstat(target);
+    if (st.isSymbolicLink()) throw new FileError(`output ${relative} is a link; idsync does not write through links`, target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return target;
+}
+
+/** For a document whose extension is decided by the server's answer: an earlier download of it, if any. */
+async function findExistingDocument(target: string): Promise<string | undefined> {
+  const dir = path.dirname(target);
+  const stem = path.basename(target);
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return undefined;
+  }
+  const hit = names.find((n) => n === stem || (n.startsWith(`${stem}.`) && !n.endsWith('.part')));
+  return hit ? path.join(dir, hit) : undefined;
+}
+
+async function existing(file: string): Promise<boolean> {
+  try {
+    return (await fs.lstat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Downloads one photo or document into --out. The client writes a temp file beside the target
+ * and renames it when complete, so a final name never holds a partial file; a file already at
+ * its final name is complete and is not fetched again.
+ */
+export async function downloadFile(job: Job<DownloadJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
+  const { item, outDir } = job.data;
+  const target = await safeTarget(outDir, item.output);
+  const ids = {
+    ...(item.personId ? { personId: item.personId } : {}),
+    ...(item.faceId ? { faceId: item.faceId } : {}),
+    ...(item.detectionId ? { detectionId: item.detectionId } : {}),
+    ...(item.documentId ? { documentId: item.documentId } : {}),
+  };
+  const rel = (file: string) => path.relative(outDir, file).split(path.sep).join('/');
+
+  const already = item.type === 'document' && !item.explicitOutput ? await findExistingDocument(target) : (await existing(target)) ? target : undefined;
+  if (already) {
+    const { sha256, bytes } = await hashFile(already);
+    return { status: 'skipped', action: 'exists-locally', ...ids, output: rel(already), bytes, sha256 };
+  }
+
+  let result: DownloadResult;
+  switch (item.type) {
+    case 'enrollmentPhoto':
+      result = await ctx.client.downloadEnrollmentPhoto(item.faceId!, target, signal);
+      break;
+    case 'detectionPhoto':
+      result = await ctx.client.downloadDetectionPhoto(item.faceId!, item.detectionId!, target, signal);
+      break;
+    case 'document':
+      result = await ctx.client.downloadDocument(
+        item.personId!,
+        item.documentId!,
+        item.explicitOutput ? target : (meta: ResponseMeta) => `${target}${extensionFor(meta)}`,
+        signal,
+      );
+      break;
+  }
+  return { status: 'succeeded', action: 'downloaded', ...ids, output: rel(result.path), bytes: result.bytes, sha256: result.sha256 };
+}

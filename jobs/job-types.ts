@@ -1,0 +1,54 @@
+import type { ApiClient } from '../src/api/client.ts';
+import type { Logger } from '../src/log.ts';
+import type { RowResult } from '../src/report/row-result.ts';
+import type { ImportItem } from '../src/sources/import-items.ts';
+import type { ExportItem } from '../src/sources/export-items.ts';
+import type { Ledger } from '../src/state/ledger.ts';
+import type { DocumentLocks, StoredDocuments } from '../src/queue/document-lock.ts';
+import type { RunStore } from '../src/queue/run-store.ts';
+
+export interface UploadJobData {
+  kind: 'upload';
+  runId: string;
+  row: number;
+  item: ImportItem;
+  checkExisting: boolean;
+  /** Set when an earlier attempt of this job may have reached the server. */
+  ambiguous?: boolean;
+  /** How often the API throttled this job (429): those tries do not count as attempts. */
+  throttles?: number;
+}
+
+export interface DownloadJobData {
+  kind: 'download';
+  runId: string;
+  row: number;
+  item: ExportItem;
+  /** Absolute --out folder. */
+  outDir: string;
+  throttles?: number;
+}
+
+export type JobData = UploadJobData | DownloadJobData;
+
+/** What a processor reports; the runner adds row, attempts and timing. */
+export type JobOutcome = Omit<RowResult, 'row' | 'attempts' | 'finishedAt'>;
+
+/** Everything a processor may use, injected by the worker host. */
+export interface JobContext {
+  client: ApiClient;
+  ledger: Ledger;
+  locks: DocumentLocks;
+  stored: StoredDocuments;
+  run(runId: string): RunStore;
+  log: Logger;
+}
+
+/** Thrown by a processor that must wait for another job (same document in flight elsewhere). */
+export class DocumentBusy extends Error {
+  readonly retryInMs: number;
+  constructor(retryInMs = 1000) {
+    super('the same document is being uploaded by another job');
+    this.retryInMs = retryInMs;
+  }
+}

@@ -1,0 +1,81 @@
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import { classify } from '../src/api/classify.ts';
+import { describeError, errorCode, HttpStatusError } from '../src/errors.ts';
+import { scrubSecrets } from '../src/log.ts';
+import type { RowResult } from '../src/report/row-result.ts';
+import { downloadFile } from './download-file.ts';
+import { DocumentBusy, type JobContext, type JobData, type JobOutcome } from './job-types.ts';
+import { uploadDocument } from './upload-document.ts';
+
+/** A throttled (429) job waits without spending attempts, but not forever. */
+export const MAX_THROTTLES = 50;
+
+const ERROR_EXCERPT = 300;
+
+export function failedResult(job: Job<JobData>, err: unknown, attempts: number): RowResult {
+  const item = job.data.item as unknown as Record<string, unknown>;
+  return {
+    row: job.data.row,
+    status: 'failed',
+    action: job.data.kind === 'upload' ? 'upload' : 'download',
+    ...(typeof item.personId === 'string' ? { personId: item.personId } : {}),
+    ...(typeof item.faceId === 'string' ? { faceId: item.faceId } : {}),
+    ...(typeof item.detectionId === 'string' ? { detectionId: item.detectionId } : {}),
+    ...(typeof item.documentId === 'string' ? { documentId: item.documentId } : {}),
+    ...(typeof item.publicId === 'string' ? { documentId: item.publicId } : {}),
+    ...(typeof item.file === 'string' ? { file: item.file } : {}),
+    ...(typeof item.output === 'string' ? { output: item.output } : {}),
+    attempts,
+    ...(err instanceof HttpStatusError ? { httpStatus: err.status } : {}),
+    error: scrubSecrets(describeError(err)).slice(0, ERROR_EXCERPT),
+    errorCode: errorCode(err),
+    finishedAt: Date.now(),
+  };
+}
+
+/**
+ * The one BullMQ processor for every idsync job. It records each row's final result in the
+ * run store (before BullMQ removes the job), and turns error classes into what steers BullMQ:
+ * permanent and fatal → UnrecoverableError (tried once), 429 → pause the queue without
+ * spending an attempt, anything retryable → rethrow for backoff, until the last attempt.
+ */
+export function createProcessor(ctx: JobContext, options: { attempts: number; queue: () => Queue }) {
+  return async (job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<RowResult> => {
+    const run = ctx.run(job.data.runId);
+    const prior = await run.getResult(job.data.row);
+    if (prior && prior.status !== 'failed' && prior.status !== 'rejected') return prior;
+    const meta = await run.getMeta();
+    if (meta?.fatal) throw new UnrecoverableError(`run stopped: ${meta.fatal}`);
+
+    const attempt = job.attemptsMade + 1;
+    const log = ctx.log.child({ runId: job.data.runId, jobId: job.id, row: job.data.row, attempt });
+    try {
+      const outcome: JobOutcome = job.data.kind === 'upload' ? await uploadDocument(job as Job<never>, ctx, signal) : await downloadFile(job as Job<never>, ctx, signal);
+      const result: RowResult = { ...outcome, row: job.data.row, attempts: attempt, finishedAt: Date.now() };
+      await run.setResult(result);
+      log.debug({ status: result.status, action: result.action }, 'job done');
+      return result;
+    } catch (err) {
+      if (err instanceof DocumentBusy) {
+        await job.moveToDelayed(Date.now() + err.retryInMs, token);
+        throw new DelayedError();
+      }
+      const c = classify(err);
+      if (c.kind === 'retry-after' && (job.data.throttles ?? 0) < MAX_THROTTLES) {
+        await job.updateData({ ...job.data, throttles: (job.data.throttles ?? 0) + 1 });
+        log.debug({ waitMs: c.ms }, 'throttled by the API: pausing the queue');
+        await options.queue().rateLimit(c.ms);
+        throw Worker.RateLimitError();
+      }
+      const final = c.kind === 'permanent' || c.kind === 'fatal' || attempt >= options.attempts;
+      if (final) {
+        await run.setResult(failedResult(job, err, attempt));
+        if (c.kind === 'fatal') await run.setFatal(scrubSecrets(describeError(err)), errorCode(err));
+        log.warn({ err, kind: c.kind }, 'job failed for good');
+        throw new UnrecoverableError(scrubSecrets(describeError(err)));
+      }
+      log.info({ err, kind: c.kind, ambiguous: c.ambiguous }, 'job failed; will retry');
+      throw err;
+    }
+  };
+}

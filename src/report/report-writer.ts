@@ -1,0 +1,95 @@
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { once } from 'node:events';
+import { stringify } from 'csv-stringify/sync';
+import { REPORT_COLUMNS, type RowResult, type RowStatus } from './row-result.ts';
+import { spreadsheetSafe } from './spreadsheet-cell.ts';
+
+export interface RunSummary {
+  runId: string;
+  command: string;
+  manifest?: string;
+  startedAt: string;
+  endedAt: string;
+  interrupted: boolean;
+  rows: number;
+  counts: Record<RowStatus, number>;
+  bytes: number;
+  seconds: number;
+  itemsPerSecond: number;
+  reportDir: string;
+}
+
+async function write(stream: WriteStream, text: string): Promise<void> {
+  if (!stream.write(text)) await once(stream, 'drain');
+}
+
+async function close(stream: WriteStream): Promise<void> {
+  stream.end();
+  await once(stream, 'finish');
+}
+
+/**
+ * Writes report.csv, report.jsonl and failed.csv line by line as rows arrive (in manifest
+ * order), then summary.json. Memory holds one row at a time.
+ */
+export class ReportWriter {
+  readonly dir: string;
+  readonly #csv: WriteStream;
+  readonly #jsonl: WriteStream;
+  readonly #failed: WriteStream;
+  readonly #passThrough: string[];
+  readonly #manifestColumns: string[];
+  readonly counts: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
+  bytes = 0;
+  rows = 0;
+
+  readonly #failedRow: (values: Record<string, string>) => Record<string, string>;
+
+  /**
+   * `failedRow` may adjust a failed row for failed.csv, which lives in another folder than the
+   * manifest: import rewrites a relative `file` to an absolute path so the retry finds it.
+   */
+  constructor(dir: string, manifestColumns: string[], knownColumns: readonly string[], failedRow: (values: Record<string, string>) => Record<string, string> = (v) => v) {
+    this.#failedRow = failedRow;
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true });
+    this.#manifestColumns = manifestColumns;
+    const reserved = new Set<string>([...REPORT_COLUMNS, ...knownColumns]);
+    this.#passThrough = manifestColumns.filter((c) => c !== '' && !reserved.has(c));
+    this.#csv = createWriteStream(path.join(dir, 'report.csv'));
+    this.#jsonl = createWriteStream(path.join(dir, 'report.jsonl'));
+    this.#failed = createWriteStream(path.join(dir, 'failed.csv'));
+    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]]));
+    // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
+    this.#failed.write(stringify([manifestColumns]));
+  }
+
+  async add(result: RowResult, manifestValues: Record<string, string>): Promise<void> {
+    this.rows++;
+    this.counts[result.status]++;
+    if (result.status === 'succeeded' && result.bytes) this.bytes += result.bytes;
+    const line = REPORT_COLUMNS.map((c) => spreadsheetSafe(result[c]));
+    for (const c of this.#passThrough) line.push(spreadsheetSafe(manifestValues[c]));
+    await write(this.#csv, stringify([line]));
+    const json: Record<string, unknown> = {};
+    for (const c of REPORT_COLUMNS) if (result[c] !== undefined) json[c] = result[c];
+    if (result.errorCode) json.errorCode = result.errorCode;
+    for (const c of this.#passThrough) json[c] = manifestValues[c] ?? '';
+    await write(this.#jsonl, `${JSON.stringify(json)}\n`);
+    if (result.status === 'failed' || result.status === 'rejected') {
+      const values = this.#failedRow(manifestValues);
+      await write(this.#failed, stringify([this.#manifestColumns.map((c) => values[c] ?? '')]));
+    }
+  }
+
+  async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
+    await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]);
+    const done = this.counts.succeeded + this.counts.skipped;
+    const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;
+    const full: RunSummary = { ...summary, rows: this.rows, counts: { ...this.counts }, bytes: this.bytes, itemsPerSecond, reportDir: this.dir };
+    await writeFile(path.join(this.dir, 'summary.json'), `${JSON.stringify(full, null, 2)}\n`);
+    return full;
+  }
+}

@@ -1,0 +1,46 @@
+import { ApiClient, type ApiClientOptions } from '../api/client.ts';
+import type { ApiSettings, Config } from '../config/load.ts';
+import type { Logger } from '../log.ts';
+import type { RedisHandle } from '../queue/connection.ts';
+import { DocumentLocks, StoredDocuments } from '../queue/document-lock.ts';
+import { apiKey } from '../queue/queue-names.ts';
+import { RunStore } from '../queue/run-store.ts';
+import type { Ledger } from '../state/ledger.ts';
+import type { JobContext } from '../../jobs/job-types.ts';
+
+export function createApiClient(config: Config, api: ApiSettings, log: Logger, extra: Partial<ApiClientOptions> = {}): ApiClient {
+  return new ApiClient({
+    apiUrl: api.apiUrl,
+    username: api.username,
+    password: api.password,
+    ...(config.caFile ? { caFile: config.caFile } : {}),
+    insecure: config.insecure,
+    connections: config.concurrency,
+    connectTimeoutMs: config.connectTimeoutMs,
+    headersTimeoutMs: config.headersTimeoutMs,
+    bodyTimeoutMs: config.bodyTimeoutMs,
+    log,
+    ...extra,
+  });
+}
+
+export function createJobContext(options: { redis: RedisHandle; client: ApiClient; ledger: Ledger; apiUrl: string; log: Logger }): JobContext {
+  const connection = options.redis.connect('jobs');
+  const api = apiKey(options.apiUrl);
+  const runs = new Map<string, RunStore>();
+  return {
+    client: options.client,
+    ledger: options.ledger,
+    locks: new DocumentLocks(connection, api),
+    stored: new StoredDocuments(connection, api),
+    run(runId: string) {
+      let store = runs.get(runId);
+      if (!store) {
+        store = new RunStore(connection, runId);
+        runs.set(runId, store);
+      }
+      return store;
+    },
+    log: options.log,
+  };
+}

@@ -1,0 +1,433 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue } from 'bullmq';
+import type { ApiClient } from '../api/client.ts';
+import { requireApiSettings, type Config } from '../config/load.ts';
+import { ConfigError, RowInvalidError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { ExitCode, exitCodeForOutcome } from '../cli/exit-codes.ts';
+import { openRedis, type RedisHandle } from '../queue/connection.ts';
+import { jobIdFor, QUEUE_PREFIX, queueNameFor } from '../queue/queue-names.ts';
+import { RunStore, type RunMeta } from '../queue/run-store.ts';
+import { startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
+import { createProgress } from '../report/progress.ts';
+import { ReportWriter, type RunSummary } from '../report/report-writer.ts';
+import type { RowResult } from '../report/row-result.ts';
+import { EXPORT_KNOWN_COLUMNS, EXPORT_REQUIRED_COLUMNS, toExportItem, type ExportItem } from '../sources/export-items.ts';
+import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type ImportItem } from '../sources/import-items.ts';
+import { hashManifest, readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
+import { Ledger } from '../state/ledger.ts';
+import type { JobData } from '../../jobs/job-types.ts';
+import { createApiClient, createJobContext } from './job-context.ts';
+import { runIdFor } from './run-id.ts';
+
+export type JobCommand = 'import' | 'export';
+
+export interface JobRunOptions {
+  command: JobCommand;
+  manifest: string;
+  /** --out of export. */
+  outDir?: string;
+  config: Config;
+  log: Logger;
+  /** Aborted on the first Ctrl-C/SIGTERM. */
+  signal: AbortSignal;
+  /** Human-readable lines (the summary); stdout by default. */
+  out?: (line: string) => void;
+  /** Test hooks. */
+  queueName?: string;
+  allowInstallRedis?: boolean;
+  tty?: boolean;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  graceMs?: number;
+  pollMs?: number;
+}
+
+export interface JobRunResult {
+  summary: RunSummary;
+  exitCode: number;
+}
+
+const BATCH = 500;
+
+interface CommandSpec {
+  required: readonly string[];
+  known: readonly string[];
+  jobName: 'upload' | 'download';
+  /** How a failed row is written to failed.csv (see ReportWriter). */
+  failedRow?: (manifestDir: string) => (values: Record<string, string>) => Record<string, string>;
+  validate(record: ManifestRecord, manifestDir: string): Promise<ImportItem | ExportItem>;
+}
+
+const SPECS: Record<JobCommand, CommandSpec> = {
+  import: {
+    required: IMPORT_REQUIRED_COLUMNS,
+    known: IMPORT_KNOWN_COLUMNS,
+    jobName: 'upload',
+    validate: toImportItem,
+    failedRow: (manifestDir) => (values) => (values.file?.trim() ? { ...values, file: path.resolve(manifestDir, values.file.trim()) } : values),
+  },
+  export: { required: EXPORT_REQUIRED_COLUMNS, known: EXPORT_KNOWN_COLUMNS, jobName: 'download', validate: async (r) => toExportItem(r) },
+};
+
+/** The cells of a row as the report shows them for a row that never became a job. */
+function idsOf(values: Record<string, string>): Partial<RowResult> {
+  const pick = (k: string) => (values[k] ?? '').trim() || undefined;
+  const out: Partial<RowResult> = {};
+  for (const k of ['personId', 'faceId', 'detectionId', 'documentId', 'file', 'output'] as const) {
+    const v = pick(k);
+    if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  }
+  const publicId = pick('publicId');
+  if (publicId && !out.documentId) out.documentId = publicId;
+  return out;
+}
+
+async function readHeader(manifest: string, required: readonly string[]): Promise<string[]> {
+  let columns: string[] = [];
+  for await (const _ of readManifest(manifest, required, (h) => (columns = h.columns))) break;
+  return columns;
+}
+
+/**
+ * `idsync import` and `idsync export`: validate the manifest, enqueue one job per valid row
+ * (rejecting invalid rows into the report), let workers (in this process and/or elsewhere)
+ * do the work, wait for every row to have a result, then write the report in manifest order.
+ */
+export async function runJobCommand(options: JobRunOptions): Promise<JobRunResult> {
+  const { config, log, signal, command } = options;
+  const spec = SPECS[command];
+  const out = options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const api = requireApiSettings(config);
+  const manifest = path.resolve(options.manifest);
+  const manifestDir = path.dirname(manifest);
+  const manifestSha256 = await hashManifest(manifest);
+  const columns = await readHeader(manifest, spec.required);
+  let outDir: string | undefined;
+  if (command === 'export') {
+    if (!options.outDir) throw new ConfigError('export needs --out DIR', '--out');
+    outDir = path.resolve(options.outDir);
+    try {
+      mkdirSync(outDir, { recursive: true });
+    } catch (err) {
+      throw new ConfigError(`--out ${outDir} cannot be created: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
+    }
+  }
+  const runId = runIdFor({ command, apiUrl: api.apiUrl, manifest, manifestSha256, ...(outDir ? { outDir } : {}) });
+  const reportDir = config.reportDir ?? path.resolve('idsync-reports', runId);
+  const runLog = log.child({ runId });
+  const startedAt = new Date();
+
+  const client = createApiClient(config, api, runLog);
+  let redis: RedisHandle | undefined;
+  let ledger: Ledger | undefined;
+  let host: WorkerHost | undefined;
+  let queue: Queue | undefined;
+  try {
+    await client.login(signal);
+    runLog.info({ manifest, apiUrl: api.apiUrl, username: api.username }, `${command}: logged in`);
+    if (config.dryRun) return await dryRun({ spec, manifest, manifestDir, columns, reportDir, runId, command, startedAt, out });
+
+    redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log: runLog, allowInstall: options.allowInstallRedis });
+    runLog.info({ redis: redis.where }, 'queue store ready');
+    ledger = await Ledger.open(config.stateDir, api.apiUrl, { log: runLog });
+    const connection = redis.connect('run');
+    const runs = new RunStore(connection, runId);
+    const queueName = options.queueName ?? queueNameFor(api.apiUrl);
+    queue = new Queue(queueName, { connection, prefix: QUEUE_PREFIX });
+
+    const previous = await runs.getMeta();
+    const meta: RunMeta = previous
+      ? { ...previous, fatal: undefined, fatalCode: undefined }
+      : { runId, command, apiUrl: api.apiUrl, manifest, manifestSha256, createdAt: startedAt.getTime() };
+    await runs.saveMeta(meta);
+    if (previous) runLog.info('resuming an earlier run of this command on this manifest: rows already done are skipped');
+
+    if (config.workers > 0) {
+      host = await startWorkerHost({
+        redis,
+        queueName,
+        concurrency: config.concurrency,
+        attempts: config.attempts,
+        ...(config.rate ? { rate: config.rate } : {}),
+        ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog }),
+        log: runLog,
+        ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
+        ...(options.stalledIntervalMs ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
+      });
+    } else {
+      if (config.rate) await queue.setGlobalRateLimit(config.rate, 1000);
+      runLog.info({ queue: queueName }, '--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
+    }
+
+    const invocationStart = Date.now();
+    const enqueue = await enqueueManifest({ spec, manifest, manifestDir, runs, queue, runId, config, outDir, signal, command, log: runLog });
+    await runs.saveMeta({ ...meta, total: enqueue.total });
+    runLog.info({ rows: enqueue.total, queued: enqueue.queued, rejected: enqueue.rejected, alreadyDone: enqueue.alreadyDone }, 'manifest queued');
+
+    const ending = signal.aborted ? 'interrupted' : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command });
+    await host?.close(ending === 'interrupted' ? (options.graceMs ?? 30_000) : 60_000);
+    host = undefined;
+    const fatal = (await runs.getMeta())?.fatal;
+
+    const summary = await writeReport({
+      spec,
+      manifest,
+      columns,
+      runs,
+      reportDir,
+      runId,
+      command,
+      startedAt,
+      invocationStart,
+      missingReason:
+        ending === 'interrupted'
+          ? { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume' }
+          : ending === 'fatal'
+            ? { code: 'E_FATAL', text: `not done: the run stopped: ${fatal ?? 'fatal error'}` }
+            : { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); run the same command again to retry it' },
+      interrupted: ending === 'interrupted',
+    });
+    printSummary(summary, out);
+    if (ending === 'fatal') {
+      out(`idsync: the run stopped: ${fatal}`);
+      return { summary, exitCode: ExitCode.CannotStart };
+    }
+    return { summary, exitCode: exitCodeForOutcome({ failed: summary.counts.failed, rejected: summary.counts.rejected, interrupted: ending === 'interrupted' }) };
+  } finally {
+    await host?.close(options.graceMs ?? 30_000).catch(() => {});
+    await queue?.close().catch(() => {});
+    await client.close().catch(() => {});
+    await ledger?.close().catch(() => {});
+    await redis?.close().catch(() => {});
+  }
+}
+
+async function enqueueManifest(args: {
+  spec: CommandSpec;
+  manifest: string;
+  manifestDir: string;
+  runs: RunStore;
+  queue: Queue;
+  runId: string;
+  config: Config;
+  outDir: string | undefined;
+  signal: AbortSignal;
+  command: JobCommand;
+  log: Logger;
+}): Promise<{ total: number; queued: number; rejected: number; alreadyDone: number }> {
+  const { spec, runs, queue, runId, config } = args;
+  let total = 0;
+  let queued = 0;
+  let rejected = 0;
+  let alreadyDone = 0;
+  const flush = async (batch: ManifestRecord[]) => {
+    const checked = await Promise.all(
+      batch.map((r) =>
+        spec.validate(r, args.manifestDir).then(
+          (item) => ({ r, item, err: undefined }),
+          (err: unknown) => ({ r, item: undefined, err }),
+        ),
+      ),
+    );
+    const prior = await runs.getResults(batch.map((r) => r.row));
+    const rejectedResults: RowResult[] = [];
+    const redo: number[] = [];
+    const jobs: Array<{ name: string; data: JobData; opts: Record<string, unknown> }> = [];
+    checked.forEach(({ r, item, err }, i) => {
+      const before = prior[i];
+      if (before && (before.status === 'succeeded' || before.status === 'skipped')) {
+        alreadyDone++;
+        return;
+      }
+      if (before) redo.push(r.row);
+      if (err) {
+        if (!(err instanceof RowInvalidError)) throw err;
+        rejected++;
+        rejectedResults.push({ row: r.row, status: 'rejected', action: 'validate', ...idsOf(r.values), error: err.message, errorCode: err.code, finishedAt: Date.now() });
+        return;
+      }
+      const data: JobData =
+        args.command === 'import'
+          ? { kind: 'upload', runId, row: r.row, item: item as ImportItem, checkExisting: config.checkExisting }
+          : { kind: 'download', runId, row: r.row, item: item as ExportItem, outDir: args.outDir! };
+      jobs.push({
+        name: spec.jobName,
+        data,
+        opts: { jobId: jobIdFor(runId, r.row), attempts: config.attempts, backoff: { type: 'idsync' }, removeOnComplete: true, removeOnFail: true },
+      });
+    });
+    if (redo.length > 0) {
+      // Rows that failed or were rejected before get another chance in this invocation.
+      await runs.deleteResults(redo);
+      await Promise.all(redo.map((row) => queue.remove(jobIdFor(runId, row)).catch(() => 0)));
+    }
+    await runs.setResults(rejectedResults);
+    if (jobs.length > 0) await queue.addBulk(jobs as never);
+    queued += jobs.length;
+  };
+  let batch: ManifestRecord[] = [];
+  for await (const record of readManifest(args.manifest, spec.required)) {
+    total++;
+    batch.push(record);
+    if (batch.length >= BATCH) {
+      await flush(batch);
+      batch = [];
+      if (args.signal.aborted) break;
+    }
+  }
+  if (batch.length > 0 && !args.signal.aborted) await flush(batch);
+  return { total, queued, rejected, alreadyDone };
+}
+
+async function waitForRun(args: {
+  runs: RunStore;
+  queue: Queue;
+  total: number;
+  signal: AbortSignal;
+  log: Logger;
+  tty: boolean | undefined;
+  pollMs: number;
+  command: string;
+}): Promise<'done' | 'interrupted' | 'fatal' | 'lost'> {
+  const progress = createProgress({ log: args.log, label: args.command, ...(args.tty !== undefined ? { tty: args.tty } : {}) });
+  let idleChecks = 0;
+  let lastDone = -1;
+  let lastChange = Date.now();
+  try {
+    for (;;) {
+      const done = await args.runs.countResults();
+      progress.update({ done, failed: 0, total: args.total });
+      if (done >= args.total) return 'done';
+      if (args.signal.aborted) return 'interrupted';
+      if ((await args.runs.getMeta())?.fatal) return 'fatal';
+      if (done !== lastDone) {
+        lastDone = done;
+        lastChange = Date.now();
+        idleChecks = 0;
+      } else if (Date.now() - lastChange > 5_000) {
+        // Nothing moved for a while: make sure there is still work for these rows somewhere.
+        const counts = await args.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
+        const pending = Object.values(counts).reduce((a, b) => a + b, 0);
+        idleChecks = pending === 0 ? idleChecks + 1 : 0;
+        if (idleChecks >= 3) {
+          args.log.error({ missing: args.total - done }, 'no jobs left in the queue, yet some rows have no result');
+          return 'lost';
+        }
+        lastChange = Date.now();
+      }
+      await sleep(args.pollMs, undefined, { signal: args.signal }).catch(() => {});
+    }
+  } finally {
+    progress.stop();
+  }
+}
+
+async function writeReport(args: {
+  spec: CommandSpec;
+  manifest: string;
+  columns: string[];
+  runs: RunStore;
+  reportDir: string;
+  runId: string;
+  command: JobCommand;
+  startedAt: Date;
+  invocationStart: number;
+  missingReason: { code: string; text: string };
+  interrupted: boolean;
+}): Promise<RunSummary> {
+  const writer = new ReportWriter(args.reportDir, args.columns, args.spec.known, args.spec.failedRow?.(path.dirname(args.manifest)));
+  let batch: ManifestRecord[] = [];
+  const flush = async () => {
+    const results = await args.runs.getResults(batch.map((r) => r.row));
+    for (let i = 0; i < batch.length; i++) {
+      const record = batch[i]!;
+      let result = results[i];
+      if (!result) {
+        result = { row: record.row, status: 'failed', action: args.spec.jobName, ...idsOf(record.values), error: args.missingReason.text, errorCode: args.missingReason.code };
+      } else if (result.status === 'succeeded' && (result.finishedAt ?? 0) < args.invocationStart) {
+        // Done by an earlier invocation of this run: nothing was sent for it this time.
+        result = { ...result, status: 'skipped', action: `done-earlier (${result.action})` };
+      }
+      await writer.add(result, record.values);
+    }
+    batch = [];
+  };
+  for await (const record of readManifest(args.manifest, args.spec.required)) {
+    batch.push(record);
+    if (batch.length >= 1000) await flush();
+  }
+  await flush();
+  const endedAt = new Date();
+  return writer.finish({
+    runId: args.runId,
+    command: args.command,
+    manifest: args.manifest,
+    startedAt: args.startedAt.toISOString(),
+    endedAt: endedAt.toISOString(),
+    interrupted: args.interrupted,
+    seconds: (endedAt.getTime() - args.startedAt.getTime()) / 1000,
+  });
+}
+
+async function dryRun(args: {
+  spec: CommandSpec;
+  manifest: string;
+  manifestDir: string;
+  columns: string[];
+  reportDir: string;
+  runId: string;
+  command: JobCommand;
+  startedAt: Date;
+  out: (line: string) => void;
+}): Promise<JobRunResult> {
+  const writer = new ReportWriter(args.reportDir, args.columns, args.spec.known, args.spec.failedRow?.(args.manifestDir));
+  for await (const record of readManifest(args.manifest, args.spec.required)) {
+    let result: RowResult;
+    try {
+      const item = await args.spec.validate(record, args.manifestDir);
+      result = { row: record.row, status: 'skipped', action: `dry-run: would ${args.spec.jobName}`, ...idsOf(record.values), ...('file' in item ? { file: item.file } : {}) };
+    } catch (err) {
+      if (!(err instanceof RowInvalidError)) throw err;
+      result = { row: record.row, status: 'rejected', action: 'validate', ...idsOf(record.values), error: err.message, errorCode: err.code };
+    }
+    await writer.add(result, record.values);
+  }
+  const endedAt = new Date();
+  const summary = await writer.finish({
+    runId: args.runId,
+    command: `${args.command} --dry-run`,
+    manifest: args.manifest,
+    startedAt: args.startedAt.toISOString(),
+    endedAt: endedAt.toISOString(),
+    interrupted: false,
+    seconds: (endedAt.getTime() - args.startedAt.getTime()) / 1000,
+  });
+  args.out(`dry run: ${summary.counts.skipped} rows would be ${args.spec.jobName}ed, ${summary.counts.rejected} rejected; nothing was sent`);
+  args.out(`report: ${path.join(summary.reportDir, 'report.csv')}`);
+  return { summary, exitCode: exitCodeForOutcome({ failed: 0, rejected: summary.counts.rejected }) };
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = bytes / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function printSummary(s: RunSummary, out: (line: string) => void): void {
+  const c = s.counts;
+  out(
+    `${s.command}${s.interrupted ? ' (interrupted)' : ''}: ${s.rows} rows: ${c.succeeded} succeeded, ${c.skipped} skipped, ${c.failed} failed, ${c.rejected} rejected; ${formatBytes(s.bytes)} in ${s.seconds.toFixed(1)} s (${s.itemsPerSecond} items/s)`,
+  );
+  out(`report: ${path.join(s.reportDir, 'report.csv')}`);
+  if (c.failed + c.rejected > 0) out(`retry the failed and rejected rows with: idsync ${s.command} ${path.join(s.reportDir, 'failed.csv')}${s.command === 'export' ? ' --out …' : ''}`);
+  if (s.interrupted) out('interrupted: run the same command again to resume');
+}

@@ -1,0 +1,57 @@
+import { promises as fs, constants } from 'node:fs';
+import path from 'node:path';
+import { RowInvalidError } from '../errors.ts';
+import type { ManifestRecord } from './manifest-reader.ts';
+import { isGuid, normalizeGuid } from './guid.ts';
+
+export const IMPORT_REQUIRED_COLUMNS = ['personId', 'file', 'name'] as const;
+export const IMPORT_KNOWN_COLUMNS = ['personId', 'file', 'name', 'description', 'publicId'] as const;
+
+/** One document to upload, as the upload job receives it. */
+export interface ImportItem {
+  personId: string;
+  /** Absolute path. */
+  file: string;
+  name: string;
+  description?: string;
+  /** The manifest's publicId; when absent the job derives one from personId and the file's sha256. */
+  publicId?: string;
+}
+
+const MAX_NAME = 255;
+
+/** Validates one import row; throws RowInvalidError with a reason a person can act on. */
+export async function toImportItem(record: ManifestRecord, manifestDir: string): Promise<ImportItem> {
+  if (record.shapeError) throw new RowInvalidError(`row ${record.shapeError}`);
+  const v = record.values;
+  const personId = (v.personId ?? '').trim();
+  if (!personId) throw new RowInvalidError('personId is empty');
+  if (!isGuid(personId)) throw new RowInvalidError(`personId "${personId}" is not a GUID`);
+  const name = (v.name ?? '').trim();
+  if (!name) throw new RowInvalidError('name is empty');
+  if (name.length > MAX_NAME) throw new RowInvalidError(`name is longer than ${MAX_NAME} characters`);
+  const publicId = (v.publicId ?? '').trim();
+  if (publicId && !isGuid(publicId)) throw new RowInvalidError(`publicId "${publicId}" is not a GUID`);
+  const fileCell = (v.file ?? '').trim();
+  if (!fileCell) throw new RowInvalidError('file is empty');
+  if (fileCell.includes('\0')) throw new RowInvalidError('file contains a NUL character');
+  const file = path.resolve(manifestDir, fileCell);
+  let stat;
+  try {
+    stat = await fs.stat(file);
+    await fs.access(file, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new RowInvalidError(code === 'ENOENT' ? `file ${fileCell} does not exist` : `file ${fileCell} cannot be read (${code ?? 'error'})`);
+  }
+  if (!stat.isFile()) throw new RowInvalidError(`file ${fileCell} is not a regular file`);
+  if (stat.size === 0) throw new RowInvalidError(`file ${fileCell} is empty (0 bytes)`);
+  const description = (v.description ?? '').trim();
+  return {
+    personId: normalizeGuid(personId),
+    file,
+    name,
+    ...(description ? { description } : {}),
+    ...(publicId ? { publicId: normalizeGuid(publicId) } : {}),
+  };
+}

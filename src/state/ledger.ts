@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import { promises as fs, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../log.ts';
+
+export type LedgerState = 'started' | 'stored';
+
+interface LedgerLine {
+  op: 'header' | 'start' | 'stored' | 'abort';
+  personId?: string;
+  publicId?: string;
+  sha256?: string;
+  bytes?: number;
+  at: number;
+  apiUrl?: string;
+}
+
+interface Known {
+  state: LedgerState;
+  sha256?: string;
+}
+
+export function ledgerKey(personId: string, publicId: string): string {
+  return `${personId}/${publicId}`;
+}
+
+/**
+ * The durable memory of what idsync started and stored on one API, kept outside Redis under
+ * `<stateDir>/ledger/`, so that even a rerun whose Redis state is gone never sends a document
+ * twice. An append-only JSON-lines file: `start` is made durable (fsync) before the upload's
+ * first byte leaves, `stored` after the API confirmed it. A `start` with no `stored` after it
+ * means doubt: the job asks the API before sending again. Appends from concurrent jobs share
+ * one fsync (group commit), so durability costs little per document.
+ */
+export class Ledger {
+  readonly file: string;
+  readonly #handle: fs.FileHandle;
+  readonly #known = new Map<string, Known>();
+  readonly #log: Logger | undefined;
+  readonly #now: () => number;
+  #offset = 0;
+  #pending: Array<{ line: string; resolve: () => void; reject: (err: unknown) => void }> = [];
+  #flushing: Promise<void> | undefined;
+
+  private constructor(file: string, handle: fs.FileHandle, log: Logger | undefined, now: () => number) {
+    this.file = file;
+    this.#handle = handle;
+    this.#log = log;
+    this.#now = now;
+  }
+
+  static async open(stateDir: string, apiUrl: string, options: { log?: Logger; now?: () => number } = {}): Promise<Ledger> {
+    const dir = path.join(stateDir, 'ledger');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const apiKey = createHash('sha256').update(apiUrl).digest('hex').slice(0, 16);
+    const file = path.join(dir, `${apiKey}.jsonl`);
+    const handle = await fs.open(file, 'a+', 0o600);
+    const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now);
+    await ledger.#catchUp();
+    if (ledger.#offset === 0) await ledger.#append({ op: 'header', apiUrl, at: ledger.#now() });
+    return ledger;
+  }
+
+  /** What this machine knows about a document, including what other local processes appended. */
+  async state(personId: string, publicId: string): Promise<LedgerState | undefined> {
+    await this.#catchUp();
+    return this.#known.get(ledgerKey(personId, publicId))?.state;
+  }
+
+  get size(): number {
+    return this.#known.size;
+  }
+
+  /** Durable before it resolves: call it before the upload's first byte leaves. */
+  start(personId: string, publicId: string, sha256: string): Promise<void> {
+    this.#apply({ op: 'start', personId, publicId, sha256, at: 0 });
+    return this.#append({ op: 'start', personId, publicId, sha256, at: this.#now() });
+  }
+
+  stored(personId: string, publicId: string, sha256: string | undefined, bytes?: number): Promise<void> {
+    this.#apply({ op: 'stored', personId, publicId, at: 0 });
+    return this.#append({ op: 'stored', personId, publicId, sha256, bytes, at: this.#now() });
+  }
+
+  /** The attempt failed before anything could have reached the server: no doubt remains. */
+  abort(personId: string, publicId: string): Promise<void> {
+    this.#apply({ op: 'abort', personId, publicId, at: 0 });
+    return this.#append({ op: 'abort', personId, publicId, at: this.#now() });
+  }
+
+  async close(): Promise<void> {
+    await this.#flushing;
+    await this.#handle.close();
+  }
+
+  #apply(line: LedgerLine): void {
+    if (!line.personId || !line.publicId) return;
+    const key = ledgerKey(line.personId, line.publicId);
+    const current = this.#known.get(key);
+    switch (line.op) {
+      case 'start':
+        if (current?.state !== 'stored') this.#known.set(key, { state: 'started', sha256: line.sha256 });
+        break;
+      case 'stored':
+        this.#known.set(key, { state: 'stored', sha256: line.sha256 ?? current?.sha256 });
+        break;
+      case 'abort':
+        if (current?.state === 'started') this.#known.delete(key);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Reads lines appended since the last look (by this or another process on this machine). */
+  async #catchUp(): Promise<void> {
+    const { size } = await this.#handle.stat();
+    if (size <= this.#offset) return;
+    const length = size - this.#offset;
+    const buffer = Buffer.alloc(length);
+    await this.#handle.read(buffer, 0, length, this.#offset);
+    const end = buffer.lastIndexOf(0x0a);
+    if (end < 0) return; // only a partial line so far
+    const text = buffer.subarray(0, end + 1).toString('utf8');
+    this.#offset += end + 1;
+    for (const raw of text.split('\n')) {
+      if (!raw) continue;
+      try {
+        this.#apply(JSON.parse(raw) as LedgerLine);
+      } catch {
+        // A line torn by a crash mid-write: what it recorded was never confirmed, so the job will check.
+        this.#log?.warn({ file: this.file }, 'skipping a damaged ledger line');
+      }
+    }
+  }
+
+  #append(line: LedgerLine): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ line: `${JSON.stringify(line)}\n`, resolve, reject });
+      if (!this.#flushing) this.#flushing = this.#flushLoop();
+    });
+  }
+
+  async #flushLoop(): Promise<void> {
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending;
+        this.#pending = [];
+        try {
+          await this.#handle.appendFile(batch.map((p) => p.line).join(''));
+          await this.#handle.datasync();
+          for (const p of batch) p.resolve();
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+}

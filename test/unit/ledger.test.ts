@@ -1,0 +1,58 @@
+import { appendFileSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Ledger } from '../../src/state/ledger.ts';
+import { tempDir } from '../helpers/fixtures.ts';
+
+const API = 'https://acme.example/identities';
+
+describe('Ledger', () => {
+  it('remembers started and stored documents across reopen', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API, { now: () => 1 });
+    await a.start('p1', 'd1', 'sha1');
+    await a.stored('p1', 'd1', 'sha1', 10);
+    await a.start('p2', 'd2', 'sha2');
+    await a.start('p3', 'd3', 'sha3');
+    await a.abort('p3', 'd3');
+    await a.close();
+    const b = await Ledger.open(dir, API);
+    expect(await b.state('p1', 'd1')).toBe('stored');
+    expect(await b.state('p2', 'd2')).toBe('started');
+    expect(await b.state('p3', 'd3')).toBeUndefined();
+    await b.close();
+  });
+
+  it('keeps one file per API', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API);
+    await a.stored('p', 'd', 's');
+    const other = await Ledger.open(dir, 'https://other.example');
+    expect(await other.state('p', 'd')).toBeUndefined();
+    await a.close();
+    await other.close();
+  });
+
+  it('sees what another process on the machine appended, and skips a torn last line', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API);
+    const b = await Ledger.open(dir, API);
+    await a.stored('p', 'd', 's');
+    expect(await b.state('p', 'd')).toBe('stored');
+    appendFileSync(a.file, '{"op":"stored","personId":"x","publi');
+    expect(await b.state('x', 'y')).toBeUndefined();
+    await a.close();
+    await b.close();
+  });
+
+  it('group-commits concurrent appends and loses none', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => a.stored(`p${i}`, `d${i}`, `s${i}`)));
+    await a.close();
+    const lines = readFileSync(a.file, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(201);
+    const b = await Ledger.open(dir, API);
+    expect(b.size).toBe(200);
+    await b.close();
+  });
+});

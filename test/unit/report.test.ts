@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { describe, expect, it } from 'vitest';
+import { ReportWriter } from '../../src/report/report-writer.ts';
+import { spreadsheetSafe } from '../../src/report/spreadsheet-cell.ts';
+import { derivePublicId } from '../../src/state/public-id.ts';
+import { tempDir } from '../helpers/fixtures.ts';
+
+describe('spreadsheetSafe', () => {
+  it.each([
+    ['=HYPERLINK("x")', `'=HYPERLINK("x")`],
+    ['+1', `'+1`],
+    ['-2+3', `'-2+3`],
+    ['@SUM(A1)', `'@SUM(A1)`],
+    ['\tx', `'\tx`],
+    ['plain', 'plain'],
+    [42, '42'],
+    [undefined, ''],
+  ])('%j → %j', (input, expected) => {
+    expect(spreadsheetSafe(input)).toBe(expected);
+  });
+});
+
+describe('ReportWriter', () => {
+  it('writes report.csv, report.jsonl, failed.csv and summary.json', async () => {
+    const dir = tempDir();
+    const columns = ['personId', 'file', 'name', 'batch'];
+    const w = new ReportWriter(dir, columns, ['personId', 'file', 'name', 'description', 'publicId'], (v) => ({ ...v, file: `/abs/${v.file}` }));
+    await w.add({ row: 1, status: 'succeeded', action: 'uploaded', personId: 'p', bytes: 10, sha256: 'ab' }, { personId: 'p', file: 'a.pdf', name: 'A', batch: '=cmd|x' });
+    await w.add({ row: 2, status: 'rejected', action: 'validate', error: 'name is empty' }, { personId: 'p', file: 'b.pdf', name: '', batch: '7' });
+    const s = await w.finish({ runId: 'r', command: 'import', startedAt: 'a', endedAt: 'b', interrupted: false, seconds: 2 });
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 1 });
+    expect(s.bytes).toBe(10);
+    expect(s.itemsPerSecond).toBe(0.5);
+
+    const report = parse(readFileSync(path.join(dir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+    expect(Object.keys(report[0]!)).toEqual(['row', 'status', 'action', 'personId', 'faceId', 'detectionId', 'documentId', 'file', 'output', 'bytes', 'sha256', 'attempts', 'httpStatus', 'error', 'batch']);
+    expect(report[0]!.batch).toBe(`'=cmd|x`);
+    expect(report[1]!.error).toBe('name is empty');
+
+    const jsonl = readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(jsonl[1]).toMatchObject({ row: 2, status: 'rejected', batch: '7' });
+
+    const failed = parse(readFileSync(path.join(dir, 'failed.csv')), { columns: true }) as Array<Record<string, string>>;
+    expect(failed).toEqual([{ personId: 'p', file: '/abs/b.pdf', name: '', batch: '7' }]);
+    expect(JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'))).toMatchObject({ runId: 'r', rows: 2 });
+  });
+});
+
+describe('derivePublicId', () => {
+  it('is stable for the same person and content, different otherwise', () => {
+    const a = derivePublicId('3f2504e0-4f89-11d3-9a0c-0305e82c3301', 'aa'.repeat(32));
+    expect(a).toBe(derivePublicId('3F2504E0-4F89-11D3-9A0C-0305E82C3301', 'AA'.repeat(32)));
+    expect(a).not.toBe(derivePublicId('3f2504e0-4f89-11d3-9a0c-0305e82c3302', 'aa'.repeat(32)));
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
