@@ -1,8 +1,21 @@
+import path from 'node:path';
 import type { Command } from 'commander';
-import { NotImplementedError } from '../errors.ts';
+import { runDemo } from '../run/demo-run.ts';
+import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
-  setupRuntime('demo', opts);
-  throw new NotImplementedError('`idsync demo`');
+  const { config, log } = setupRuntime('demo', { logLevel: 'warn', ...opts, stateDir: opts.stateDir ?? path.join('.idsync', 'demo') });
+  const interrupt = installInterrupt(log);
+  try {
+    return await runDemo({
+      root: path.resolve(import.meta.dirname, '../..'),
+      stateDir: config.stateDir,
+      ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
+      log,
+      signal: interrupt.signal,
+    });
+  } finally {
+    interrupt.dispose();
+  }
 }

@@ -27,6 +27,8 @@ export interface Config {
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
   /** Where each setting's value came from, for `--help`-style diagnostics and tests. */
   origins: Partial<Record<keyof SettingsInput, Source>>;
 }
@@ -162,6 +164,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     connectTimeoutMs: values.connectTimeoutMs as number,
     headersTimeoutMs: values.headersTimeoutMs as number,
     bodyTimeoutMs: values.bodyTimeoutMs as number,
+    lockDurationMs: values.lockDurationMs as number,
+    stalledIntervalMs: values.stalledIntervalMs as number,
     origins,
   };
 }

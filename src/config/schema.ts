@@ -86,6 +86,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'connectTimeoutMs', flag: '--connect-timeout', env: 'IDSYNC_CONNECT_TIMEOUT_MS', schema: intIn(100, 600_000), default: 10_000, help: 'TCP+TLS connect timeout, ms' },
   { key: 'headersTimeoutMs', flag: '--headers-timeout', env: 'IDSYNC_HEADERS_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 120_000, help: 'wait for response headers, ms' },
   { key: 'bodyTimeoutMs', flag: '--body-timeout', env: 'IDSYNC_BODY_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 60_000, help: 'longest silence inside a body, ms' },
+  { key: 'lockDurationMs', flag: 'IDSYNC_LOCK_DURATION_MS', env: 'IDSYNC_LOCK_DURATION_MS', schema: intIn(1000, 3_600_000), default: 30_000, help: 'job lock; a crashed worker\'s jobs are taken back after about this long' },
+  { key: 'stalledIntervalMs', flag: 'IDSYNC_STALLED_INTERVAL_MS', env: 'IDSYNC_STALLED_INTERVAL_MS', schema: intIn(500, 3_600_000), default: 15_000, help: 'how often workers look for jobs of crashed workers' },
 ];
 
 /** The raw shape each source may provide. */
@@ -109,4 +111,6 @@ export interface SettingsInput {
   connectTimeoutMs?: number | string;
   headersTimeoutMs?: number | string;
   bodyTimeoutMs?: number | string;
+  lockDurationMs?: number | string;
+  stalledIntervalMs?: number | string;
 }

@@ -39,8 +39,6 @@ export interface JobRunOptions {
   queueName?: string;
   allowInstallRedis?: boolean;
   tty?: boolean;
-  lockDurationMs?: number;
-  stalledIntervalMs?: number;
   graceMs?: number;
   pollMs?: number;
 }
@@ -154,8 +152,8 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
         ...(config.rate ? { rate: config.rate } : {}),
         ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog }),
         log: runLog,
-        ...(options.lockDurationMs ? { lockDurationMs: options.lockDurationMs } : {}),
-        ...(options.stalledIntervalMs ? { stalledIntervalMs: options.stalledIntervalMs } : {}),
+        lockDurationMs: config.lockDurationMs,
+        stalledIntervalMs: config.stalledIntervalMs,
       });
     } else {
       if (config.rate) await queue.setGlobalRateLimit(config.rate, 1000);

@@ -37,6 +37,8 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
       ...(config.rate ? { rate: config.rate } : {}),
       ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log }),
       log,
+      lockDurationMs: config.lockDurationMs,
+      stalledIntervalMs: config.stalledIntervalMs,
     });
     log.info({ queue: queueName, redis: redis.where, concurrency: config.concurrency }, 'worker started: waiting for jobs');
     const started = Date.now();

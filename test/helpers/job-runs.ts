@@ -1,0 +1,84 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import { loadConfig } from '../../src/config/load.ts';
+import { silentLogger, type Logger } from '../../src/log.ts';
+import { runJobCommand, type JobCommand, type JobRunResult } from '../../src/run/job-run.ts';
+import type { SettingsInput } from '../../src/config/schema.ts';
+import { testQueueName } from './fixtures.ts';
+
+export const PEOPLE = [
+  '3f2504e0-4f89-11d3-9a0c-0305e82c3301',
+  '7c9e6679-7425-40de-944b-e07fc1f90ae7',
+  'a8098c1a-f86e-11da-bd1a-00112444be1e',
+  'e902893a-9d22-3c7e-a7b8-d6e313b71d9f',
+];
+
+/** Writes `count` distinct small files and an import manifest for them into `dir`. */
+export function writeImportManifest(dir: string, count: number, options: { extraRows?: string[]; size?: number } = {}): string {
+  mkdirSync(path.join(dir, 'files'), { recursive: true });
+  const lines = ['personId,file,name,description,publicId,batch'];
+  for (let i = 0; i < count; i++) {
+    const file = `files/doc-${i}.bin`;
+    const body = Buffer.concat([Buffer.from(`document ${i} `), randomBytes(options.size ?? 256)]);
+    writeFileSync(path.join(dir, file), body);
+    lines.push(`${PEOPLE[i % PEOPLE.length]},${file},Document ${i},scan ${i},,B${i % 3}`);
+  }
+  lines.push(...(options.extraRows ?? []));
+  const manifest = path.join(dir, 'import.csv');
+  writeFileSync(manifest, `${lines.join('\n')}\n`);
+  return manifest;
+}
+
+export interface RunArgs {
+  command: JobCommand;
+  manifest: string;
+  apiUrl: string;
+  username: string;
+  password: string;
+  stateDir: string;
+  reportDir: string;
+  outDir?: string;
+  queueName?: string;
+  redisUrl?: string;
+  flags?: SettingsInput;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+/** Runs import/export in-process against a sandbox and the suite's Redis. */
+export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: string[] }> {
+  const lines: string[] = [];
+  const config = loadConfig({
+    env: {
+      IDSYNC_API_URL: args.apiUrl,
+      IDSYNC_USERNAME: args.username,
+      IDSYNC_PASSWORD: args.password,
+      REDIS_URL: args.redisUrl ?? inject('redisUrl'),
+      IDSYNC_STATE_DIR: args.stateDir,
+      IDSYNC_REPORT_DIR: args.reportDir,
+    },
+    flags: { concurrency: 8, ...args.flags },
+  });
+  const result = await runJobCommand({
+    command: args.command,
+    manifest: args.manifest,
+    ...(args.outDir ? { outDir: args.outDir } : {}),
+    config,
+    log: args.log ?? silentLogger(),
+    signal: args.signal ?? new AbortController().signal,
+    out: (l) => lines.push(l),
+    queueName: args.queueName ?? testQueueName(),
+    tty: false,
+    pollMs: 50,
+  });
+  return { ...result, lines };
+}
+
+/** The suite's Redis, but another logical database: a Redis whose idsync state is gone. */
+export function freshRedisUrl(): string {
+  const url = new URL(inject('redisUrl'));
+  url.pathname = `/${1 + Math.floor(Math.random() * 15)}`;
+  return url.toString();
+}
