@@ -14,6 +14,8 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   if (/^\d+$/.test(text)) {
     ms = Number(text) * 1000;
   } else {
+    // An HTTP-date always names a month (Date.parse alone would accept "-5" as a year).
+    if (!/[a-z]{3}/i.test(text)) return undefined;
     const at = Date.parse(text);
     if (Number.isNaN(at)) return undefined;
     ms = at - nowMs;
