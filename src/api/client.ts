@@ -8,6 +8,7 @@ import { AuthRefusedError, ConfigError, FileError, HttpStatusError, ProtocolErro
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
 import { AdaptivePace } from '../pacing/adaptive-pace.ts';
+import { RequestSpacer } from '../pacing/request-spacer.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
 import { USER_AGENT } from '../version.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
@@ -40,6 +41,8 @@ export interface ApiClientOptions {
   dispatcher?: Dispatcher;
   /** Renew this long before `exp`; default min(max(30 s, 10 % of lifetime), 50 % of lifetime). */
   renewAheadMs?: number;
+  /** Most requests per second this process starts (--rate); unlimited when absent. */
+  rate?: number;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -95,6 +98,7 @@ export class ApiClient {
   readonly #bodyTimeoutMs: number;
   readonly #log: Logger;
   readonly #clock: Clock;
+  readonly #spacer: RequestSpacer | undefined;
   readonly #tokens: TokenSource;
   #requests = 0;
   #throttled = 0;
@@ -139,6 +143,7 @@ export class ApiClient {
       this.#ownsDispatcher = true;
     }
     this.pace = new AdaptivePace(this.#clock);
+    this.#spacer = options.rate ? new RequestSpacer(options.rate, this.#clock) : undefined;
     this.#tokens = new TokenSource({
       clock: this.#clock,
       log: this.#log,
@@ -265,6 +270,7 @@ export class ApiClient {
     const search = queryString(spec.query);
     for (let attempt = 1; ; attempt++) {
       await this.pace.wait(signal);
+      await this.#spacer?.wait(signal);
       const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
       if (token !== undefined) headers.authorization = `Bearer ${token}`;
       let body: string | FormData | undefined;

@@ -22,19 +22,20 @@ export function createApiClient(config: Config, api: ApiSettings, log: Logger, e
     connectTimeoutMs: config.connectTimeoutMs,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyTimeoutMs: config.bodyTimeoutMs,
+    ...(config.rate ? { rate: config.rate } : {}),
     log,
     ...extra,
   });
 }
 
-export function createJobContext(options: { redis: RedisHandle; client: ApiClient; ledger: Ledger; apiUrl: string; log: Logger }): JobContext {
+export function createJobContext(options: { redis: RedisHandle; client: ApiClient; ledger: Ledger; apiUrl: string; log: Logger; lockDurationMs?: number }): JobContext {
   const connection = options.redis.connect('jobs');
   const api = apiKey(options.apiUrl);
   const runs = new Map<string, RunStore>();
   return {
     client: options.client,
     ledger: options.ledger,
-    locks: new DocumentLocks(connection, api),
+    locks: new DocumentLocks(connection, api, options.lockDurationMs),
     stored: new StoredDocuments(connection, api),
     run(runId: string) {
       let store = runs.get(runId);

@@ -98,11 +98,12 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
   const { config, log, signal, command } = options;
   const spec = SPECS[command];
   const out = options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const api = requireApiSettings(config);
+  // Local problems first: they are the cheapest to find and the likeliest.
   const manifest = path.resolve(options.manifest);
   const manifestDir = path.dirname(manifest);
   const manifestSha256 = await hashManifest(manifest);
   const columns = await readHeader(manifest, spec.required);
+  const api = requireApiSettings(config);
   let outDir: string | undefined;
   if (command === 'export') {
     if (!options.outDir) throw new ConfigError('export needs --out DIR', '--out');
@@ -150,7 +151,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
         concurrency: config.concurrency,
         attempts: config.attempts,
         ...(config.rate ? { rate: config.rate } : {}),
-        ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog }),
+        ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog, lockDurationMs: config.lockDurationMs }),
         log: runLog,
         lockDurationMs: config.lockDurationMs,
         stalledIntervalMs: config.stalledIntervalMs,

@@ -35,7 +35,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
       concurrency: config.concurrency,
       attempts: config.attempts,
       ...(config.rate ? { rate: config.rate } : {}),
-      ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log }),
+      ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log, lockDurationMs: config.lockDurationMs }),
       log,
       lockDurationMs: config.lockDurationMs,
       stalledIntervalMs: config.stalledIntervalMs,
