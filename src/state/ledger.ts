@@ -112,14 +112,26 @@ export class Ledger {
     }
   }
 
-  /** Reads lines appended since the last look (by this or another process on this machine). */
-  async #catchUp(): Promise<void> {
+  #reading: Promise<void> | undefined;
+
+  /**
+   * Reads lines appended since the last look (by this or another process on this machine).
+   * Single-flight: concurrent jobs share one read, or two reads would both advance the offset.
+   */
+  #catchUp(): Promise<void> {
+    this.#reading ??= this.#readNew().finally(() => {
+      this.#reading = undefined;
+    });
+    return this.#reading;
+  }
+
+  async #readNew(): Promise<void> {
     const { size } = await this.#handle.stat();
     if (size <= this.#offset) return;
     const length = size - this.#offset;
     const buffer = Buffer.alloc(length);
-    await this.#handle.read(buffer, 0, length, this.#offset);
-    const end = buffer.lastIndexOf(0x0a);
+    const { bytesRead } = await this.#handle.read(buffer, 0, length, this.#offset);
+    const end = buffer.subarray(0, bytesRead).lastIndexOf(0x0a);
     if (end < 0) return; // only a partial line so far
     const text = buffer.subarray(0, end + 1).toString('utf8');
     this.#offset += end + 1;

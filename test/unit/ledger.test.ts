@@ -56,3 +56,21 @@ describe('Ledger', () => {
     await b.close();
   });
 });
+
+describe('Ledger under concurrent lookups', () => {
+  it('reads each appended line exactly once however many lookups run at once', async () => {
+    const dir = tempDir();
+    const writer = await Ledger.open(dir, API);
+    const reader = await Ledger.open(dir, API);
+    let damaged = 0;
+    const log = { warn: () => damaged++ } as never;
+    const watcher = await Ledger.open(dir, API, { log });
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => writer.stored(`p${round}`, `d${i}`, 's')));
+      const states = await Promise.all(Array.from({ length: 10 }, (_, i) => watcher.state(`p${round}`, `d${i}`)));
+      expect(states.every((s) => s === 'stored')).toBe(true);
+    }
+    expect(damaged).toBe(0);
+    await Promise.all([writer.close(), reader.close(), watcher.close()]);
+  });
+});
