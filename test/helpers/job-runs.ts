@@ -41,6 +41,8 @@ export interface RunArgs {
   reportDir: string;
   outDir?: string;
   queueName?: string;
+  /** Use the API's real queue (shared with `idsync worker` processes) instead of a test queue. */
+  defaultQueue?: boolean;
   redisUrl?: string;
   flags?: SettingsInput;
   signal?: AbortSignal;
@@ -69,7 +71,7 @@ export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: str
     log: args.log ?? silentLogger(),
     signal: args.signal ?? new AbortController().signal,
     out: (l) => lines.push(l),
-    queueName: args.queueName ?? testQueueName(),
+    queueName: args.defaultQueue ? undefined : (args.queueName ?? testQueueName()),
     tty: false,
     pollMs: 50,
   });

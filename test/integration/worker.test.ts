@@ -1,0 +1,73 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
+import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
+import { runCli } from '../helpers/run-cli.ts';
+import { withSandbox } from '../helpers/sandbox.ts';
+
+describe('idsync worker and --workers 0', () => {
+  it('an import that only enqueues is finished by a separate worker process', async () => {
+    const s = await withSandbox();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 20);
+    const env = {
+      PATH: process.env.PATH ?? '',
+      REDIS_URL: inject('redisUrl'),
+      IDSYNC_API_URL: s.url,
+      IDSYNC_USERNAME: 'migrator',
+      IDSYNC_PASSWORD: s.password,
+      IDSYNC_STATE_DIR: path.join(dir, 'worker-state'),
+      IDSYNC_LOG_FORMAT: 'json',
+    };
+    // The worker serves the API's default queue, so the import uses it too (not a test queue).
+    const worker = spawn(process.execPath, [IDSYNC_BIN, 'worker', '--concurrency', '4'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    worker.stderr.on('data', (d) => (stderr += String(d)));
+    const exited = new Promise<number | null>((resolve) => worker.on('exit', (code) => resolve(code)));
+    try {
+      const r = await runJob({
+        command: 'import',
+        manifest,
+        apiUrl: s.url,
+        username: 'migrator',
+        password: s.password,
+        stateDir: path.join(dir, 'state'),
+        reportDir: path.join(dir, 'rep'),
+        flags: { workers: 0 },
+        defaultQueue: true,
+      });
+      expect(r.exitCode).toBe(0);
+      expect(r.summary.counts.succeeded).toBe(20);
+      expect(s.documents()).toHaveLength(20);
+      expect(stderr).toContain('worker started');
+    } finally {
+      worker.kill('SIGTERM');
+    }
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('worker stopped');
+  }, 60_000);
+
+  it('exits 2 with the fix when Redis cannot be reached', async () => {
+    const s = await withSandbox();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 1);
+    const r = await runCli(['import', manifest], {
+      env: { REDIS_URL: 'redis://127.0.0.1:1', IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password, IDSYNC_STATE_DIR: path.join(dir, 'st') },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1.*Fix: install redis-server/);
+  });
+
+  it('exits 2 when the credentials are refused', async () => {
+    const s = await withSandbox();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 1);
+    const r = await runCli(['import', manifest], { env: { IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: 'nope', IDSYNC_STATE_DIR: path.join(dir, 'st') } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/refused|credentials|401/i);
+    expect(r.stderr).not.toContain('nope');
+  });
+
+});
