@@ -13,7 +13,13 @@ export interface Interrupt {
  * a partial report); a second one gives up waiting and exits 130 at once. Either way the
  * private Redis stops too, through its watchdog.
  */
-export function installInterrupt(log: Logger, { hardExit = (code: number) => process.exit(code) } = {}): Interrupt {
+export function installInterrupt(
+  log: Logger,
+  {
+    hardExit = (code: number) => process.exit(code),
+    stopping = 'finishing in-flight work, then writing a partial report',
+  }: { hardExit?: (code: number) => void; stopping?: string } = {},
+): Interrupt {
   const controller = new AbortController();
   let received: string | undefined;
   const handler = (sig: NodeJS.Signals) => {
@@ -23,7 +29,7 @@ export function installInterrupt(log: Logger, { hardExit = (code: number) => pro
       return;
     }
     received = sig;
-    log.warn({ signal: sig }, 'interrupted: finishing in-flight work, then writing a partial report (interrupt again to exit at once)');
+    log.warn({ signal: sig }, `interrupted: ${stopping} (interrupt again to exit at once)`);
     controller.abort(new Error(`interrupted by ${sig}`));
   };
   process.on('SIGINT', handler);

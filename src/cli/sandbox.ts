@@ -47,7 +47,7 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
   };
   const sandbox = await startSandbox(options);
   process.stdout.write(banner(sandbox, options));
-  const interrupt = installInterrupt(log, { hardExit: (code) => process.exit(code) });
+  const interrupt = installInterrupt(log, { stopping: 'stopping the sandbox' });
   await new Promise<void>((resolve) => interrupt.signal.addEventListener('abort', () => resolve(), { once: true }));
   interrupt.dispose();
   await sandbox.close();

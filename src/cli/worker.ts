@@ -6,7 +6,7 @@ import { setupRuntime } from './runtime.ts';
 
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
   const { config, log } = setupRuntime('worker', opts);
-  const interrupt = installInterrupt(log);
+  const interrupt = installInterrupt(log, { stopping: 'finishing in-flight jobs, then stopping' });
   try {
     await runWorker({ config, log, signal: interrupt.signal });
     // cli.md: an interrupted command exits 130 once in-flight work is finished or handed back
