@@ -28,12 +28,14 @@ export class RunStore {
   readonly #redis: Redis;
   readonly #metaKey: string;
   readonly #resultsKey: string;
+  readonly #countsKey: string;
 
   constructor(redis: Redis, runId: string) {
     this.#redis = redis;
     this.runId = runId;
     this.#metaKey = `${QUEUE_PREFIX}:run:${runId}:meta`;
     this.#resultsKey = `${QUEUE_PREFIX}:run:${runId}:results`;
+    this.#countsKey = `${QUEUE_PREFIX}:run:${runId}:counts`;
   }
 
   async getMeta(): Promise<RunMeta | undefined> {
@@ -44,6 +46,7 @@ export class RunStore {
   async saveMeta(meta: RunMeta): Promise<void> {
     await this.#redis.set(this.#metaKey, JSON.stringify(meta), 'EX', RUN_TTL_SECONDS);
     await this.#redis.expire(this.#resultsKey, RUN_TTL_SECONDS);
+    await this.#redis.expire(this.#countsKey, RUN_TTL_SECONDS);
   }
 
   async setFatal(message: string, code: string): Promise<void> {
@@ -51,15 +54,19 @@ export class RunStore {
     if (meta && !meta.fatal) await this.saveMeta({ ...meta, fatal: message, fatalCode: code });
   }
 
+  /** Records a row's final result; per-status counts move with it in the same transaction. */
   async setResult(result: RowResult): Promise<void> {
-    await this.#redis.hset(this.#resultsKey, String(result.row), JSON.stringify(result));
+    await this.setResults([result]);
   }
 
   async setResults(results: RowResult[]): Promise<void> {
     if (results.length === 0) return;
-    const args: string[] = [];
-    for (const r of results) args.push(String(r.row), JSON.stringify(r));
-    await this.#redis.hset(this.#resultsKey, ...args);
+    const tx = this.#redis.multi();
+    for (const r of results) {
+      tx.hset(this.#resultsKey, String(r.row), JSON.stringify(r));
+      tx.hincrby(this.#countsKey, r.status, 1);
+    }
+    await tx.exec();
   }
 
   async getResult(row: number): Promise<RowResult | undefined> {
@@ -73,26 +80,24 @@ export class RunStore {
     return raw.map((r) => (r ? (JSON.parse(r) as RowResult) : undefined));
   }
 
-  async deleteResults(rows: number[]): Promise<void> {
-    if (rows.length > 0) await this.#redis.hdel(this.#resultsKey, ...rows.map(String));
+  /** Forgets results so their rows are done again; `previous` are those results, for the counts. */
+  async deleteResults(previous: RowResult[]): Promise<void> {
+    if (previous.length === 0) return;
+    const tx = this.#redis.multi();
+    tx.hdel(this.#resultsKey, ...previous.map((r) => String(r.row)));
+    for (const r of previous) tx.hincrby(this.#countsKey, r.status, -1);
+    await tx.exec();
+  }
+
+  /** Results recorded so far, per status (cheap: one small hash). */
+  async counts(): Promise<Record<string, number>> {
+    const raw = await this.#redis.hgetall(this.#countsKey);
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(raw)) out[k] = Number(v);
+    return out;
   }
 
   async countResults(): Promise<number> {
     return this.#redis.hlen(this.#resultsKey);
-  }
-
-  /** Counts per status, read in pages so a million-row run does not load at once. */
-  async countByStatus(): Promise<Record<string, number>> {
-    const counts: Record<string, number> = {};
-    let cursor = '0';
-    do {
-      const [next, flat] = await this.#redis.hscan(this.#resultsKey, cursor, 'COUNT', 1000);
-      cursor = next;
-      for (let i = 1; i < flat.length; i += 2) {
-        const status = (JSON.parse(flat[i]!) as RowResult).status;
-        counts[status] = (counts[status] ?? 0) + 1;
-      }
-    } while (cursor !== '0');
-    return counts;
   }
 }

@@ -233,7 +233,7 @@ async function enqueueManifest(args: {
     );
     const prior = await runs.getResults(batch.map((r) => r.row));
     const rejectedResults: RowResult[] = [];
-    const redo: number[] = [];
+    const redo: RowResult[] = [];
     const jobs: Array<{ name: string; data: JobData; opts: Record<string, unknown> }> = [];
     checked.forEach(({ r, item, err }, i) => {
       const before = prior[i];
@@ -241,7 +241,7 @@ async function enqueueManifest(args: {
         alreadyDone++;
         return;
       }
-      if (before) redo.push(r.row);
+      if (before) redo.push(before);
       if (err) {
         if (!(err instanceof RowInvalidError)) throw err;
         rejected++;
@@ -261,7 +261,7 @@ async function enqueueManifest(args: {
     if (redo.length > 0) {
       // Rows that failed or were rejected before get another chance in this invocation.
       await runs.deleteResults(redo);
-      await Promise.all(redo.map((row) => queue.remove(jobIdFor(runId, row)).catch(() => 0)));
+      await Promise.all(redo.map((r) => queue.remove(jobIdFor(runId, r.row)).catch(() => 0)));
     }
     await runs.setResults(rejectedResults);
     if (jobs.length > 0) await queue.addBulk(jobs as never);
@@ -298,7 +298,8 @@ async function waitForRun(args: {
   try {
     for (;;) {
       const done = await args.runs.countResults();
-      progress.update({ done, failed: 0, total: args.total });
+      const counts = await args.runs.counts();
+      progress.update({ done, failed: (counts.failed ?? 0) + (counts.rejected ?? 0), total: args.total });
       if (done >= args.total) return 'done';
       if (args.signal.aborted) return 'interrupted';
       if ((await args.runs.getMeta())?.fatal) return 'fatal';

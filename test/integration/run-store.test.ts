@@ -1,0 +1,46 @@
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { RunStore } from '../../src/queue/run-store.ts';
+import { createProgress } from '../../src/report/progress.ts';
+import { testQueueName } from '../helpers/fixtures.ts';
+
+const redis = new Redis(inject('redisUrl'));
+afterAll(async () => {
+  await redis.quit();
+});
+
+describe('RunStore', () => {
+  it('keeps per-status counts in step with results, also when rows are redone', async () => {
+    const runs = new RunStore(redis, testQueueName('run'));
+    await runs.setResults([
+      { row: 1, status: 'succeeded', action: 'uploaded' },
+      { row: 2, status: 'failed', action: 'upload', error: 'x' },
+      { row: 3, status: 'rejected', action: 'validate', error: 'y' },
+    ]);
+    expect(await runs.countResults()).toBe(3);
+    expect(await runs.counts()).toEqual({ succeeded: 1, failed: 1, rejected: 1 });
+    const [, failed, rejected] = await runs.getResults([1, 2, 3]);
+    await runs.deleteResults([failed!, rejected!]);
+    expect(await runs.countResults()).toBe(1);
+    expect(await runs.counts()).toMatchObject({ succeeded: 1, failed: 0, rejected: 0 });
+    await runs.setResult({ row: 2, status: 'succeeded', action: 'uploaded' });
+    expect((await runs.counts()).succeeded).toBe(2);
+  });
+});
+
+describe('progress without a terminal', () => {
+  it('logs a line at most every interval, with rate and ETA', () => {
+    let t = 0;
+    const lines: Array<Record<string, unknown>> = [];
+    const log = { info: (o: Record<string, unknown>) => lines.push(o) } as never;
+    const p = createProgress({ log, label: 'import', tty: false, everyMs: 5000, now: () => t });
+    t = 5000;
+    p.update({ done: 50, failed: 1, total: 100 });
+    t = 6000;
+    p.update({ done: 60, failed: 1, total: 100 });
+    t = 10_000;
+    p.update({ done: 100, failed: 2, total: 100 });
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ done: 50, failed: 1, total: 100, itemsPerSecond: 10, etaSeconds: 5 });
+  });
+});
