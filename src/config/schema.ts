@@ -81,7 +81,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'dryRun', flag: '--dry-run', env: 'IDSYNC_DRY_RUN', schema: boolFromText, default: false, help: 'validate, send nothing' },
   { key: 'logLevel', flag: '--log-level', env: 'IDSYNC_LOG_LEVEL', schema: z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }), default: 'info', help: 'log level' },
   { key: 'logFormat', flag: '--log-format', env: 'IDSYNC_LOG_FORMAT', schema: z.enum(['auto', 'json', 'pretty'], { message: 'must be auto, json or pretty' }), default: 'auto', help: 'log format' },
-  { key: 'workers', flag: '--workers', env: 'IDSYNC_WORKERS', schema: intIn(0, 64), default: 1, help: 'in-process workers; 0 = enqueue only' },
+  { key: 'workers', flag: '--workers', env: 'IDSYNC_WORKERS', schema: z.coerce.number().refine((n) => n === 0 || n === 1, { message: 'must be 0 (only enqueue; `idsync worker` processes do the work) or 1 (this process works too); for more throughput raise --concurrency or start more `idsync worker` processes' }), default: 1, help: 'in-process workers; 0 = enqueue only' },
   { key: 'checkExisting', flag: '--check-existing', env: 'IDSYNC_CHECK_EXISTING', schema: boolFromText, default: false, help: 'ask the API about every row' },
   { key: 'connectTimeoutMs', flag: '--connect-timeout', env: 'IDSYNC_CONNECT_TIMEOUT_MS', schema: intIn(100, 600_000), default: 10_000, help: 'TCP+TLS connect timeout, ms' },
   { key: 'headersTimeoutMs', flag: '--headers-timeout', env: 'IDSYNC_HEADERS_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 120_000, help: 'wait for response headers, ms' },

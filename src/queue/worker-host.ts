@@ -56,7 +56,9 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
   // make sure its row still ends with a result, or the run would wait for it forever.
   worker.on('failed', (job: Job<JobData> | undefined, err: Error) => {
     processed++;
-    if (!job || job.attemptsMade < (job.opts.attempts ?? 1) && err.name !== 'UnrecoverableError') return;
+    // BullMQ fails a job that stalled too often (its workers kept dying) without calling us.
+    const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
+    if (!job || !final) return;
     void (async () => {
       const run = ctx.run(job.data.runId);
       const prior = await run.getResult(job.data.row);

@@ -126,3 +126,10 @@ describe('password', () => {
     expect(() => requireApiSettings(c)).toThrowError(/--username \(or IDSYNC_USERNAME\), IDSYNC_PASSWORD or IDSYNC_PASSWORD_FILE/);
   });
 });
+
+describe('--workers', () => {
+  it('is 0 or 1, with a hint for more throughput', () => {
+    expect(loadConfig({ env: {}, flags: { workers: '0' } }).workers).toBe(0);
+    expect(() => loadConfig({ env: {}, flags: { workers: '4' } })).toThrowError(/--workers must be 0 .* or 1 .*start more `idsync worker` processes/);
+  });
+});
