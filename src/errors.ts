@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'E_HTTP_STATUS'
   | 'E_NETWORK'
   | 'E_TIMEOUT'
+  | 'E_PROTOCOL'
   | 'E_INTERRUPTED'
   | 'E_INTERNAL';
 
@@ -159,6 +160,17 @@ export class TimeoutError extends IdsyncError {
     this.path = init.path;
     this.phase = init.phase;
     this.requestSent = init.requestSent;
+  }
+}
+
+/** The API answered 2xx with something the contract does not allow (no token, not JSON, not an array). */
+export class ProtocolError extends IdsyncError {
+  readonly method: string;
+  readonly path: string;
+  constructor(init: { method: string; path: string; problem: string; cause?: unknown }) {
+    super('E_PROTOCOL', `${init.method} ${init.path}: unexpected answer: ${init.problem}`, { cause: init.cause });
+    this.method = init.method;
+    this.path = init.path;
   }
 }
 

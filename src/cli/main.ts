@@ -95,6 +95,8 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--lost-response-rate <0..1>', 'share of uploads stored but whose response is lost')
       .option('--revoke-every <seconds>', 'revoke every outstanding token this often')
       .option('--slow-body-rate <0..1>', 'share of responses whose body trickles out')
+      .option('--slow-body-delay <ms>', 'pause between the pieces of a slow body (default: 200)')
+      .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
     lazy(() => import('./sandbox.ts')),

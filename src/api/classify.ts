@@ -1,0 +1,86 @@
+import {
+  AuthRefusedError,
+  FileError,
+  HttpStatusError,
+  IdsyncError,
+  NetworkError,
+  ProtocolError,
+  TimeoutError,
+  TlsError,
+} from '../errors.ts';
+
+/**
+ * What to do about a failure. The ONE place that decides it (STYLE.md habit 1); nothing
+ * else in the code lists HTTP status codes.
+ *
+ * `ambiguous` is true when a non-idempotent request (the upload) may have reached the server:
+ * the caller must check whether the document exists before sending it again.
+ */
+export type Classification = (
+  | { kind: 'retry' }
+  | { kind: 'retry-after'; ms: number }
+  | { kind: 'refresh-auth' }
+  | { kind: 'permanent' }
+  | { kind: 'fatal' }
+) & { ambiguous: boolean };
+
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+/** Statuses that say the server did not act on the request, whatever happened to its body. */
+const NOT_PROCESSED_STATUS = new Set([408, 429]);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+/** authenticate answering one of these means "wrong credentials" (or a locked account). */
+const CREDENTIALS_REFUSED_STATUS = new Set([400, 401, 403]);
+/** Errno codes of local files that no retry can fix. */
+const PERMANENT_FILE_CODES = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG']);
+/** Connection broke after it was set up (the classic stale keep-alive socket). */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED']);
+
+function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method.toUpperCase());
+}
+
+export function classify(err: unknown): Classification {
+  if (err instanceof TlsError || err instanceof AuthRefusedError) return { kind: 'fatal', ambiguous: false };
+  if (err instanceof HttpStatusError) {
+    const sentAndMaybeProcessed = err.requestSent && !isIdempotent(err.method) && !NOT_PROCESSED_STATUS.has(err.status);
+    if (err.status === 401) return { kind: 'refresh-auth', ambiguous: false };
+    if (RETRYABLE_STATUS.has(err.status)) {
+      const ambiguous = sentAndMaybeProcessed && err.status >= 500;
+      if (err.retryAfterMs !== undefined) return { kind: 'retry-after', ms: err.retryAfterMs, ambiguous };
+      return { kind: 'retry', ambiguous };
+    }
+    return { kind: 'permanent', ambiguous: false };
+  }
+  if (err instanceof NetworkError || err instanceof TimeoutError) {
+    return { kind: 'retry', ambiguous: err.requestSent && !isIdempotent(err.method) };
+  }
+  if (err instanceof FileError) {
+    return { kind: err.sysCode !== undefined && PERMANENT_FILE_CODES.has(err.sysCode) ? 'permanent' : 'retry', ambiguous: false };
+  }
+  if (err instanceof ProtocolError) return { kind: 'permanent', ambiguous: false };
+  if (err instanceof IdsyncError) {
+    return { kind: err.code === 'E_INTERRUPTED' ? 'retry' : 'permanent', ambiguous: err.code === 'E_INTERRUPTED' };
+  }
+  // Cancelled by our own signal (shutdown): worth doing again later; an upload may have left.
+  if ((err as { name?: unknown } | null)?.name === 'AbortError') return { kind: 'retry', ambiguous: true };
+  // Anything else is a bug or an unforeseen failure: retrying blindly would hide it.
+  return { kind: 'permanent', ambiguous: false };
+}
+
+/** The API says the document or photo does not exist. */
+export function isNotFound(err: unknown): boolean {
+  return err instanceof HttpStatusError && err.status === 404;
+}
+
+export function isCredentialRefusal(status: number): boolean {
+  return CREDENTIALS_REFUSED_STATUS.has(status);
+}
+
+/** A broken connection before any byte of the answer: an idempotent GET may be sent once more. */
+export function isConnectionReset(err: unknown): boolean {
+  return err instanceof NetworkError && err.sysCode !== undefined && RESET_CODES.has(err.sysCode);
+}
+
+export function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}

@@ -1,0 +1,519 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { openAsBlob, readFileSync } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { rootCertificates } from 'node:tls';
+import { FormData, Pool, type Dispatcher } from 'undici';
+import { AuthRefusedError, ConfigError, FileError, HttpStatusError, ProtocolError } from '../errors.ts';
+import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
+import type { Secret } from '../config/secret.ts';
+import { AdaptivePace } from '../pacing/adaptive-pace.ts';
+import { systemClock, type Clock } from '../pacing/clock.ts';
+import { USER_AGENT } from '../version.ts';
+import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
+import { fileNameFromContentDisposition } from './content-disposition.ts';
+import { parseRetryAfter } from './retry-after.ts';
+import { TokenSource } from './token-source.ts';
+import { toTransportError, type RequestContext } from './transport-error.ts';
+import type { DetectionItem, DetectionQuery, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+
+export type { DetectionItem, DetectionQuery, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+
+export interface ApiClientOptions {
+  /** Base URL, path prefix included (`https://x.econnectcloud.com/identities`). */
+  apiUrl: string;
+  username: string;
+  password: Secret;
+  /** PEM file whose CA certificate(s) are trusted IN ADDITION to the system CAs. */
+  caFile?: string;
+  /** Turns certificate verification off (the CLI logs the warning). */
+  insecure?: boolean;
+  /** Pool size (keep-alive connections to the API); default 8, pass the concurrency setting. */
+  connections?: number;
+  connectTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  /** Longest silence while a body streams (idle time, not a total). */
+  bodyTimeoutMs?: number;
+  log?: Logger;
+  clock?: Clock;
+  /** Injectable for tests; when given, the client neither configures nor closes it. */
+  dispatcher?: Dispatcher;
+  /** Renew this long before `exp`; default min(max(30 s, 10 % of lifetime), 50 % of lifetime). */
+  renewAheadMs?: number;
+}
+
+export const CLIENT_DEFAULTS = {
+  connections: 8,
+  connectTimeoutMs: 10_000,
+  headersTimeoutMs: 120_000,
+  bodyTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 4_000,
+} as const;
+
+export interface ClientStats {
+  /** HTTP requests sent (logins, renewals and the client's own resend of a GET included). */
+  requests: number;
+  logins: number;
+  renewals: number;
+  /** Token refreshes caused by a 401 (one per refresh, however many calls shared it). */
+  refreshesOn401: number;
+  /** Answers that carried Retry-After and paused the process. */
+  throttled: number;
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+interface RequestSpec {
+  method: 'GET' | 'POST';
+  /** API path without the base prefix, e.g. `/api/v1/people/x`. */
+  path: string;
+  query?: Query;
+  json?: unknown;
+  /** Builds a FRESH multipart body for each attempt (a sent stream cannot be replayed). */
+  form?: () => Promise<FormData>;
+}
+
+const EXCERPT_READ_LIMIT = 4096;
+const EXCERPT_LENGTH = 200;
+
+/**
+ * The eConnect Identities API over one undici Pool (keep-alive, `connections` sockets).
+ * Every response body is consumed or destroyed. Retries here are limited to what
+ * STYLE.md allows at this level: one token refresh + resend on 401, one resend of an
+ * idempotent GET on a connection reset before any response byte. Everything else is
+ * thrown as a typed error for the job level to classify().
+ */
+export class ApiClient {
+  readonly pace: AdaptivePace;
+  readonly #origin: string;
+  readonly #prefix: string;
+  readonly #username: string;
+  readonly #password: Secret;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #headersTimeoutMs: number;
+  readonly #bodyTimeoutMs: number;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #tokens: TokenSource;
+  #requests = 0;
+  #throttled = 0;
+
+  constructor(options: ApiClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.apiUrl);
+    } catch {
+      throw new ConfigError(`--api-url ${JSON.stringify(options.apiUrl)} is not a URL (expected e.g. https://acme.econnectcloud.com/identities)`, '--api-url');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new ConfigError(`--api-url must start with https:// or http:// (got ${url.protocol})`, '--api-url');
+    }
+    if (url.search || url.hash || url.username || url.password) {
+      throw new ConfigError('--api-url must not carry a query, fragment or credentials', '--api-url');
+    }
+    this.#origin = url.origin;
+    // The prefix (`/identities` behind the cloud proxy) is kept on EVERY call: paths are
+    // concatenated, never resolved with new URL('/api/...', base), which would drop it.
+    this.#prefix = url.pathname.replace(/\/+$/, '');
+    this.#username = options.username;
+    this.#password = options.password;
+    this.#log = options.log ?? silentLogger();
+    this.#clock = options.clock ?? systemClock;
+    this.#headersTimeoutMs = options.headersTimeoutMs ?? CLIENT_DEFAULTS.headersTimeoutMs;
+    this.#bodyTimeoutMs = options.bodyTimeoutMs ?? CLIENT_DEFAULTS.bodyTimeoutMs;
+    if (options.dispatcher) {
+      this.#dispatcher = options.dispatcher;
+      this.#ownsDispatcher = false;
+    } else {
+      this.#dispatcher = new Pool(this.#origin, {
+        connections: options.connections ?? CLIENT_DEFAULTS.connections,
+        keepAliveTimeout: CLIENT_DEFAULTS.keepAliveTimeoutMs,
+        headersTimeout: this.#headersTimeoutMs,
+        bodyTimeout: this.#bodyTimeoutMs,
+        connect: {
+          timeout: options.connectTimeoutMs ?? CLIENT_DEFAULTS.connectTimeoutMs,
+          ...tlsOptions(options),
+        },
+      });
+      this.#ownsDispatcher = true;
+    }
+    this.pace = new AdaptivePace(this.#clock);
+    this.#tokens = new TokenSource({
+      clock: this.#clock,
+      log: this.#log,
+      renewAheadMs: options.renewAheadMs,
+      exchange: { login: () => this.#authenticate(), renew: (token) => this.#renewToken(token) },
+    });
+  }
+
+  /** Logs in now, so that wrong credentials or an untrusted certificate stop the run at once. */
+  async login(signal?: AbortSignal): Promise<void> {
+    await this.#tokens.login(signal);
+  }
+
+  async uploadDocument(input: UploadInput, signal?: AbortSignal): Promise<{ bytes: number }> {
+    const filePath = input.filePath;
+    let bytes: number;
+    try {
+      const info = await stat(filePath);
+      if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+      bytes = info.size;
+    } catch (err) {
+      throw fileError('cannot read', filePath, err);
+    }
+    const fileName = input.fileName ?? path.basename(filePath);
+    const form = async (): Promise<FormData> => {
+      let blob: Blob;
+      try {
+        // A file-backed Blob: undici streams it from disk, so memory does not grow with the file.
+        blob = await openAsBlob(filePath, { type: input.contentType ?? 'application/octet-stream' });
+      } catch (err) {
+        throw fileError('cannot read', filePath, err);
+      }
+      const body = new FormData();
+      body.append('personId', input.personId);
+      body.append('name', input.name);
+      if (input.description !== undefined) body.append('description', input.description);
+      body.append('publicId', input.publicId);
+      body.append('file', blob, fileName);
+      return body;
+    };
+    const res = await this.#authed({ method: 'POST', path: '/api/v1/people/fileDocuments/upload', form }, signal);
+    res.body.destroy();
+    return { bytes };
+  }
+
+  /** Reads the status only: 200 → true, 404 → false, anything else throws. */
+  async documentExists(personId: string, documentId: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      const res = await this.#authed({ method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` }, signal);
+      res.body.destroy();
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  downloadDocument(personId: string, documentId: string, dest: string | ((meta: ResponseMeta) => string), signal?: AbortSignal): Promise<DownloadResult> {
+    return this.#download(`/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data`, dest, signal);
+  }
+
+  downloadEnrollmentPhoto(faceId: string, dest: string, signal?: AbortSignal): Promise<DownloadResult> {
+    return this.#download(`/api/v1/people/enrollmentPhoto/${seg(faceId)}`, dest, signal);
+  }
+
+  downloadDetectionPhoto(faceId: string, detectionId: string, dest: string, signal?: AbortSignal): Promise<DownloadResult> {
+    return this.#download(`/api/v1/people/detectionPhoto/${seg(faceId)}/${seg(detectionId)}`, dest, signal);
+  }
+
+  listDetectionsByPerson(personId: string, query?: DetectionQuery, signal?: AbortSignal): Promise<DetectionItem[]> {
+    return this.#getArray<DetectionItem>(`/api/v1/people/detections/personId/${seg(personId)}`, detectionQuery(query), signal);
+  }
+
+  listDetectionsByFace(faceId: string, query?: DetectionQuery, signal?: AbortSignal): Promise<DetectionItem[]> {
+    return this.#getArray<DetectionItem>(`/api/v1/people/detections/faceId/${seg(faceId)}`, detectionQuery(query), signal);
+  }
+
+  listPeopleByTag(tagId: string, signal?: AbortSignal): Promise<PersonRecord[]> {
+    return this.#getArray<PersonRecord>('/api/v1/people', { tagId }, signal);
+  }
+
+  async getPerson(personId: string, signal?: AbortSignal): Promise<PersonRecord> {
+    const spec: RequestSpec = { method: 'GET', path: `/api/v1/people/${seg(personId)}` };
+    const res = await this.#authed(spec, signal);
+    const data = await this.#readJson(res, spec);
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      throw new ProtocolError({ method: spec.method, path: this.#fullPath(spec), problem: 'expected a JSON object (person record)' });
+    }
+    return data as PersonRecord;
+  }
+
+  stats(): ClientStats {
+    return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled };
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+
+  // --- requests -------------------------------------------------------------------------
+
+  #fullPath(spec: RequestSpec): string {
+    return this.#prefix + spec.path;
+  }
+
+  /** An authenticated call: token first, one refresh + resend on 401. Returns a 2xx response, body unread. */
+  async #authed(spec: RequestSpec, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const token = await this.#tokens.get(signal);
+    try {
+      return await this.#send(spec, token, signal);
+    } catch (err) {
+      if (classify(err).kind !== 'refresh-auth') throw err;
+      this.#log.debug({ method: spec.method, path: this.#fullPath(spec) }, 'token rejected (401); refreshing once');
+      const fresh = await this.#tokens.refreshAfterRejection(token, signal);
+      return await this.#send(spec, fresh, signal);
+    }
+  }
+
+  /** One request (plus one resend of a GET whose connection reset before any answer). */
+  async #send(spec: RequestSpec, token: string | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const fullPath = this.#fullPath(spec);
+    const ctx: RequestContext = { method: spec.method, path: fullPath, origin: this.#origin };
+    const search = queryString(spec.query);
+    for (let attempt = 1; ; attempt++) {
+      await this.pace.wait(signal);
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
+      if (token !== undefined) headers.authorization = `Bearer ${token}`;
+      let body: string | FormData | undefined;
+      if (spec.json !== undefined) {
+        body = JSON.stringify(spec.json);
+        headers['content-type'] = 'application/json';
+      } else if (spec.form) {
+        body = await spec.form();
+      }
+      const started = this.#clock.now();
+      this.#requests++;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.#dispatcher.request({
+          origin: this.#origin,
+          path: fullPath + search,
+          method: spec.method,
+          headers,
+          body: body ?? null,
+          signal,
+          headersTimeout: this.#headersTimeoutMs,
+          bodyTimeout: this.#bodyTimeoutMs,
+        });
+      } catch (thrown) {
+        const err = toTransportError(thrown, ctx);
+        // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (STYLE.md habit 3).
+        if (attempt === 1 && spec.method === 'GET' && isConnectionReset(err)) {
+          this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
+          continue;
+        }
+        this.#log.debug({ method: spec.method, path: fullPath, code: (err as { code?: string }).code }, 'request failed');
+        throw err;
+      }
+      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: this.#clock.now() - started }, 'response');
+      if (isSuccess(res.statusCode)) return res;
+      const err = new HttpStatusError({
+        method: spec.method,
+        path: fullPath,
+        status: res.statusCode,
+        bodyExcerpt: await this.#excerpt(res.body),
+        retryAfterMs: parseRetryAfter(res.headers['retry-after'], this.#clock.now()),
+        requestSent: true,
+      });
+      const classification = classify(err);
+      if (classification.kind === 'retry-after') {
+        this.#throttled++;
+        this.pace.throttle(classification.ms);
+        this.#log.info({ method: spec.method, path: fullPath, status: err.status, pauseMs: classification.ms }, 'API asked to slow down; pausing new requests');
+      }
+      throw err;
+    }
+  }
+
+  /** At most EXCERPT_LENGTH characters of an error body, without anything secret. The body is always released. */
+  async #excerpt(body: Dispatcher.ResponseData['body']): Promise<string> {
+    let text = '';
+    try {
+      for await (const chunk of body) {
+        text += (chunk as Buffer).toString('utf8');
+        if (text.length >= EXCERPT_READ_LIMIT) break;
+      }
+    } catch {
+      // Error bodies are opaque and optional: a broken one still leaves the status to report.
+    } finally {
+      body.destroy();
+    }
+    const password = this.#password.reveal();
+    if (password.length >= 4) text = text.split(password).join('[redacted]');
+    const flat = scrubSecrets(text).replace(/\s+/g, ' ').trim();
+    return flat.length > EXCERPT_LENGTH ? `${flat.slice(0, EXCERPT_LENGTH - 1)}…` : flat;
+  }
+
+  async #readJson(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<unknown> {
+    const fullPath = this.#fullPath(spec);
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw toTransportError(err, { method: spec.method, path: fullPath, origin: this.#origin });
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new ProtocolError({ method: spec.method, path: fullPath, problem: 'the body is not JSON', cause: err });
+    }
+  }
+
+  async #getArray<T>(apiPath: string, query: Query, signal?: AbortSignal): Promise<T[]> {
+    const spec: RequestSpec = { method: 'GET', path: apiPath, query };
+    const res = await this.#authed(spec, signal);
+    const data = await this.#readJson(res, spec);
+    if (!Array.isArray(data)) throw new ProtocolError({ method: 'GET', path: this.#fullPath(spec), problem: 'expected a JSON array' });
+    return data as T[];
+  }
+
+  async #authenticate(): Promise<string> {
+    const spec: RequestSpec = { method: 'POST', path: '/api/v1/authenticate', json: { username: this.#username, password: this.#password.reveal() } };
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#send(spec, undefined);
+    } catch (err) {
+      if (err instanceof HttpStatusError && isCredentialRefusal(err.status)) {
+        throw new AuthRefusedError(
+          `the API refused the credentials of user "${this.#username}" (authenticate answered ${err.status}); check --username and the password (IDSYNC_PASSWORD or IDSYNC_PASSWORD_FILE)`,
+          err.status,
+        );
+      }
+      throw err;
+    }
+    return this.#tokenFrom(res, spec);
+  }
+
+  async #renewToken(token: string): Promise<string> {
+    const spec: RequestSpec = { method: 'GET', path: '/api/v1/renewToken' };
+    const res = await this.#send(spec, token);
+    return this.#tokenFrom(res, spec);
+  }
+
+  async #tokenFrom(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<string> {
+    const data = await this.#readJson(res, spec);
+    const token = (data as { token?: unknown } | null)?.token;
+    if (typeof token !== 'string' || token === '') {
+      throw new ProtocolError({ method: spec.method, path: this.#fullPath(spec), problem: 'no "token" in the answer' });
+    }
+    return token;
+  }
+
+  /**
+   * Streams a body to `<dir>/.<name>.<random>.part` (sha256 and size computed on the way),
+   * fsyncs and renames it to the final name. On any failure the temp file is removed, so a
+   * final name never holds a partial file.
+   */
+  async #download(apiPath: string, dest: string | ((meta: ResponseMeta) => string), signal?: AbortSignal): Promise<DownloadResult> {
+    const spec: RequestSpec = { method: 'GET', path: apiPath };
+    const res = await this.#authed(spec, signal);
+    const ctx: RequestContext = { method: 'GET', path: this.#fullPath(spec), origin: this.#origin };
+    const meta: ResponseMeta = {};
+    const contentType = headerValue(res.headers['content-type']);
+    if (contentType) meta.contentType = contentType;
+    const fileName = fileNameFromContentDisposition(res.headers['content-disposition']);
+    if (fileName) meta.fileName = fileName;
+    let finalPath: string;
+    let tempPath: string;
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      finalPath = path.resolve(typeof dest === 'function' ? dest(meta) : dest);
+      const dir = path.dirname(finalPath);
+      tempPath = path.join(dir, `.${path.basename(finalPath)}.${randomBytes(6).toString('hex')}.part`);
+      try {
+        await mkdir(dir, { recursive: true });
+        handle = await open(tempPath, 'wx');
+      } catch (err) {
+        throw fileError('cannot write', tempPath ?? dir, err);
+      }
+    } catch (err) {
+      res.body.destroy();
+      throw err;
+    }
+    const hash = createHash('sha256');
+    let bytes = 0;
+    try {
+      try {
+        for await (const chunk of res.body) {
+          const buf = chunk as Buffer;
+          hash.update(buf);
+          bytes += buf.length;
+          // Awaiting each write is the back-pressure: the socket is read no faster than the disk takes it.
+          await writeAll(handle, buf, tempPath);
+        }
+      } catch (err) {
+        if (err instanceof FileError) throw err;
+        throw toTransportError(err, ctx);
+      }
+      try {
+        await handle.sync();
+        await handle.close();
+        await rename(tempPath, finalPath);
+      } catch (err) {
+        throw fileError('cannot write', finalPath, err);
+      }
+    } catch (err) {
+      res.body.destroy();
+      await handle.close().catch(() => undefined);
+      await rm(tempPath, { force: true }).catch(() => undefined);
+      throw err;
+    }
+    const result: DownloadResult = { path: finalPath, bytes, sha256: hash.digest('hex') };
+    if (meta.contentType) result.contentType = meta.contentType;
+    if (meta.fileName) result.fileName = meta.fileName;
+    return result;
+  }
+}
+
+async function writeAll(handle: Awaited<ReturnType<typeof open>>, buf: Buffer, filePath: string): Promise<void> {
+  try {
+    let offset = 0;
+    while (offset < buf.length) {
+      const { bytesWritten } = await handle.write(buf, offset, buf.length - offset);
+      offset += bytesWritten;
+    }
+  } catch (err) {
+    throw fileError('cannot write', filePath, err);
+  }
+}
+
+function fileError(what: string, filePath: string, err: unknown): FileError {
+  if (err instanceof FileError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? 'error';
+  return new FileError(`${what} ${filePath}: ${code}`, filePath, { cause: err });
+}
+
+function tlsOptions(options: ApiClientOptions): { ca?: string[]; rejectUnauthorized?: boolean } {
+  const tls: { ca?: string[]; rejectUnauthorized?: boolean } = {};
+  if (options.caFile) {
+    let pem: string;
+    try {
+      pem = readFileSync(options.caFile, 'utf8');
+    } catch {
+      throw new ConfigError(`--ca-file ${options.caFile} cannot be read; give the path of a PEM file with the server's CA certificate(s)`, '--ca-file');
+    }
+    // `ca` REPLACES Node's trust store; keep the system CAs and add the user's.
+    tls.ca = [...rootCertificates, pem];
+  }
+  if (options.insecure) tls.rejectUnauthorized = false;
+  return tls;
+}
+
+/** One path segment, encoded: ids come from manifests and must not add segments or queries. */
+function seg(value: string): string {
+  return encodeURIComponent(value);
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function queryString(query: Query | undefined): string {
+  if (!query) return '';
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+function detectionQuery(query: DetectionQuery | undefined): Query {
+  return {
+    skip: query?.skip,
+    take: query?.take,
+    epochStartMs: query?.epochStartMs,
+    epochEndMs: query?.epochEndMs,
+    dateAscending: query?.dateAscending,
+  };
+}

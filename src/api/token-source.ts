@@ -1,0 +1,196 @@
+import { decodeJwt } from 'jose';
+import { AuthRefusedError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Clock } from '../pacing/clock.ts';
+import { classify } from './classify.ts';
+
+/** The two calls a TokenSource needs; the client supplies them (they do the HTTP). */
+export interface TokenExchange {
+  /** POST authenticate with the password; throws AuthRefusedError when the server says no. */
+  login(): Promise<string>;
+  /** GET renewToken with the current, still-valid token. */
+  renew(token: string): Promise<string>;
+}
+
+export interface TokenSourceOptions {
+  exchange: TokenExchange;
+  clock: Clock;
+  log: Logger;
+  /** Renew this long before expiry; default min(max(30 s, 10 % of lifetime), 50 % of lifetime). */
+  renewAheadMs?: number;
+}
+
+interface Held {
+  token: string;
+  /** Local epoch ms when the token stops working, or undefined when `exp` could not be read. */
+  expiresAt: number | undefined;
+  /** Local epoch ms from which a renewal is due. */
+  renewAt: number | undefined;
+}
+
+export interface TokenStats {
+  logins: number;
+  renewals: number;
+  refreshesOn401: number;
+}
+
+/** Pause before another proactive renewal after one failed for a passing reason (network, 5xx). */
+const RENEW_RETRY_MS = 5_000;
+
+/**
+ * The one holder of the API token for a process (vendor guide, "Authentication": log in once,
+ * exchange the still-valid token via renewToken before it expires, log in again once it has
+ * expired). Every operation is single-flight: a hundred callers that find the token due share
+ * one login or renewal. No timers: renewal happens on demand, before the call that needs it.
+ */
+export class TokenSource {
+  readonly #exchange: TokenExchange;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #renewAheadMs: number | undefined;
+  #held: Held | undefined;
+  #flight: Promise<string> | undefined;
+  #refused: AuthRefusedError | undefined;
+  readonly #stats: TokenStats = { logins: 0, renewals: 0, refreshesOn401: 0 };
+
+  constructor(options: TokenSourceOptions) {
+    this.#exchange = options.exchange;
+    this.#clock = options.clock;
+    this.#log = options.log;
+    this.#renewAheadMs = options.renewAheadMs;
+  }
+
+  stats(): TokenStats {
+    return { ...this.#stats };
+  }
+
+  /** A token fit to send now: logs in or renews first when needed. */
+  async get(signal?: AbortSignal): Promise<string> {
+    if (this.#refused) throw this.#refused;
+    const held = this.#held;
+    const now = this.#clock.now();
+    if (held && !this.#flight && (held.renewAt === undefined || now < held.renewAt)) return held.token;
+    return this.#join(signal, () => this.#refresh(false));
+  }
+
+  /** Forces a fresh login now (used at start to verify the credentials). */
+  async login(signal?: AbortSignal): Promise<string> {
+    if (this.#refused) throw this.#refused;
+    return this.#join(signal, () => this.#login());
+  }
+
+  /**
+   * The server answered 401 to `rejected`. The first caller refreshes (renewal, else a new
+   * login); later callers holding the same rejected token share that refresh or, if it is
+   * already done, get the new token at once.
+   */
+  async refreshAfterRejection(rejected: string, signal?: AbortSignal): Promise<string> {
+    if (this.#refused) throw this.#refused;
+    if (this.#held && this.#held.token !== rejected && !this.#flight) return this.#held.token;
+    return this.#join(signal, () => {
+      if (this.#held && this.#held.token !== rejected) return Promise.resolve(this.#held.token);
+      this.#stats.refreshesOn401++;
+      return this.#refresh(true);
+    });
+  }
+
+  /** Runs `start` unless a flight is already out, and waits for it (or the caller's own abort). */
+  #join(signal: AbortSignal | undefined, start: () => Promise<string>): Promise<string> {
+    if (!this.#flight) {
+      // The shared flight never takes a caller's signal: one caller giving up must not fail the rest.
+      const flight = start().finally(() => {
+        if (this.#flight === flight) this.#flight = undefined;
+      });
+      this.#flight = flight;
+    }
+    const flight = this.#flight;
+    if (!signal) return flight;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<string>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      flight.then(
+        (t) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(t);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  async #refresh(rejectedByServer: boolean): Promise<string> {
+    const held = this.#held;
+    const now = this.#clock.now();
+    const expired = held?.expiresAt !== undefined && now >= held.expiresAt;
+    if (!held || expired) return this.#login();
+    try {
+      const token = await this.#exchange.renew(held.token);
+      this.#stats.renewals++;
+      this.#hold(token, 'renewed');
+      return token;
+    } catch (err) {
+      const kind = classify(err).kind;
+      // A rejected or revoked token cannot be renewed: log in again with the password.
+      if (rejectedByServer || kind === 'refresh-auth' || kind === 'permanent') {
+        this.#log.debug({ code: (err as { code?: string }).code }, 'token renewal refused; logging in again');
+        return this.#login();
+      }
+      // A passing failure (network, 5xx): the current token still works until it expires.
+      this.#log.warn({ code: (err as { code?: string }).code }, 'token renewal failed; keeping the current token for now');
+      held.renewAt = Math.min(now + RENEW_RETRY_MS, held.expiresAt ?? Infinity);
+      return held.token;
+    }
+  }
+
+  async #login(): Promise<string> {
+    try {
+      const token = await this.#exchange.login();
+      this.#stats.logins++;
+      this.#hold(token, 'logged in');
+      return token;
+    } catch (err) {
+      if (err instanceof AuthRefusedError) {
+        // Remembered: every later call fails at once instead of hammering authenticate.
+        this.#refused = err;
+        this.#held = undefined;
+      }
+      throw err;
+    }
+  }
+
+  #hold(token: string, what: string): void {
+    const now = this.#clock.now();
+    const expiresAt = localExpiry(token, now);
+    let renewAt: number | undefined;
+    if (expiresAt !== undefined) {
+      const lifetime = Math.max(0, expiresAt - now);
+      const ahead = this.#renewAheadMs ?? Math.min(Math.max(30_000, lifetime * 0.1), lifetime * 0.5);
+      renewAt = expiresAt - Math.min(ahead, lifetime);
+    }
+    this.#held = { token, expiresAt, renewAt };
+    if (expiresAt === undefined) this.#log.debug(`${what}; token expiry unreadable, relying on 401 answers`);
+    else this.#log.debug({ validForMs: expiresAt - now, renewInMs: (renewAt ?? now) - now }, what);
+  }
+}
+
+/**
+ * When the token stops working, on the local clock. With `iat` the lifetime is measured on the
+ * server's clock and added to our own, which absorbs clock skew; the earlier estimate wins.
+ */
+function localExpiry(token: string, now: number): number | undefined {
+  let exp: unknown;
+  let iat: unknown;
+  try {
+    ({ exp, iat } = decodeJwt(token));
+  } catch {
+    return undefined;
+  }
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return undefined;
+  const byExp = exp * 1000;
+  if (typeof iat === 'number' && Number.isFinite(iat) && iat <= exp) return Math.min(byExp, now + (exp - iat) * 1000);
+  return byExp;
+}

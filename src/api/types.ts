@@ -1,0 +1,58 @@
+/** Shapes of the API's JSON answers (docs: /work/shared/econnect-api.md). Unknown fields are kept, never rejected. */
+
+export interface DetectionQuery {
+  skip?: number;
+  take?: number;
+  /** Unix epoch ms, inclusive. */
+  epochStartMs?: number;
+  /** Unix epoch ms, inclusive. */
+  epochEndMs?: number;
+  dateAscending?: boolean;
+}
+
+export interface DetectionItem {
+  confidence?: number;
+  dateTimeUtc?: string;
+  timeZone?: string;
+  detector?: string;
+  /** Base64 JPEG, or null. */
+  image?: string | null;
+  [field: string]: unknown;
+}
+
+export interface PersonRecord {
+  personId: string;
+  aliases?: Array<{ firstName?: string; lastName?: string; [field: string]: unknown }>;
+  addresses?: unknown[];
+  entityFields?: unknown[];
+  tags?: unknown[];
+  notes?: unknown[];
+  [field: string]: unknown;
+}
+
+export interface DownloadResult {
+  /** Final path of the file (only ever complete: written to a temp name, then renamed). */
+  path: string;
+  bytes: number;
+  /** Hex SHA-256 of the bytes written. */
+  sha256: string;
+  contentType?: string;
+  fileName?: string;
+}
+
+export interface ResponseMeta {
+  contentType?: string;
+  /** From Content-Disposition, sanitised to a plain file name (no folders, no control characters). */
+  fileName?: string;
+}
+
+export interface UploadInput {
+  personId: string;
+  name: string;
+  description?: string;
+  publicId: string;
+  filePath: string;
+  /** Name sent with the file part; default: the file's base name. */
+  fileName?: string;
+  contentType?: string;
+}

@@ -1,0 +1,120 @@
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+
+export type DuplicatePolicy = 'store' | 'overwrite' | 'reject';
+
+export interface StoredDocumentInfo {
+  personId: string;
+  documentId: string;
+  name: string;
+  description: string;
+  fileName: string;
+  contentType: string;
+  bytes: number;
+  sha256: string;
+  /** How many times this (personId, documentId) was stored (a retry that stored twice shows 2). */
+  uploads: number;
+  /** ISO time of the latest store */
+  storedAt: string;
+}
+
+interface Entry {
+  info: StoredDocumentInfo;
+  /** the file downloads read (the latest copy) */
+  file: string;
+}
+
+export type CommitResult = 'stored' | 'duplicate-rejected';
+
+/**
+ * Uploaded documents on disk: `<dir>/files/<uuid>` plus an append-only index
+ * `<dir>/documents.jsonl` (one line per store), replayed at start so a restarted sandbox
+ * with the same `--dir` still has every document. Files arrive in `<dir>/incoming/` and are
+ * renamed into place only when complete.
+ */
+export class DocumentStore {
+  private readonly entries = new Map<string, Entry>();
+  private readonly filesDir: string;
+  private readonly incomingDir: string;
+  private readonly indexFd: number;
+
+  constructor(
+    private readonly dir: string,
+    private readonly policy: DuplicatePolicy,
+    private readonly now: () => number,
+  ) {
+    this.filesDir = path.join(dir, 'files');
+    this.incomingDir = path.join(dir, 'incoming');
+    mkdirSync(this.filesDir, { recursive: true });
+    rmSync(this.incomingDir, { recursive: true, force: true });
+    mkdirSync(this.incomingDir, { recursive: true });
+    const indexFile = path.join(dir, 'documents.jsonl');
+    if (existsSync(indexFile)) this.replay(readFileSync(indexFile, 'utf8'));
+    this.indexFd = openSync(indexFile, 'a');
+  }
+
+  /** A fresh path for an upload in progress. */
+  incomingPath(): string {
+    return path.join(this.incomingDir, `${randomUUID()}.part`);
+  }
+
+  discard(incoming: string): void {
+    rmSync(incoming, { force: true });
+  }
+
+  /** Moves a complete upload into place under the duplicate policy. */
+  commit(incoming: string, meta: Omit<StoredDocumentInfo, 'uploads' | 'storedAt'>): CommitResult {
+    const key = keyOf(meta.personId, meta.documentId);
+    const existing = this.entries.get(key);
+    if (existing && this.policy === 'reject') {
+      this.discard(incoming);
+      return 'duplicate-rejected';
+    }
+    const file = path.join(this.filesDir, randomUUID());
+    renameSync(incoming, file);
+    // `store` keeps the earlier copy on disk (a second document, as the worst-case server would); `overwrite` drops it.
+    if (existing && this.policy === 'overwrite') rmSync(existing.file, { force: true });
+    const storedAt = new Date(this.now()).toISOString();
+    const line = { ...meta, storedAt, file: path.basename(file) };
+    writeSync(this.indexFd, `${JSON.stringify(line)}\n`);
+    this.apply(line);
+    return 'stored';
+  }
+
+  find(personId: string, documentId: string): { info: StoredDocumentInfo; file: string } | undefined {
+    return this.entries.get(keyOf(personId, documentId));
+  }
+
+  list(): StoredDocumentInfo[] {
+    return [...this.entries.values()].map((e) => ({ ...e.info }));
+  }
+
+  close(): void {
+    closeSync(this.indexFd);
+  }
+
+  private replay(text: string): void {
+    for (const raw of text.split('\n')) {
+      if (!raw.trim()) continue;
+      try {
+        this.apply(JSON.parse(raw) as StoredLine);
+      } catch {
+        // A line cut short by a crash mid-write: the upload it describes never got its 200.
+      }
+    }
+  }
+
+  private apply(line: StoredLine): void {
+    const key = keyOf(line.personId, line.documentId);
+    const previous = this.entries.get(key);
+    const { file, ...info } = line;
+    this.entries.set(key, { info: { ...info, uploads: (previous?.info.uploads ?? 0) + 1 }, file: path.join(this.filesDir, file) });
+  }
+}
+
+type StoredLine = Omit<StoredDocumentInfo, 'uploads'> & { file: string };
+
+function keyOf(personId: string, documentId: string): string {
+  return `${personId.toLowerCase()}/${documentId.toLowerCase()}`;
+}

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { classify, type Classification } from '../../src/api/classify.ts';
+import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../src/api/retry-after.ts';
+import { AuthRefusedError, FileError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
+
+const http = (status: number, method = 'GET', retryAfterMs?: number) => new HttpStatusError({ method, path: '/x', status, retryAfterMs });
+const fileErr = (code: string) => new FileError('x', '/f', { cause: Object.assign(new Error(code), { code }) });
+
+describe('classify', () => {
+  const table: Array<[string, unknown, Classification]> = [
+    ['GET 408', http(408), { kind: 'retry', ambiguous: false }],
+    ['GET 429', http(429), { kind: 'retry', ambiguous: false }],
+    ['GET 429 + Retry-After', http(429, 'GET', 7000), { kind: 'retry-after', ms: 7000, ambiguous: false }],
+    ['GET 500', http(500), { kind: 'retry', ambiguous: false }],
+    ['GET 502', http(502), { kind: 'retry', ambiguous: false }],
+    ['GET 503 + Retry-After', http(503, 'GET', 2000), { kind: 'retry-after', ms: 2000, ambiguous: false }],
+    ['GET 504', http(504), { kind: 'retry', ambiguous: false }],
+    ['POST 500 (body went out)', http(500, 'POST'), { kind: 'retry', ambiguous: true }],
+    ['POST 503 + Retry-After', http(503, 'POST', 1000), { kind: 'retry-after', ms: 1000, ambiguous: true }],
+    ['POST 429 (not processed)', http(429, 'POST'), { kind: 'retry', ambiguous: false }],
+    ['POST 408 (not processed)', http(408, 'POST'), { kind: 'retry', ambiguous: false }],
+    ['401', http(401), { kind: 'refresh-auth', ambiguous: false }],
+    ['400', http(400, 'POST'), { kind: 'permanent', ambiguous: false }],
+    ['403', http(403), { kind: 'permanent', ambiguous: false }],
+    ['404', http(404), { kind: 'permanent', ambiguous: false }],
+    ['409', http(409, 'POST'), { kind: 'permanent', ambiguous: false }],
+    ['413', http(413, 'POST'), { kind: 'permanent', ambiguous: false }],
+    ['422', http(422, 'POST'), { kind: 'permanent', ambiguous: false }],
+    ['418 (other 4xx)', http(418), { kind: 'permanent', ambiguous: false }],
+    ['GET reset', new NetworkError({ method: 'GET', path: '/x', sysCode: 'ECONNRESET', requestSent: true }), { kind: 'retry', ambiguous: false }],
+    ['POST reset after send', new NetworkError({ method: 'POST', path: '/x', sysCode: 'ECONNRESET', requestSent: true }), { kind: 'retry', ambiguous: true }],
+    ['POST refused (nothing sent)', new NetworkError({ method: 'POST', path: '/x', sysCode: 'ECONNREFUSED', requestSent: false }), { kind: 'retry', ambiguous: false }],
+    ['POST headers timeout', new TimeoutError({ method: 'POST', path: '/x', phase: 'headers', requestSent: true }), { kind: 'retry', ambiguous: true }],
+    ['POST connect timeout', new TimeoutError({ method: 'POST', path: '/x', phase: 'connect', requestSent: false }), { kind: 'retry', ambiguous: false }],
+    ['GET body timeout', new TimeoutError({ method: 'GET', path: '/x', phase: 'body', requestSent: true }), { kind: 'retry', ambiguous: false }],
+    ['TLS', new TlsError('cert', 'DEPTH_ZERO_SELF_SIGNED_CERT'), { kind: 'fatal', ambiguous: false }],
+    ['auth refused', new AuthRefusedError('no', 401), { kind: 'fatal', ambiguous: false }],
+    ['file ENOENT', fileErr('ENOENT'), { kind: 'permanent', ambiguous: false }],
+    ['file EACCES', fileErr('EACCES'), { kind: 'permanent', ambiguous: false }],
+    ['file EIO', fileErr('EIO'), { kind: 'retry', ambiguous: false }],
+    ['protocol', new ProtocolError({ method: 'GET', path: '/x', problem: 'no' }), { kind: 'permanent', ambiguous: false }],
+    ['abort', new DOMException('aborted', 'AbortError'), { kind: 'retry', ambiguous: true }],
+    ['unknown bug', new TypeError('x is undefined'), { kind: 'permanent', ambiguous: false }],
+  ];
+  it.each(table)('%s', (_name, err, expected) => {
+    expect(classify(err)).toEqual(expected);
+  });
+});
+
+describe('parseRetryAfter', () => {
+  const now = Date.UTC(2025, 0, 1, 12, 0, 0);
+  it.each([
+    ['120', 120_000],
+    ['0', 0],
+    [' 5 ', 5_000],
+    ['Wed, 01 Jan 2025 12:00:30 GMT', 30_000],
+    ['Wed, 01 Jan 2025 11:00:00 GMT', 0],
+    ['99999', RETRY_AFTER_CAP_MS],
+    ['soon', undefined],
+    ['', undefined],
+    ['-5', undefined],
+  ] as const)('%j → %s', (value, expected) => {
+    expect(parseRetryAfter(value, now)).toBe(expected);
+  });
+  it('absent → undefined', () => expect(parseRetryAfter(undefined, now)).toBeUndefined());
+});
