@@ -180,7 +180,7 @@ export class ApiClient {
       return body;
     };
     const res = await this.#authed({ method: 'POST', path: '/api/v1/people/fileDocuments/upload', form }, signal);
-    res.body.destroy();
+    await discard(res.body);
     return { bytes };
   }
 
@@ -188,7 +188,8 @@ export class ApiClient {
   async documentExists(personId: string, documentId: string, signal?: AbortSignal): Promise<boolean> {
     try {
       const res = await this.#authed({ method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` }, signal);
-      res.body.destroy();
+      // Only the status matters; the document itself (maybe large) is not read.
+      release(res.body);
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;
@@ -328,7 +329,7 @@ export class ApiClient {
     } catch {
       // Error bodies are opaque and optional: a broken one still leaves the status to report.
     } finally {
-      body.destroy();
+      release(body);
     }
     const password = this.#password.reveal();
     if (password.length >= 4) text = text.split(password).join('[redacted]');
@@ -419,7 +420,7 @@ export class ApiClient {
         throw fileError('cannot write', tempPath ?? dir, err);
       }
     } catch (err) {
-      res.body.destroy();
+      release(res.body);
       throw err;
     }
     const hash = createHash('sha256');
@@ -445,7 +446,7 @@ export class ApiClient {
         throw fileError('cannot write', finalPath, err);
       }
     } catch (err) {
-      res.body.destroy();
+      release(res.body);
       await handle.close().catch(() => undefined);
       await rm(tempPath, { force: true }).catch(() => undefined);
       throw err;
@@ -454,6 +455,23 @@ export class ApiClient {
     if (meta.contentType) result.contentType = meta.contentType;
     if (meta.fileName) result.fileName = meta.fileName;
     return result;
+  }
+}
+
+type Body = Dispatcher.ResponseData['body'];
+
+/** Drops a body without reading it (closes that connection). The listener keeps undici's abort error from going unhandled. */
+function release(body: Body): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+/** Reads and drops a small body so the keep-alive connection can be reused; a large one is cut. */
+async function discard(body: Body): Promise<void> {
+  try {
+    await body.dump({ limit: 64 * 1024 });
+  } catch {
+    release(body);
   }
 }
 

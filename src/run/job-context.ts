@@ -1,4 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient, type ApiClientOptions } from '../api/client.ts';
+import { classify } from '../api/classify.ts';
+import { retryDelay } from '../pacing/backoff.ts';
 import type { ApiSettings, Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type { RedisHandle } from '../queue/connection.ts';
@@ -43,4 +46,23 @@ export function createJobContext(options: { redis: RedisHandle; client: ApiClien
     },
     log: options.log,
   };
+}
+
+/**
+ * The first login of a run: refused credentials and certificate problems stop the run at
+ * once (exit 2), but a reset, timeout or 5xx on the way in is retried with the usual backoff.
+ */
+export async function loginWithRetries(client: ApiClient, attempts: number, log: Logger, signal?: AbortSignal): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.login(signal);
+      return;
+    } catch (err) {
+      const c = classify(err);
+      const delay = c.kind === 'fatal' || c.kind === 'permanent' || attempt >= attempts ? 0 : retryDelay(attempt, c, Math.random);
+      if (delay <= 0 || signal?.aborted) throw err;
+      log.warn({ err, attempt, retryInMs: delay }, 'login failed; retrying');
+      await sleep(delay, undefined, signal ? { signal } : {});
+    }
+  }
 }

@@ -19,7 +19,7 @@ import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type Impor
 import { hashManifest, readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
 import { Ledger } from '../state/ledger.ts';
 import type { JobData } from '../../jobs/job-types.ts';
-import { createApiClient, createJobContext } from './job-context.ts';
+import { createApiClient, createJobContext, loginWithRetries } from './job-context.ts';
 import { runIdFor } from './run-id.ts';
 
 export type JobCommand = 'import' | 'export';
@@ -124,7 +124,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
   let host: WorkerHost | undefined;
   let queue: Queue | undefined;
   try {
-    await client.login(signal);
+    await loginWithRetries(client, config.attempts, log, signal);
     runLog.info({ manifest, apiUrl: api.apiUrl, username: api.username }, `${command}: logged in`);
     if (config.dryRun) return await dryRun({ spec, manifest, manifestDir, columns, reportDir, runId, command, startedAt, out });
 

@@ -5,7 +5,7 @@ import { openRedis } from '../queue/connection.ts';
 import { queueNameFor } from '../queue/queue-names.ts';
 import { startWorkerHost } from '../queue/worker-host.ts';
 import { Ledger } from '../state/ledger.ts';
-import { createApiClient, createJobContext } from './job-context.ts';
+import { createApiClient, createJobContext, loginWithRetries } from './job-context.ts';
 
 export interface WorkerRunOptions {
   config: Config;
@@ -24,7 +24,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
   const { config, log, signal } = options;
   const api = requireApiSettings(config);
   const client = createApiClient(config, api, log);
-  await client.login(signal);
+  await loginWithRetries(client, config.attempts, log, signal);
   const redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log });
   const ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
   const queueName = options.queueName ?? queueNameFor(api.apiUrl);

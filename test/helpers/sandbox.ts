@@ -25,6 +25,6 @@ export async function login(sandbox: Sandbox, username = 'migrator', password = 
 export function uploadForm(fields: Record<string, string>, file?: { name: string; bytes: Buffer | string; type?: string }): FormData {
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
-  if (file) form.append('file', new Blob([file.bytes], { type: file.type ?? 'application/octet-stream' }), file.name);
+  if (file) form.append('file', new Blob([typeof file.bytes === "string" ? file.bytes : new Uint8Array(file.bytes)], { type: file.type ?? 'application/octet-stream' }), file.name);
   return form;
 }
