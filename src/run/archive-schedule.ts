@@ -16,6 +16,9 @@ export function parseSchedule(pattern: string, tz = 'UTC', now = Date.now()): Ar
   } catch {
     throw new UsageError(`--tz ${JSON.stringify(tz)} is not a time zone (expected an IANA name such as UTC or Europe/Amsterdam)`);
   }
+  // cron-parser fills in missing fields; a pattern of 3 or 4 fields is a typo, not a schedule.
+  const fields = pattern.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) throw new UsageError(`--cron ${JSON.stringify(pattern)} has ${fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)`);
   let next: number | undefined;
   try {
     next = getNextMillis(now, { pattern, tz });

@@ -32,6 +32,8 @@ export function sanitizeDetector(detector: unknown): string {
   const text = typeof detector === 'string' ? detector : '';
   const clean = text
     .normalize('NFKD')
+    // Accents become their base letter (é → e) instead of a dash.
+    .replace(/[\u0300-\u036f]/g, '')
     .replace(/[^A-Za-z0-9.-]+/g, '-')
     .replace(/-+/g, '-')
     .replace(/^[-.]+|[-.]+$/g, '')

@@ -133,7 +133,7 @@ describe('idsync archive against the sandbox', () => {
     expect(report1[2]).toMatchObject({ status: 'rejected' });
     const index1 = readCsv(path.join(out, 'index.csv'));
     expect(index1).toHaveLength(expected1 + 2);
-    expect(index1.filter((r) => r.kind === 'detection').every((r) => r.personId && r.detectionTime && r.sha256.length === 64)).toBe(true);
+    expect(index1.filter((r) => r.kind === 'detection').every((r) => r.personId && r.detectionTime && r.sha256?.length === 64)).toBe(true);
     const marks = JSON.parse(readFileSync(path.join(out, WATERMARK_FILE), 'utf8')) as { persons: Record<string, { watermarkMs: number }> };
     expect(marks.persons[PERSONS[0]!]!.watermarkMs).toBe(T0);
     const enrollmentSha = sha(path.join(out, 'enrollment', `${FACES[0]}.jpg`));
