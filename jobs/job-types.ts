@@ -6,6 +6,9 @@ import type { ExportItem } from '../src/sources/export-items.ts';
 import type { Ledger } from '../src/state/ledger.ts';
 import type { DocumentLocks, StoredDocuments } from '../src/queue/document-lock.ts';
 import type { RunStore } from '../src/queue/run-store.ts';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../src/pacing/clock.ts';
+import type { ArchiveDetectionsJobData, ArchiveEnrollmentJobData, ArchiveReportJobData, ArchiveTickJobData } from './archive-job-data.ts';
 
 export interface UploadJobData {
   kind: 'upload';
@@ -29,7 +32,15 @@ export interface DownloadJobData {
   throttles?: number;
 }
 
-export type JobData = UploadJobData | DownloadJobData;
+/** Jobs that stand for one row of a run (and record its result). */
+export type RowJobData = UploadJobData | DownloadJobData | ArchiveEnrollmentJobData | ArchiveDetectionsJobData;
+/** Jobs that organise a run (a scheduled archive tick, the wait for its report): no row of their own. */
+export type ControlJobData = ArchiveTickJobData | ArchiveReportJobData;
+export type JobData = RowJobData | ControlJobData;
+
+export function isControlJob(data: JobData): data is ControlJobData {
+  return data.kind === 'archive-tick' || data.kind === 'archive-report';
+}
 
 /** What a processor reports; the runner adds row, attempts and timing. */
 export type JobOutcome = Omit<RowResult, 'row' | 'attempts' | 'finishedAt'>;
@@ -42,6 +53,10 @@ export interface JobContext {
   stored: StoredDocuments;
   run(runId: string): RunStore;
   log: Logger;
+  /** A connection for small state of its own (archive watermarks, tick history). */
+  redis: Redis;
+  /** Window ends and archive timestamps come from here, so tests can pin time. */
+  clock: Clock;
 }
 
 /** Thrown by a processor that must wait for another job (same document in flight elsewhere). */

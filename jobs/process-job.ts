@@ -4,7 +4,10 @@ import { describeError, errorCode, HttpStatusError } from '../src/errors.ts';
 import { scrubSecrets } from '../src/log.ts';
 import type { RowResult } from '../src/report/row-result.ts';
 import { downloadFile } from './download-file.ts';
-import { DocumentBusy, type JobContext, type JobData, type JobOutcome } from './job-types.ts';
+import { archiveDetections } from './archive-detections.ts';
+import { archiveEnrollment } from './archive-enrollment.ts';
+import { runArchiveReport, runArchiveTick } from './archive-control.ts';
+import { DocumentBusy, isControlJob, type JobContext, type JobData, type JobOutcome, type RowJobData } from './job-types.ts';
 import { uploadDocument } from './upload-document.ts';
 
 /** A throttled (429) job waits without spending attempts, but not forever. */
@@ -12,12 +15,19 @@ export const MAX_THROTTLES = 50;
 
 const ERROR_EXCERPT = 300;
 
-export function failedResult(job: Job<JobData>, err: unknown, attempts: number): RowResult {
+const FAILED_ACTION: Record<RowJobData['kind'], string> = {
+  upload: 'upload',
+  download: 'download',
+  'archive-enrollment': 'archive-enrollment',
+  'archive-detections': 'archive-detections',
+};
+
+export function failedResult(job: Job<RowJobData>, err: unknown, attempts: number): RowResult {
   const item = job.data.item as unknown as Record<string, unknown>;
   return {
     row: job.data.row,
     status: 'failed',
-    action: job.data.kind === 'upload' ? 'upload' : 'download',
+    action: FAILED_ACTION[job.data.kind],
     ...(typeof item.personId === 'string' ? { personId: item.personId } : {}),
     ...(typeof item.faceId === 'string' ? { faceId: item.faceId } : {}),
     ...(typeof item.detectionId === 'string' ? { detectionId: item.detectionId } : {}),
@@ -41,6 +51,13 @@ export function failedResult(job: Job<JobData>, err: unknown, attempts: number):
  */
 export function createProcessor(ctx: JobContext, options: { attempts: number; queue: () => Queue }) {
   return async (job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<RowResult> => {
+    if (isControlJob(job.data)) {
+      // Control jobs have no row: errors go to BullMQ's retry and backoff as they are.
+      if (job.data.kind === 'archive-tick') await runArchiveTick(job as Job<never>, ctx, options.queue(), signal);
+      else await runArchiveReport(job as Job<never>, ctx, options.queue(), token);
+      return { row: 0, status: 'succeeded', action: job.data.kind };
+    }
+    const rowJob = job as Job<RowJobData>;
     const run = ctx.run(job.data.runId);
     const prior = await run.getResult(job.data.row);
     if (prior && prior.status !== 'failed' && prior.status !== 'rejected') return prior;
@@ -50,7 +67,7 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
     const attempt = job.attemptsMade + 1;
     const log = ctx.log.child({ runId: job.data.runId, jobId: job.id, row: job.data.row, attempt });
     try {
-      const outcome: JobOutcome = job.data.kind === 'upload' ? await uploadDocument(job as Job<never>, ctx, signal) : await downloadFile(job as Job<never>, ctx, signal);
+      const outcome: JobOutcome = await dispatch(rowJob, ctx, signal);
       const result: RowResult = { ...outcome, row: job.data.row, attempts: attempt, finishedAt: Date.now() };
       await run.setResult(result);
       log.debug({ status: result.status, action: result.action }, 'job done');
@@ -69,7 +86,7 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
       }
       const final = c.kind === 'permanent' || c.kind === 'fatal' || attempt >= options.attempts;
       if (final) {
-        await run.setResult(failedResult(job, err, attempt));
+        await run.setResult(failedResult(rowJob, err, attempt));
         if (c.kind === 'fatal') await run.setFatal(scrubSecrets(describeError(err)), errorCode(err));
         log.warn({ err, kind: c.kind }, 'job failed for good');
         throw new UnrecoverableError(scrubSecrets(describeError(err)));
@@ -78,4 +95,17 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
       throw err;
     }
   };
+}
+
+function dispatch(job: Job<RowJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
+  switch (job.data.kind) {
+    case 'upload':
+      return uploadDocument(job as Job<never>, ctx, signal);
+    case 'download':
+      return downloadFile(job as Job<never>, ctx, signal);
+    case 'archive-enrollment':
+      return archiveEnrollment(job as Job<never>, ctx, signal);
+    case 'archive-detections':
+      return archiveDetections(job as Job<never>, ctx, signal);
+  }
 }

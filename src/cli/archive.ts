@@ -1,8 +1,28 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../errors.ts';
+import { runArchive } from '../run/archive-run.ts';
+import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
-  setupRuntime('archive', opts);
-  throw new NotImplementedError('`idsync archive`');
+  const { faces, out, persons, tag, since, cron, tz, ...rest } = opts;
+  const { config, log } = setupRuntime('archive', rest);
+  const interrupt = installInterrupt(log);
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  try {
+    const { exitCode } = await runArchive({
+      faces: String(faces),
+      outDir: String(out),
+      ...(str(persons) ? { persons: str(persons)! } : {}),
+      ...(str(tag) ? { tag: str(tag)! } : {}),
+      ...(str(since) ? { since: str(since)! } : {}),
+      ...(str(cron) ? { cron: str(cron)! } : {}),
+      ...(str(tz) ? { tz: str(tz)! } : {}),
+      config,
+      log,
+      signal: interrupt.signal,
+    });
+    return exitCode;
+  } finally {
+    interrupt.dispose();
+  }
 }

@@ -3,7 +3,7 @@ import { classify } from '../api/classify.ts';
 import { retryDelay } from '../pacing/backoff.ts';
 import type { Logger } from '../log.ts';
 import { createProcessor, failedResult } from '../../jobs/process-job.ts';
-import type { JobContext, JobData } from '../../jobs/job-types.ts';
+import { isControlJob, type JobContext, type JobData, type RowJobData } from '../../jobs/job-types.ts';
 import type { RowResult } from '../report/row-result.ts';
 import type { RedisHandle } from './connection.ts';
 import { QUEUE_PREFIX } from './queue-names.ts';
@@ -59,10 +59,15 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
     // BullMQ fails a job that stalled too often (its workers kept dying) without calling us.
     const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
     if (!job || !final) return;
+    if (isControlJob(job.data)) {
+      log.error({ err, kind: job.data.kind, jobId: job.id }, 'archive control job failed for good');
+      return;
+    }
+    const rowJob = job as Job<RowJobData>;
     void (async () => {
-      const run = ctx.run(job.data.runId);
-      const prior = await run.getResult(job.data.row);
-      if (!prior) await run.setResult(failedResult(job, err, job.attemptsMade));
+      const run = ctx.run(rowJob.data.runId);
+      const prior = await run.getResult(rowJob.data.row);
+      if (!prior) await run.setResult(failedResult(rowJob, err, job.attemptsMade));
     })().catch((e: unknown) => log.error({ err: e }, 'cannot record a failed job'));
   });
   worker.on('error', (err) => log.error({ err }, 'worker error'));

@@ -10,6 +10,7 @@ import { apiKey } from '../queue/queue-names.ts';
 import { RunStore } from '../queue/run-store.ts';
 import type { Ledger } from '../state/ledger.ts';
 import type { JobContext } from '../../jobs/job-types.ts';
+import { systemClock, type Clock } from '../pacing/clock.ts';
 
 export function createApiClient(config: Config, api: ApiSettings, log: Logger, extra: Partial<ApiClientOptions> = {}): ApiClient {
   return new ApiClient({
@@ -28,7 +29,7 @@ export function createApiClient(config: Config, api: ApiSettings, log: Logger, e
   });
 }
 
-export function createJobContext(options: { redis: RedisHandle; client: ApiClient; ledger: Ledger; apiUrl: string; log: Logger; lockDurationMs?: number }): JobContext {
+export function createJobContext(options: { redis: RedisHandle; client: ApiClient; ledger: Ledger; apiUrl: string; log: Logger; lockDurationMs?: number; clock?: Clock }): JobContext {
   const connection = options.redis.connect('jobs');
   const api = apiKey(options.apiUrl);
   const runs = new Map<string, RunStore>();
@@ -46,6 +47,8 @@ export function createJobContext(options: { redis: RedisHandle; client: ApiClien
       return store;
     },
     log: options.log,
+    redis: connection,
+    clock: options.clock ?? systemClock,
   };
 }
 

@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Job } from 'bullmq';
+import { FileError } from '../src/errors.ts';
+import { appendIndex, type IndexEntry } from '../src/sources/archive-index.ts';
+import { archivePath, existingFile, linkNew } from '../src/sources/archive-files.ts';
+import { enrollmentPath, enrollmentVersionPath } from '../src/sources/archive-names.ts';
+import type { ArchiveEnrollmentJobData } from './archive-job-data.ts';
+import type { JobContext, JobOutcome } from './job-types.ts';
+
+/** Enough tries to find a free name for the kept version when several changes land in one second. */
+const MAX_VERSION_SUFFIX = 100;
+
+/**
+ * Archives one face's enrollment photo as `enrollment/<faceId>.jpg`. The photo is always
+ * downloaded (the API offers no version or date to ask first), to a temp name; when it equals
+ * the archived one it is dropped and nothing changes. When it differs, the archived one is
+ * first linked to `<faceId>.<UTC time>.jpg` and only then replaced by a rename, so at every
+ * moment both names hold complete files.
+ */
+export async function archiveEnrollment(job: Job<ArchiveEnrollmentJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
+  const { item, outDir, runAtMs } = job.data;
+  const faceId = item.faceId;
+  const relative = enrollmentPath(faceId);
+  const target = await archivePath(outDir, relative);
+  const incoming = path.join(path.dirname(target), `.${faceId}.incoming-${randomBytes(6).toString('hex')}.jpg`);
+  try {
+    const fresh = await ctx.client.downloadEnrollmentPhoto(faceId, incoming, signal);
+    const current = await existingFile(target);
+    const archivedAt = new Date(ctx.clock.now()).toISOString();
+    const ids = { faceId, output: relative, bytes: fresh.bytes, sha256: fresh.sha256 };
+    if (current?.sha256 === fresh.sha256) return { status: 'skipped', action: 'unchanged', ...ids };
+
+    const entries: IndexEntry[] = [];
+    if (current) {
+      const kept = await keepPrevious(outDir, faceId, target, current.sha256, runAtMs);
+      entries.push({ path: kept, kind: 'enrollment-previous', faceId, bytes: current.bytes, sha256: current.sha256, archivedAt });
+    }
+    try {
+      await rename(incoming, target);
+    } catch (err) {
+      throw new FileError(`cannot write ${target}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, target, { cause: err });
+    }
+    entries.push({ path: relative, kind: 'enrollment', faceId, bytes: fresh.bytes, sha256: fresh.sha256, archivedAt });
+    await appendIndex(outDir, entries);
+    ctx.log.debug({ faceId, changed: current !== undefined }, 'enrollment photo archived');
+    return { status: 'succeeded', action: current ? 'changed (previous kept)' : 'archived', ...ids };
+  } finally {
+    await rm(incoming, { force: true }).catch(() => undefined);
+  }
+}
+
+/** Links the current photo to its versioned name; a retry that finds its own earlier link reuses it. */
+async function keepPrevious(outDir: string, faceId: string, target: string, sha256: string, runAtMs: number): Promise<string> {
+  for (let suffix = 0; suffix < MAX_VERSION_SUFFIX; suffix++) {
+    const relative = enrollmentVersionPath(faceId, runAtMs, suffix);
+    const versioned = await archivePath(outDir, relative);
+    if (await linkNew(target, versioned)) return relative;
+    if ((await existingFile(versioned))?.sha256 === sha256) return relative;
+  }
+  throw new FileError(`no free name to keep the previous enrollment photo of ${faceId}`, target);
+}
