@@ -1,11 +1,12 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'csv-parse/sync';
-import { describe, expect, it } from 'vitest';
-import { tempDir, testQueueName } from '../helpers/fixtures.ts';
+import { describe, expect, inject, it } from 'vitest';
+import { IDSYNC_BIN, tempDir, testQueueName } from '../helpers/fixtures.ts';
 import { freshRedisUrl, PEOPLE } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 import { startWatch, type WatchArgs } from '../helpers/watch-runs.ts';
@@ -198,4 +199,25 @@ describe('idsync watch against the sandbox', () => {
     expect(typeof note.reason).toBe('string');
     expect(typeof note.time).toBe('string');
   });
+
+  it('runs as `idsync watch DIR` and exits 130 on SIGTERM', async () => {
+    const s = await withSandbox();
+    const args = setup(s);
+    const person = PEOPLE[0]!;
+    mkdirSync(path.join(args.dir, person));
+    writeFileSync(path.join(args.dir, person, 'cli.pdf'), randomBytes(300));
+    const child = spawn(process.execPath, [IDSYNC_BIN, 'watch', args.dir, '--settle-ms', '200', '--api-url', s.url, '--username', 'migrator', '--state-dir', args.stateDir, '--report-dir', args.reportDir], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', IDSYNC_PASSWORD: s.password, REDIS_URL: inject('redisUrl'), IDSYNC_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(path.join(args.dir, '.processed', person, 'cli.pdf')) && Date.now() < deadline) await sleep(100);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(130);
+    expect(s.documents()).toHaveLength(1);
+    expect(stderr).toContain('watch stopped');
+  }, 30_000);
 });
