@@ -1,0 +1,151 @@
+import { lstat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import type { Clock } from '../pacing/clock.ts';
+import { dataPathOfSidecar, isSidecarName, sidecarPathOf } from './watch-ignore.ts';
+import path from 'node:path';
+
+/** A file whose size and mtime (and its sidecar's, if any) stayed the same for the settle time. */
+export interface SettledFile {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  /** Absolute path of `<file>.json` when one was there and settled with the file. */
+  sidecar?: string;
+  /** Set when a sidecar is there but cannot be used safely (a symbolic link, a folder). */
+  sidecarProblem?: string;
+}
+
+interface Entry {
+  /** Size and mtime of the file and its sidecar at the last look. */
+  signature: string | undefined;
+  /** Clock time of the last change seen (event or different signature). */
+  since: number;
+}
+
+export interface FileSettlerOptions {
+  settleMs: number;
+  clock: Clock;
+  onReady(file: SettledFile): void;
+  /** A path that is not a regular file (symbolic link, socket …): ignored, never followed. */
+  onSkipped?(file: string, reason: string): void;
+}
+
+const STAT_BATCH = 64;
+
+async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Turns "something happened to this file" into "this file is whole": a file is handed over
+ * once its size and mtime, and those of its sidecar, have not changed for `settleMs`. Files
+ * handed over stay "in hand" (their events are ignored) until release(), so a file being
+ * uploaded is never taken twice. Memory holds only unsettled and in-hand files.
+ */
+export class FileSettler {
+  readonly #options: FileSettlerOptions;
+  readonly #pending = new Map<string, Entry>();
+  readonly #inHand = new Set<string>();
+  #checking: Promise<void> | undefined;
+
+  constructor(options: FileSettlerOptions) {
+    this.#options = options;
+  }
+
+  /** An event for `file` (a data file or a sidecar): (re)start its settle time. */
+  touch(file: string): void {
+    const dataFile = isSidecarName(path.basename(file)) ? dataPathOfSidecar(file) : file;
+    if (this.#inHand.has(dataFile)) return;
+    const entry = this.#pending.get(dataFile);
+    if (entry) entry.since = this.#options.clock.now();
+    else this.#pending.set(dataFile, { signature: undefined, since: this.#options.clock.now() });
+  }
+
+  /** The file is gone (moved or deleted): forget it entirely. */
+  release(file: string): void {
+    this.#inHand.delete(file);
+    this.#pending.delete(file);
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  get inHand(): number {
+    return this.#inHand.size;
+  }
+
+  /** Looks at every unsettled file once; hands over those that are settled. Calls never overlap. */
+  check(): Promise<void> {
+    this.#checking ??= this.#checkAll().finally(() => {
+      this.#checking = undefined;
+    });
+    return this.#checking;
+  }
+
+  async #checkAll(): Promise<void> {
+    const files = [...this.#pending.keys()];
+    for (let i = 0; i < files.length; i += STAT_BATCH) {
+      await Promise.all(
+        files.slice(i, i + STAT_BATCH).map((f) =>
+          this.#checkOne(f).catch((err: unknown) => {
+            // EACCES and the like: drop it; its next event (a chmod counts) brings it back.
+            this.#pending.delete(f);
+            this.#options.onSkipped?.(f, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          }),
+        ),
+      );
+    }
+  }
+
+  async #checkOne(file: string): Promise<void> {
+    const entry = this.#pending.get(file);
+    if (!entry) return;
+    const stat = await lstatOrUndefined(file);
+    if (!stat) {
+      // Gone (renamed away, deleted) or only its sidecar exists so far: an event brings it back.
+      this.#pending.delete(file);
+      return;
+    }
+    if (!stat.isFile()) {
+      this.#pending.delete(file);
+      // lstat, not stat: a symbolic link is never followed, so nothing outside the folder is read.
+      if (!stat.isDirectory()) this.#options.onSkipped?.(file, stat.isSymbolicLink() ? 'symbolic link' : 'not a regular file');
+      return;
+    }
+    const sidecar = await lstatOrUndefined(sidecarPathOf(file));
+    const signature = `${stat.size}:${stat.mtimeMs}|${sidecar ? `${sidecar.size}:${sidecar.mtimeMs}:${sidecar.isFile()}` : '-'}`;
+    const now = this.#options.clock.now();
+    if (signature !== entry.signature) {
+      entry.signature = signature;
+      entry.since = now;
+      return;
+    }
+    if (now - entry.since < this.#options.settleMs) return;
+    this.#pending.delete(file);
+    this.#inHand.add(file);
+    const settled: SettledFile = { path: file, size: stat.size, mtimeMs: stat.mtimeMs };
+    if (sidecar) {
+      settled.sidecar = sidecarPathOf(file);
+      if (!sidecar.isFile()) settled.sidecarProblem = sidecar.isSymbolicLink() ? 'its sidecar is a symbolic link' : 'its sidecar is not a regular file';
+    }
+    this.#options.onReady(settled);
+  }
+
+  /** Checks every `tickMs` until the signal aborts. */
+  async run(tickMs: number, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.#options.clock.sleep(tickMs, signal);
+      } catch {
+        return;
+      }
+      await this.check();
+    }
+  }
+}

@@ -1,0 +1,97 @@
+import { appendFileSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/pacing/clock.ts';
+import { FileSettler, type SettledFile } from '../../src/sources/file-settler.ts';
+import { tempDir } from '../helpers/fixtures.ts';
+
+function settler(settleMs = 1000) {
+  const clock = new ManualClock();
+  const ready: SettledFile[] = [];
+  const skipped: string[] = [];
+  const s = new FileSettler({ settleMs, clock, onReady: (f) => ready.push(f), onSkipped: (f, why) => skipped.push(`${path.basename(f)}: ${why}`) });
+  return { s, clock, ready, skipped };
+}
+
+describe('file settler', () => {
+  it('hands a file over only after its size and mtime were stable for the settle time, once', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'a.pdf');
+    const { s, clock, ready } = settler();
+    writeFileSync(file, 'part 1');
+    s.touch(file);
+    await s.check(); // first look
+    clock.advance(600);
+    appendFileSync(file, ' part 2'); // grows: the settle time starts again
+    await s.check();
+    clock.advance(600);
+    await s.check();
+    expect(ready).toEqual([]);
+    clock.advance(500);
+    await s.check();
+    expect(ready.map((f) => [path.basename(f.path), f.size])).toEqual([['a.pdf', 13]]);
+    // In hand: events are ignored until release.
+    s.touch(file);
+    clock.advance(5000);
+    await s.check();
+    await s.check();
+    expect(ready).toHaveLength(1);
+    expect(s.inHand).toBe(1);
+    s.release(file);
+    expect(s.inHand).toBe(0);
+    expect(s.pending).toBe(0);
+  });
+
+  it('notices a rewrite of the same size through the mtime', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'b.pdf');
+    const { s, clock, ready } = settler();
+    writeFileSync(file, 'aaaa');
+    utimesSync(file, 1000, 1000);
+    s.touch(file);
+    await s.check();
+    clock.advance(900);
+    writeFileSync(file, 'bbbb');
+    utimesSync(file, 2000, 2000);
+    await s.check();
+    clock.advance(900);
+    await s.check();
+    expect(ready).toEqual([]);
+  });
+
+  it('waits for a sidecar to settle with its file, and reports it', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'c.pdf');
+    const { s, clock, ready } = settler();
+    writeFileSync(file, 'doc');
+    s.touch(file);
+    await s.check();
+    clock.advance(900);
+    writeFileSync(`${file}.json`, '{"name":"C"}');
+    s.touch(`${file}.json`); // the sidecar's event restarts its file's settle time
+    await s.check();
+    clock.advance(900);
+    await s.check();
+    expect(ready).toEqual([]);
+    clock.advance(200);
+    await s.check();
+    expect(ready).toEqual([expect.objectContaining({ path: file, sidecar: `${file}.json` })]);
+  });
+
+  it('never follows or hands over a symbolic link; forgets vanished files', async () => {
+    const dir = tempDir();
+    mkdirSync(path.join(dir, 'd'));
+    const link = path.join(dir, 'd', 'link.pdf');
+    symlinkSync('/etc/hostname', link);
+    const gone = path.join(dir, 'd', 'gone.pdf');
+    const { s, clock, ready, skipped } = settler(0);
+    s.touch(link);
+    s.touch(gone);
+    clock.advance(10);
+    await s.check();
+    await s.check();
+    expect(ready).toEqual([]);
+    expect(skipped).toEqual(['link.pdf: symbolic link']);
+    expect(s.pending).toBe(0);
+  });
+});
