@@ -270,7 +270,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         watcher?.release(w.file);
       }
       // Once moved, the file is forgotten: the result would only grow Redis over the days.
-      if (!keepResult) await runs.deleteResults([row]);
+      if (!keepResult) await runs.deleteResults([result]);
     };
 
     /** A settled file: check it against the convention, hash it, enqueue its upload (or finish it at once). */
