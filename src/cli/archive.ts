@@ -6,7 +6,7 @@ import { setupRuntime } from './runtime.ts';
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
   const { faces, out, persons, tag, since, cron, tz, ...rest } = opts;
   const { config, log } = setupRuntime('archive', rest);
-  const interrupt = installInterrupt(log);
+  const interrupt = installInterrupt(log, { stopping: 'finishing in-flight archive jobs, then writing a partial report' });
   const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
   try {
     const { exitCode } = await runArchive({

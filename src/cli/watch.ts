@@ -17,7 +17,7 @@ export async function run(args: unknown[], opts: Record<string, unknown>, _cmd: 
   const pollIntervalMs = wholeNumber(opts, 'pollInterval', '--poll-interval', 50);
   if (opts.delete === true && opts.processedDir !== undefined) throw new UsageError('--processed-dir and --delete exclude each other: keep one');
   const { config, log } = setupRuntime('watch', opts);
-  const interrupt = installInterrupt(log);
+  const interrupt = installInterrupt(log, { stopping: 'no new files are taken; finishing in-flight uploads and their moves' });
   try {
     const { exitCode } = await runWatch({
       dir: String(args[0]),
