@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../pacing/clock.ts';
 import { openRedis, type RedisHandle } from '../queue/connection.ts';
 import { jobIdFor, QUEUE_PREFIX, queueNameFor } from '../queue/queue-names.ts';
 import { RunStore } from '../queue/run-store.ts';
-import { startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
+import type { WorkerHost } from '../queue/worker-host.ts';
 import type { RunSummary } from '../report/report-writer.ts';
 import { checkArchiveInputs } from '../sources/archive-targets.ts';
 import { Ledger } from '../state/ledger.ts';
@@ -20,7 +20,7 @@ import type { ArchiveSpec, ArchiveTickJobData } from '../../jobs/archive-job-dat
 import { archiveRunId, planArchiveRun } from './archive-plan.ts';
 import { summaryLines, writeArchiveReport } from './archive-report.ts';
 import { parseSchedule, parseSince } from './archive-schedule.ts';
-import { createApiClient, createJobContext, loginWithRetries } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
 
 export const DEFAULT_PAGE_SIZE = 100;
 
@@ -117,21 +117,7 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
     const connection = redis.connect('archive');
     const queueName = options.queueName ?? queueNameFor(api.apiUrl);
     queue = new Queue(queueName, { connection, prefix: QUEUE_PREFIX });
-    if (config.workers > 0) {
-      host = await startWorkerHost({
-        redis,
-        queueName,
-        concurrency: config.concurrency,
-        attempts: config.attempts,
-        ...(config.rate ? { rate: config.rate } : {}),
-        ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog, clock }),
-        log: runLog,
-        lockDurationMs: config.lockDurationMs,
-        stalledIntervalMs: config.stalledIntervalMs,
-      });
-    } else if (config.rate) {
-      await queue.setGlobalRateLimit(config.rate, 1000);
-    }
+    host = await startConfiguredWorkers({ config, redis, client, ledger, apiUrl: api.apiUrl, queue, log: runLog, clock });
 
     if (schedule) {
       const schedulerId = schedulerIdFor(archiveKey);

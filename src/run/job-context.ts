@@ -11,6 +11,8 @@ import { RunStore } from '../queue/run-store.ts';
 import type { Ledger } from '../state/ledger.ts';
 import type { JobContext } from '../../jobs/job-types.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
+import type { Queue } from 'bullmq';
+import { startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
 
 export function createApiClient(config: Config, api: ApiSettings, log: Logger, extra: Partial<ApiClientOptions> = {}): ApiClient {
   return new ApiClient({
@@ -69,4 +71,40 @@ export async function loginWithRetries(client: ApiClient, attempts: number, log:
       await sleep(delay, undefined, signal ? { signal } : {});
     }
   }
+}
+
+export interface ConfiguredWorkersOptions {
+  config: Config;
+  redis: RedisHandle;
+  client: ApiClient;
+  ledger: Ledger;
+  apiUrl: string;
+  log: Logger;
+  clock?: Clock;
+  /** The queue the command feeds; `idsync worker`, which always works, gives only its name. */
+  queue: Queue | { name: string; setGlobalRateLimit?: undefined };
+}
+
+/**
+ * What every command that runs jobs does: with --workers 1 (the default) this process works
+ * too, with the settings' concurrency, attempts, rate and lock timings; with --workers 0 it only
+ * sets the queue's global rate limit and leaves the work to `idsync worker` processes.
+ */
+export async function startConfiguredWorkers(options: ConfiguredWorkersOptions): Promise<WorkerHost | undefined> {
+  const { config } = options;
+  if (config.workers === 0 && options.queue.setGlobalRateLimit) {
+    if (config.rate) await options.queue.setGlobalRateLimit(config.rate, 1000);
+    return undefined;
+  }
+  return startWorkerHost({
+    redis: options.redis,
+    queueName: options.queue.name,
+    concurrency: config.concurrency,
+    attempts: config.attempts,
+    ...(config.rate ? { rate: config.rate } : {}),
+    ctx: createJobContext({ redis: options.redis, client: options.client, ledger: options.ledger, apiUrl: options.apiUrl, log: options.log, lockDurationMs: config.lockDurationMs, ...(options.clock ? { clock: options.clock } : {}) }),
+    log: options.log,
+    lockDurationMs: config.lockDurationMs,
+    stalledIntervalMs: config.stalledIntervalMs,
+  });
 }

@@ -10,7 +10,7 @@ import { ExitCode, exitCodeForOutcome } from '../cli/exit-codes.ts';
 import { openRedis, type RedisHandle } from '../queue/connection.ts';
 import { jobIdFor, QUEUE_PREFIX, queueNameFor } from '../queue/queue-names.ts';
 import { RunStore, type RunMeta } from '../queue/run-store.ts';
-import { startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
+import type { WorkerHost } from '../queue/worker-host.ts';
 import { createProgress } from '../report/progress.ts';
 import { ReportWriter, type RunSummary } from '../report/report-writer.ts';
 import type { RowResult } from '../report/row-result.ts';
@@ -19,7 +19,7 @@ import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type Impor
 import { hashManifest, readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
 import { Ledger } from '../state/ledger.ts';
 import type { JobData } from '../../jobs/job-types.ts';
-import { createApiClient, createJobContext, loginWithRetries } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
 import { runIdFor } from './run-id.ts';
 
 export type JobCommand = 'import' | 'export';
@@ -144,20 +144,8 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     await runs.saveMeta(meta);
     if (previous) runLog.info('resuming an earlier run of this command on this manifest: rows already done are skipped');
 
-    if (config.workers > 0) {
-      host = await startWorkerHost({
-        redis,
-        queueName,
-        concurrency: config.concurrency,
-        attempts: config.attempts,
-        ...(config.rate ? { rate: config.rate } : {}),
-        ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog, lockDurationMs: config.lockDurationMs }),
-        log: runLog,
-        lockDurationMs: config.lockDurationMs,
-        stalledIntervalMs: config.stalledIntervalMs,
-      });
-    } else {
-      if (config.rate) await queue.setGlobalRateLimit(config.rate, 1000);
+    host = await startConfiguredWorkers({ config, redis, client, ledger, apiUrl: api.apiUrl, queue, log: runLog });
+    if (!host) {
       runLog.info({ queue: queueName }, '--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
     }
 

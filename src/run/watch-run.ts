@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../pacing/clock.ts';
 import { openRedis, type RedisHandle } from '../queue/connection.ts';
 import { apiKey, QUEUE_PREFIX, queueNameFor } from '../queue/queue-names.ts';
 import { RunStore, type RunMeta } from '../queue/run-store.ts';
-import { startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
+import type { WorkerHost } from '../queue/worker-host.ts';
 import type { RowResult } from '../report/row-result.ts';
 import { defaultDocumentName, parseSidecar, placeOfDrop, type SidecarFields } from '../sources/drop-convention.ts';
 import { startFolderWatcher, type FolderWatcher, type ReadyFile } from '../sources/folder-watcher.ts';
@@ -21,7 +21,7 @@ import { Ledger } from '../state/ledger.ts';
 import { derivePublicId } from '../state/public-id.ts';
 import type { UploadJobData } from '../../jobs/job-types.ts';
 import { IngestLog, type IngestRecord } from './ingest-log.ts';
-import { createApiClient, createJobContext, loginWithRetries } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
 import { moveIntoFolder, removeFileAndSidecar } from './no-clobber-move.ts';
 
 export interface WatchRunOptions {
@@ -167,20 +167,8 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     // The meta lets the processor record a fatal error (refused credentials) for this run.
     await runs.saveMeta(meta);
 
-    if (config.workers > 0) {
-      host = await startWorkerHost({
-        redis,
-        queueName,
-        concurrency: config.concurrency,
-        attempts: config.attempts,
-        ...(config.rate ? { rate: config.rate } : {}),
-        ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log: runLog }),
-        log: runLog,
-        lockDurationMs: config.lockDurationMs,
-        stalledIntervalMs: config.stalledIntervalMs,
-      });
-    } else {
-      if (config.rate) await queue.setGlobalRateLimit(config.rate, 1000);
+    host = await startConfiguredWorkers({ config, redis, client, ledger, apiUrl: api.apiUrl, queue, log: runLog });
+    if (!host) {
       runLog.info({ queue: queueName }, '--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
     }
 

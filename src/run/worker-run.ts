@@ -3,9 +3,8 @@ import { requireApiSettings, type Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { openRedis } from '../queue/connection.ts';
 import { queueNameFor } from '../queue/queue-names.ts';
-import { startWorkerHost } from '../queue/worker-host.ts';
 import { Ledger } from '../state/ledger.ts';
-import { createApiClient, createJobContext, loginWithRetries } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
 
 export interface WorkerRunOptions {
   config: Config;
@@ -29,17 +28,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
   const ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
   const queueName = options.queueName ?? queueNameFor(api.apiUrl);
   try {
-    const host = await startWorkerHost({
-      redis,
-      queueName,
-      concurrency: config.concurrency,
-      attempts: config.attempts,
-      ...(config.rate ? { rate: config.rate } : {}),
-      ctx: createJobContext({ redis, client, ledger, apiUrl: api.apiUrl, log, lockDurationMs: config.lockDurationMs }),
-      log,
-      lockDurationMs: config.lockDurationMs,
-      stalledIntervalMs: config.stalledIntervalMs,
-    });
+    const host = (await startConfiguredWorkers({ config, redis, client, ledger, apiUrl: api.apiUrl, queue: { name: queueName }, log }))!;
     log.info({ queue: queueName, redis: redis.where, concurrency: config.concurrency }, 'worker started: waiting for jobs');
     const started = Date.now();
     while (!signal.aborted) {
