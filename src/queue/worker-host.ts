@@ -30,10 +30,26 @@ export interface WorkerHost {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * --rate becomes the queue's global limit, shared by every worker on every machine. The limit
+ * lives in Redis with the queue: a command without --rate leaves it in force (an operator may
+ * have set it for the API's sake) and says so, so nobody wonders why a run is slow.
+ */
+export async function applyQueueRateLimit(queue: Queue, rate: number | undefined, log: Logger): Promise<void> {
+  if (rate) {
+    await queue.setGlobalRateLimit(rate, 1000);
+    return;
+  }
+  const current = await queue.getGlobalRateLimit();
+  if (current) {
+    log.warn({ max: current.max, durationMs: current.duration }, `this API's queue keeps a rate limit of ${current.max} jobs per ${current.duration} ms set by an earlier command; pass --rate N to change it`);
+  }
+}
+
 export async function startWorkerHost(options: WorkerHostOptions): Promise<WorkerHost> {
   const { ctx, log } = options;
   const queue = new Queue(options.queueName, { connection: options.redis.connect('worker-queue'), prefix: QUEUE_PREFIX });
-  if (options.rate) await queue.setGlobalRateLimit(options.rate, 1000);
+  await applyQueueRateLimit(queue, options.rate, log);
   const processor = createProcessor(ctx, { attempts: options.attempts, queue: () => queue });
   let processed = 0;
   const worker = new Worker<JobData, RowResult>(options.queueName, processor, {

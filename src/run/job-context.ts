@@ -11,8 +11,8 @@ import { RunStore } from '../queue/run-store.ts';
 import type { Ledger } from '../state/ledger.ts';
 import type { JobContext } from '../../jobs/job-types.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
-import type { Queue } from 'bullmq';
-import { startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
+import { Queue } from 'bullmq';
+import { applyQueueRateLimit, startWorkerHost, type WorkerHost } from '../queue/worker-host.ts';
 
 export function createApiClient(config: Config, api: ApiSettings, log: Logger, extra: Partial<ApiClientOptions> = {}): ApiClient {
   return new ApiClient({
@@ -82,7 +82,7 @@ export interface ConfiguredWorkersOptions {
   log: Logger;
   clock?: Clock;
   /** The queue the command feeds; `idsync worker`, which always works, gives only its name. */
-  queue: Queue | { name: string; setGlobalRateLimit?: undefined };
+  queue: Queue | { name: string };
 }
 
 /**
@@ -92,8 +92,8 @@ export interface ConfiguredWorkersOptions {
  */
 export async function startConfiguredWorkers(options: ConfiguredWorkersOptions): Promise<WorkerHost | undefined> {
   const { config } = options;
-  if (config.workers === 0 && options.queue.setGlobalRateLimit) {
-    if (config.rate) await options.queue.setGlobalRateLimit(config.rate, 1000);
+  if (config.workers === 0 && options.queue instanceof Queue) {
+    await applyQueueRateLimit(options.queue, config.rate, options.log);
     return undefined;
   }
   return startWorkerHost({

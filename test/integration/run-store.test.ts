@@ -44,3 +44,21 @@ describe('progress without a terminal', () => {
     expect(lines[0]).toMatchObject({ done: 50, failed: 1, total: 100, itemsPerSecond: 10, etaSeconds: 5 });
   });
 });
+
+describe('queue rate limit', () => {
+  it('--rate sets the global limit; a command without it keeps the limit and says so', async () => {
+    const { Queue } = await import('bullmq');
+    const { applyQueueRateLimit } = await import('../../src/queue/worker-host.ts');
+    const queue = new Queue(testQueueName(), { connection: redis.duplicate(), prefix: 'idsync-test' });
+    const warnings: string[] = [];
+    const log = { warn: (_o: unknown, msg: string) => warnings.push(msg) } as never;
+    await applyQueueRateLimit(queue, undefined, log);
+    expect(warnings).toEqual([]);
+    await applyQueueRateLimit(queue, 7, log);
+    expect(await queue.getGlobalRateLimit()).toEqual({ max: 7, duration: 1000 });
+    await applyQueueRateLimit(queue, undefined, log);
+    expect(warnings[0]).toMatch(/keeps a rate limit of 7 jobs per 1000 ms .* pass --rate N to change it/);
+    await queue.obliterate({ force: true });
+    await queue.close();
+  });
+});
