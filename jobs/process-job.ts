@@ -42,10 +42,9 @@ export function failedResult(job: Job<JobData>, err: unknown, attempts: number):
 export function createProcessor(ctx: JobContext, options: { attempts: number; queue: () => Queue }) {
   return async (job: Job<JobData>, token?: string, signal?: AbortSignal): Promise<RowResult> => {
     const run = ctx.run(job.data.runId);
-    const prior = await run.getResult(job.data.row);
+    const { prior, fatal } = await run.jobStart(job.data.row);
     if (prior && prior.status !== 'failed' && prior.status !== 'rejected') return prior;
-    const meta = await run.getMeta();
-    if (meta?.fatal) throw new UnrecoverableError(`run stopped: ${meta.fatal}`);
+    if (fatal) throw new UnrecoverableError(`run stopped: ${fatal}`);
 
     const attempt = job.attemptsMade + 1;
     const log = ctx.log.child({ runId: job.data.runId, jobId: job.id, row: job.data.row, attempt });
