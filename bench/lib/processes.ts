@@ -179,9 +179,11 @@ export async function startSandboxProcess(options: { dir: string; tls?: boolean;
     admin: (method, p, body) => call(method, origin + p, body),
     token: async () => ((await call('POST', `${url}/api/v1/authenticate`, { username: USER, password: PASSWORD })) as { token: string }).token,
     stop: async () => {
-      await dispatcher.close();
+      await dispatcher.close().catch(() => {});
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGINT');
-      await new Promise((r) => child.once('exit', r));
+      await exited;
     },
   };
 }

@@ -20,7 +20,7 @@ async function parse(body: MultipartBody): Promise<{ fields: Record<string, stri
     bb.on('file', (name, stream, info) => {
       const parts: Buffer[] = [];
       stream.on('data', (d: Buffer) => parts.push(d));
-      stream.on('end', () => (file = { name, filename: info.filename, type: info.mimeType, bytes: Buffer.concat(parts) }));
+      stream.on('end', () => (file = { name, filename: info.filename ?? '', type: info.mimeType, bytes: Buffer.concat(parts) }));
     });
     bb.on('close', resolve);
     bb.on('error', reject);
