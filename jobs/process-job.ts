@@ -59,10 +59,9 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
     }
     const rowJob = job as Job<RowJobData>;
     const run = ctx.run(job.data.runId);
-    const prior = await run.getResult(job.data.row);
+    const { prior, fatal } = await run.jobStart(job.data.row);
     if (prior && prior.status !== 'failed' && prior.status !== 'rejected') return prior;
-    const meta = await run.getMeta();
-    if (meta?.fatal) throw new UnrecoverableError(`run stopped: ${meta.fatal}`);
+    if (fatal) throw new UnrecoverableError(`run stopped: ${fatal}`);
 
     const attempt = job.attemptsMade + 1;
     const log = ctx.log.child({ runId: job.data.runId, jobId: job.id, row: job.data.row, attempt });

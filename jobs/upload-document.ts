@@ -1,5 +1,8 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Job } from 'bullmq';
+import { FileError } from '../src/errors.ts';
 import { classify } from '../src/api/classify.ts';
 import { hashFile } from '../src/state/file-hash.ts';
 import { ledgerKey } from '../src/state/ledger.ts';
@@ -12,9 +15,30 @@ import { DocumentBusy, type JobContext, type JobOutcome, type UploadJobData } fr
  * there is doubt (an earlier attempt may have reached the server, a crash left a `start`
  * without `stored`, or --check-existing) does it ask the API before sending.
  */
+/** Files up to this size are read once, hashed and sent from memory; larger ones are streamed twice (hash, then upload). */
+export const READ_ONCE_MAX_BYTES = 4 * 1024 * 1024;
+
+async function readSmallFile(file: string): Promise<{ sha256: string; bytes: number; data?: Buffer }> {
+  let data: Buffer | undefined;
+  try {
+    const handle = await fs.open(file, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size <= READ_ONCE_MAX_BYTES) data = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
+  }
+  // A file that grew past the limit since validation is streamed like any large one.
+  if (!data || data.length > READ_ONCE_MAX_BYTES) return hashFile(file);
+  return { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length, data };
+}
+
 export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
   const { item } = job.data;
-  const { sha256, bytes } = await hashFile(item.file);
+  const { sha256, bytes, data } = await readSmallFile(item.file);
   const publicId = item.publicId ?? derivePublicId(item.personId, sha256);
   const docKey = ledgerKey(item.personId, publicId);
   const base: JobOutcome = {
@@ -27,21 +51,21 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
     sha256,
   };
 
-  if (await ctx.stored.get(docKey)) return { ...base, status: 'skipped', action: 'already-stored' };
-  const release = await ctx.locks.acquire(docKey);
-  if (!release) throw new DocumentBusy();
+  const claim = await ctx.locks.claim(docKey, ctx.stored);
+  if (claim.state === 'stored') return { ...base, status: 'skipped', action: 'already-stored' };
+  if (claim.state === 'busy') throw new DocumentBusy();
+  const { lock } = claim;
   try {
-    if (await ctx.stored.get(docKey)) return { ...base, status: 'skipped', action: 'already-stored' };
     const known = await ctx.ledger.state(item.personId, publicId);
     if (known === 'stored') {
-      await ctx.stored.add(docKey, sha256);
+      await lock.storedAndRelease(sha256);
       return { ...base, status: 'skipped', action: 'in-ledger' };
     }
     const ourDoubt = job.data.ambiguous === true || job.stalledCounter > 0;
     const doubt = ourDoubt || known === 'started' || job.data.checkExisting;
     if (doubt && (await ctx.client.documentExists(item.personId, publicId, signal))) {
       await ctx.ledger.stored(item.personId, publicId, sha256, bytes);
-      await ctx.stored.add(docKey, sha256);
+      await lock.storedAndRelease(sha256);
       // Our own earlier attempt stored it: this run did the work. Otherwise it was there before.
       return ourDoubt ? { ...base, action: 'uploaded-confirmed' } : { ...base, status: 'skipped', action: 'exists-on-server' };
     }
@@ -55,6 +79,7 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
           ...(item.description ? { description: item.description } : {}),
           publicId,
           filePath: item.file,
+          ...(data ? { data } : {}),
           fileName: path.basename(item.file),
         },
         signal,
@@ -69,9 +94,9 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
       throw err;
     }
     await ctx.ledger.stored(item.personId, publicId, sha256, bytes);
-    await ctx.stored.add(docKey, sha256);
+    await lock.storedAndRelease(sha256);
     return base;
   } finally {
-    await release();
+    await lock.release();
   }
 }

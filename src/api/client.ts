@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { openAsBlob, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { FormData, Pool, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { AuthRefusedError, ConfigError, FileError, HttpStatusError, ProtocolError } from '../errors.ts';
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../pacing/clock.ts';
 import { USER_AGENT } from '../version.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
+import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource } from './token-source.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
@@ -73,7 +74,7 @@ interface RequestSpec {
   query?: Query;
   json?: unknown;
   /** Builds a FRESH multipart body for each attempt (a sent stream cannot be replayed). */
-  form?: () => Promise<FormData>;
+  form?: () => Promise<MultipartBody>;
 }
 
 const EXCERPT_READ_LIMIT = 4096;
@@ -160,29 +161,33 @@ export class ApiClient {
   async uploadDocument(input: UploadInput, signal?: AbortSignal): Promise<{ bytes: number }> {
     const filePath = input.filePath;
     let bytes: number;
-    try {
-      const info = await stat(filePath);
-      if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
-      bytes = info.size;
-    } catch (err) {
-      throw fileError('cannot read', filePath, err);
-    }
-    const fileName = input.fileName ?? path.basename(filePath);
-    const form = async (): Promise<FormData> => {
-      let blob: Blob;
+    if (input.data) {
+      bytes = input.data.length;
+    } else {
       try {
-        // A file-backed Blob: undici streams it from disk, so memory does not grow with the file.
-        blob = await openAsBlob(filePath, { type: input.contentType ?? 'application/octet-stream' });
+        const info = await stat(filePath);
+        if (!info.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+        bytes = info.size;
       } catch (err) {
         throw fileError('cannot read', filePath, err);
       }
-      const body = new FormData();
-      body.append('personId', input.personId);
-      body.append('name', input.name);
-      if (input.description !== undefined) body.append('description', input.description);
-      body.append('publicId', input.publicId);
-      body.append('file', blob, fileName);
-      return body;
+    }
+    const fileName = input.fileName ?? path.basename(filePath);
+    const fields = [
+      { name: 'personId', value: input.personId },
+      { name: 'name', value: input.name },
+      ...(input.description !== undefined ? [{ name: 'description', value: input.description }] : []),
+      { name: 'publicId', value: input.publicId },
+    ];
+    const file = { field: 'file', fileName, contentType: input.contentType ?? 'application/octet-stream', size: bytes };
+    const form = async (): Promise<MultipartBody> => {
+      if (input.data) return multipartBody(fields, { ...file, data: input.data });
+      try {
+        // Streamed from disk, so memory does not grow with the file.
+        return multipartBody(fields, { ...file, handle: await open(filePath, 'r') });
+      } catch (err) {
+        throw fileError('cannot read', filePath, err);
+      }
     };
     const res = await this.#authed({ method: 'POST', path: '/api/v1/people/fileDocuments/upload', form }, signal);
     await discard(res.body);
@@ -273,12 +278,15 @@ export class ApiClient {
       await this.#spacer?.wait(signal);
       const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
       if (token !== undefined) headers.authorization = `Bearer ${token}`;
-      let body: string | FormData | undefined;
+      let body: string | Buffer | MultipartBody['body'] | undefined;
       if (spec.json !== undefined) {
         body = JSON.stringify(spec.json);
         headers['content-type'] = 'application/json';
       } else if (spec.form) {
-        body = await spec.form();
+        const form = await spec.form();
+        body = form.body;
+        headers['content-type'] = form.contentType;
+        headers['content-length'] = String(form.length);
       }
       const started = this.#clock.now();
       this.#requests++;

@@ -52,6 +52,8 @@ export interface UploadInput {
   description?: string;
   publicId: string;
   filePath: string;
+  /** The file's bytes when the caller already read them (small files: read once for hash and upload). */
+  data?: Buffer;
   /** Name sent with the file part; default: the file's base name. */
   fileName?: string;
   contentType?: string;

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
+import { packageRoot } from '../package-root.ts';
 import { runDemo } from '../run/demo-run.ts';
 import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
@@ -9,7 +10,7 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
   const interrupt = installInterrupt(log);
   try {
     return await runDemo({
-      root: path.resolve(import.meta.dirname, '../..'),
+      root: packageRoot(),
       stateDir: config.stateDir,
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
       log,

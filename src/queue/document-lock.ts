@@ -3,6 +3,14 @@ import type { Redis } from 'ioredis';
 import { QUEUE_PREFIX } from './queue-names.ts';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+/** KEYS: stored hash, lock. ARGV: docKey, token, ttl. One round trip instead of check, lock, check again. */
+const CLAIM = `if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then return 'stored' end
+if redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3], 'NX') then return 'claimed' end
+return 'busy'`;
+/** KEYS: stored hash, lock. ARGV: docKey, sha256, token. Records the document as stored, then releases the lock. */
+const STORED_AND_RELEASE = `redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end
+return 1`;
 const EXTEND = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 /**
@@ -26,6 +34,41 @@ export class DocumentLocks {
     return `${QUEUE_PREFIX}:lock:${this.#api}:${docKey}`;
   }
 
+  /**
+   * Atomically: 'stored' when `stored` already records the document, else takes its lock
+   * ('claimed', with the lock's handle) or finds another job holding it ('busy'). Being atomic,
+   * a claim never misses a colleague's "stored" written just before it released the lock.
+   */
+  async claim(docKey: string, stored: StoredDocuments): Promise<{ state: 'stored' } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
+    const token = randomUUID();
+    const key = this.#key(docKey);
+    const state = (await this.#redis.eval(CLAIM, 2, stored.key, key, docKey, token, String(this.#ttlMs))) as string;
+    if (state !== 'claimed') return { state: state as 'stored' | 'busy' };
+    const renew = setInterval(() => {
+      this.#redis.eval(EXTEND, 1, key, token, String(this.#ttlMs)).catch(() => {});
+    }, Math.max(250, Math.floor(this.#ttlMs / 3)));
+    renew.unref();
+    let done = false;
+    const redis = this.#redis;
+    return {
+      state: 'claimed',
+      lock: {
+        async release() {
+          if (done) return;
+          done = true;
+          clearInterval(renew);
+          await redis.eval(RELEASE, 1, key, token);
+        },
+        async storedAndRelease(sha256: string) {
+          if (done) return stored.add(docKey, sha256);
+          done = true;
+          clearInterval(renew);
+          await redis.eval(STORED_AND_RELEASE, 2, stored.key, key, docKey, sha256, token);
+        },
+      },
+    };
+  }
+
   /** Returns a release function, or undefined when another job holds the document. */
   async acquire(docKey: string): Promise<(() => Promise<void>) | undefined> {
     const token = randomUUID();
@@ -43,6 +86,13 @@ export class DocumentLocks {
   }
 }
 
+/** A document lock held by this job. */
+export interface ClaimedDocument {
+  release(): Promise<void>;
+  /** Records the document as stored (for every worker) and releases the lock, in one step. */
+  storedAndRelease(sha256: string): Promise<void>;
+}
+
 /**
  * Documents stored through this Redis, by any worker on any machine: the shared counterpart of
  * each machine's ledger, so a worker never re-sends what a colleague already stored.
@@ -53,6 +103,10 @@ export class StoredDocuments {
   constructor(redis: Redis, api: string) {
     this.#redis = redis;
     this.#key = `${QUEUE_PREFIX}:stored:${api}`;
+  }
+  /** The Redis hash holding them (for scripts that check or write it atomically with a lock). */
+  get key(): string {
+    return this.#key;
   }
   async get(docKey: string): Promise<string | undefined> {
     return (await this.#redis.hget(this.#key, docKey)) ?? undefined;

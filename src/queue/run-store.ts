@@ -74,6 +74,18 @@ export class RunStore {
     return raw ? (JSON.parse(raw) as RowResult) : undefined;
   }
 
+  /** What a job needs before it starts, in one round trip: the row's result so far and whether the run stopped. */
+  async jobStart(row: number): Promise<{ prior: RowResult | undefined; fatal: string | undefined }> {
+    const replies = await this.#redis.pipeline().hget(this.#resultsKey, String(row)).get(this.#metaKey).exec();
+    if (!replies) throw new Error('Redis pipeline was aborted');
+    for (const [err] of replies) if (err) throw err;
+    const [rawResult, rawMeta] = [replies[0]![1] as string | null, replies[1]![1] as string | null];
+    return {
+      prior: rawResult ? (JSON.parse(rawResult) as RowResult) : undefined,
+      fatal: rawMeta ? (JSON.parse(rawMeta) as RunMeta).fatal : undefined,
+    };
+  }
+
   async getResults(rows: number[]): Promise<Array<RowResult | undefined>> {
     if (rows.length === 0) return [];
     const raw = await this.#redis.hmget(this.#resultsKey, ...rows.map(String));

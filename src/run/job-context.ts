@@ -32,7 +32,7 @@ export function createApiClient(config: Config, api: ApiSettings, log: Logger, e
 }
 
 export function createJobContext(options: { redis: RedisHandle; client: ApiClient; ledger: Ledger; apiUrl: string; log: Logger; lockDurationMs?: number; clock?: Clock }): JobContext {
-  const connection = options.redis.connect('jobs');
+  const connection = options.redis.connect('jobs', { autoPipelining: true });
   const api = apiKey(options.apiUrl);
   const runs = new Map<string, RunStore>();
   return {

@@ -1,0 +1,60 @@
+/**
+ * The "bare undici" ceiling: the same requests idsync sends, over one undici Pool with the same
+ * number of connections, no queue, no Redis, no ledger. Run as its own process by bench/run.ts:
+ *
+ *   node --import tsx bench/bare-client.ts JOB.json
+ *
+ * JOB.json: { url, token, caFile?, concurrency, mode: 'upload' | 'download', items: [...] }
+ * upload items: { personId, publicId, name, file }; download items: { path, out }.
+ * Prints one JSON line: { items, ok, ms } (ms from the first request to the last answer).
+ */
+import { openAsBlob, readFileSync, createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { FormData, Pool } from 'undici';
+
+interface Job {
+  url: string;
+  token: string;
+  caFile?: string;
+  concurrency: number;
+  mode: 'upload' | 'download';
+  items: Array<Record<string, string>>;
+}
+
+const job = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Job;
+const base = new URL(job.url);
+const prefix = base.pathname.replace(/\/+$/, '');
+const pool = new Pool(base.origin, { connections: job.concurrency, connect: job.caFile ? { ca: readFileSync(job.caFile, 'utf8') } : {} });
+const headers = { authorization: `Bearer ${job.token}`, 'user-agent': 'bare-undici' };
+let next = 0;
+let ok = 0;
+
+async function one(item: Record<string, string>): Promise<void> {
+  if (job.mode === 'upload') {
+    const form = new FormData();
+    form.append('personId', item.personId!);
+    form.append('name', item.name!);
+    form.append('publicId', item.publicId!);
+    form.append('file', await openAsBlob(item.file!, { type: 'application/octet-stream' }), path.basename(item.file!));
+    const res = await pool.request({ path: `${prefix}/api/v1/people/fileDocuments/upload`, method: 'POST', headers, body: form });
+    await res.body.dump();
+    if (res.statusCode === 200) ok++;
+  } else {
+    const res = await pool.request({ path: prefix + item.path!, method: 'GET', headers });
+    if (res.statusCode === 200) {
+      await pipeline(res.body, createWriteStream(item.out!));
+      ok++;
+    } else await res.body.dump();
+  }
+}
+
+const t0 = performance.now();
+await Promise.all(
+  Array.from({ length: job.concurrency }, async () => {
+    while (next < job.items.length) await one(job.items[next++]!);
+  }),
+);
+const ms = performance.now() - t0;
+await pool.close();
+process.stdout.write(`${JSON.stringify({ items: job.items.length, ok, ms })}\n`);

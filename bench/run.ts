@@ -1,0 +1,498 @@
+/**
+ * The benchmark driver (`npm run bench`; not part of `npm test`).
+ *
+ *   npm run bench                       every section (about 15 minutes on 2 cores)
+ *   npm run bench -- --quick            a short smoke version of every section (about 3 minutes)
+ *   npm run bench -- uploads memory     only those sections (others keep their last figures)
+ *
+ * Sections: uploads (with its ceilings), export, memory, enqueue, scaleout.
+ * Writes bench/results.json (figures per section, merged across runs) and docs/benchmarks.md.
+ *
+ * What is measured: the sandbox runs as its own `idsync sandbox` process; idsync runs as the
+ * real CLI (`node bin/idsync.js …`) against a redis-server this driver starts (REDIS_URL), so
+ * Node/tsx start-up, login, Redis, enqueue, the wait loop and the report are all inside the
+ * figures. curl runs through `xargs -P C`, one process per item, as users do today.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { faceIds, uploadRows, writeBigManifest, writeCurlUploadArgs, writeExportManifest, writeFiles, writeImportManifest, type UploadRow } from './lib/fixtures.ts';
+import { IDSYNC_BIN, idsyncEnv, REPO, rssSampler, run, startRedis, startSandboxProcess, type RedisServer, type SandboxProcess } from './lib/processes.ts';
+
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+/** --cpu-prof: every idsync CLI process writes a V8 CPU profile into bench/profiles/. */
+const NODE_ARGS = argv.includes('--cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=${path.join(import.meta.dirname, 'profiles')}`] : [];
+const ALL = ['uploads', 'export', 'memory', 'enqueue', 'scaleout'] as const;
+type Section = (typeof ALL)[number];
+const alias: Record<string, Section> = { ceilings: 'uploads', upload: 'uploads', download: 'export', scale: 'scaleout', 'scale-out': 'scaleout' };
+const wanted = argv.filter((a) => !a.startsWith('--')).map((a) => alias[a] ?? (a as Section));
+for (const w of wanted) if (!ALL.includes(w)) throw new Error(`unknown section ${w} (known: ${ALL.join(', ')})`);
+const sections: Section[] = wanted.length > 0 ? wanted : [...ALL];
+
+const P = {
+  uploadFiles: QUICK ? 500 : 2000,
+  uploadSize: 64 * 1024,
+  concurrencies: QUICK ? [16] : [8, 16, 32],
+  repeats: QUICK ? 1 : 2,
+  autocannonSeconds: QUICK ? 2 : 5,
+  photos: QUICK ? 1000 : 5000,
+  bigMiB: QUICK ? 256 : 1024,
+  enqueueRows: QUICK ? 100_000 : 1_000_000,
+  scaleItems: QUICK ? 600 : 2000,
+  scaleLatencyMs: 50,
+  scaleConcurrency: 8,
+};
+
+const RESULTS_FILE = path.join(REPO, 'bench/results.json');
+const DOC_FILE = path.join(REPO, 'docs/benchmarks.md');
+
+interface Target {
+  what: string;
+  goal: string;
+  figure: string;
+  met: boolean;
+}
+interface SectionResult {
+  title: string;
+  quick: boolean;
+  at: string;
+  lines: string[];
+  targets: Target[];
+}
+
+const work = mkdtempSync(path.join(os.tmpdir(), 'idsync-bench-'));
+const say = (s: string) => process.stdout.write(`[bench] ${s}\n`);
+const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const mb = (b: number) => `${fmt(b / 2 ** 20, 0)} MB`;
+const pct = (a: number, b: number) => `${fmt((100 * a) / b, 0)} %`;
+
+let redis: RedisServer | undefined;
+const sandboxes: SandboxProcess[] = [];
+let seq = 0;
+const fresh = (label: string) => {
+  const d = path.join(work, `${label}-${++seq}`);
+  mkdirSync(d, { recursive: true });
+  return d;
+};
+
+async function sandbox(opts: { tls?: boolean; latencyMs?: number }): Promise<SandboxProcess> {
+  const s = await startSandboxProcess({ dir: fresh('sandbox'), ...opts });
+  sandboxes.push(s);
+  return s;
+}
+async function stopSandbox(s: SandboxProcess): Promise<void> {
+  sandboxes.splice(sandboxes.indexOf(s), 1);
+  await s.stop();
+}
+
+interface StoredDoc {
+  personId: string;
+  documentId: string;
+  uploads: number;
+  sha256: string;
+}
+
+/** Every row stored exactly once: the sandbox's own count per (personId, publicId). */
+async function verifyUploads(s: SandboxProcess, rows: UploadRow[]): Promise<void> {
+  const docs = await s.admin<StoredDoc[]>('GET', '/_admin/documents');
+  const byId = new Map(docs.map((d) => [`${d.personId}/${d.documentId}`, d]));
+  let missing = 0;
+  let twice = 0;
+  for (const r of rows) {
+    const d = byId.get(`${r.personId}/${r.publicId}`);
+    if (!d) missing++;
+    else if (d.uploads !== 1) twice++;
+  }
+  if (missing || twice) throw new Error(`exactly-once violated: ${missing} missing, ${twice} stored more than once`);
+}
+
+interface Rate {
+  perSec: number;
+  ms: number;
+  peakRss?: number;
+  runPerSec?: number;
+}
+
+function best(rates: Rate[]): Rate {
+  return rates.reduce((a, b) => (b.perSec > a.perSec ? b : a));
+}
+
+async function repeat(n: number, f: () => Promise<Rate>): Promise<Rate> {
+  const out: Rate[] = [];
+  for (let i = 0; i < n; i++) out.push(await f());
+  return best(out);
+}
+
+/** The baseline: econnect-api.md's curl upload line, one process per item, `xargs -P C`. */
+async function curlUploads(s: SandboxProcess, files: string[], c: number): Promise<Rate> {
+  const rows = uploadRows(files);
+  const argsFile = writeCurlUploadArgs(path.join(fresh('curl'), 'args.txt'), rows);
+  const token = await s.token();
+  const cmd = `xargs -P ${c} -L 1 curl -s${s.caFile ? ` --cacert ${s.caFile}` : ''} -o /dev/null -w '%{http_code}\\n' -X POST "${s.url}/api/v1/people/fileDocuments/upload" -H "Authorization: Bearer ${token}" < ${argsFile}`;
+  const r = await run('sh', ['-c', cmd]);
+  const ok = r.stdout.split('\n').filter((l) => l === '200').length;
+  if (ok !== rows.length) throw new Error(`curl: ${ok}/${rows.length} answered 200`);
+  return { perSec: rows.length / (r.ms / 1000), ms: r.ms };
+}
+
+function summaryOf(reportDir: string): { itemsPerSecond: number; seconds: number; counts: Record<string, number> } {
+  return JSON.parse(readFileSync(path.join(reportDir, 'summary.json'), 'utf8'));
+}
+
+/** idsync import as the real CLI: spawn to exit. */
+async function idsyncImport(s: SandboxProcess, files: string[], c: number, extra: string[] = []): Promise<Rate> {
+  await redis!.flush();
+  const dir = fresh('idsync');
+  const rows = uploadRows(files);
+  const manifest = writeImportManifest(path.join(dir, 'import.csv'), rows);
+  const reportDir = path.join(dir, 'report');
+  const r = await run(process.execPath, [...NODE_ARGS, IDSYNC_BIN, 'import', manifest, '--concurrency', String(c), ...extra], { env: idsyncEnv(s, redis!.url, path.join(dir, 'state'), reportDir) });
+  if (r.code !== 0) throw new Error(`idsync import exited ${r.code}: ${r.stderr.slice(-2000)}`);
+  const summary = summaryOf(reportDir);
+  if (summary.counts.succeeded !== rows.length) throw new Error(`idsync: ${summary.counts.succeeded}/${rows.length} succeeded`);
+  await verifyUploads(s, rows);
+  return { perSec: rows.length / (r.ms / 1000), ms: r.ms, peakRss: r.peakRss, runPerSec: summary.itemsPerSecond };
+}
+
+async function bare(s: SandboxProcess, mode: 'upload' | 'download', items: object[], c: number): Promise<Rate> {
+  const job = path.join(fresh('bare'), 'job.json');
+  writeFileSync(job, JSON.stringify({ url: s.url, token: await s.token(), caFile: s.caFile, concurrency: c, mode, items }));
+  const r = await run(process.execPath, ['--import', 'tsx', path.join(REPO, 'bench/bare-client.ts'), job]);
+  if (r.code !== 0) throw new Error(`bare client exited ${r.code}: ${r.stderr}`);
+  const out = JSON.parse(r.stdout.trim()) as { items: number; ok: number; ms: number };
+  if (out.ok !== out.items) throw new Error(`bare client: ${out.ok}/${out.items} ok`);
+  return { perSec: out.items / (out.ms / 1000), ms: out.ms };
+}
+
+async function autocannonUpload(s: SandboxProcess, file: string, c: number): Promise<Rate> {
+  const token = await s.token();
+  const form = JSON.stringify({
+    personId: { type: 'text', value: '6fa459ea-ee8a-4ca4-894e-db77e160355e' },
+    name: { type: 'text', value: 'Doc' },
+    publicId: { type: 'text', value: '16fd2706-8baf-433b-82eb-8c7fada847da' },
+    file: { type: 'file', path: file },
+  });
+  const r = await run(path.join(REPO, 'node_modules/.bin/autocannon'), ['-j', '-c', String(c), '-d', String(P.autocannonSeconds), '-m', 'POST', '-H', `Authorization=Bearer ${token}`, '-F', form, `${s.url}/api/v1/people/fileDocuments/upload`], {
+    env: s.caFile ? { NODE_EXTRA_CA_CERTS: s.caFile } : {},
+  });
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { requests: { average: number }; '2xx': number; non2xx: number; errors: number; duration: number };
+  if (out.non2xx > 0 || out.errors > 0) throw new Error(`autocannon: ${out.non2xx} non-2xx, ${out.errors} errors`);
+  return { perSec: out['2xx'] / out.duration, ms: out.duration * 1000 };
+}
+
+// --- sections ------------------------------------------------------------------------------
+
+async function uploadsSection(): Promise<SectionResult> {
+  const files = writeFiles(path.join(work, 'upload-files'), P.uploadFiles, P.uploadSize);
+  const lines = [
+    `${fmt(P.uploadFiles)} files of 64 KB, each run with fresh publicIds (every file really uploaded). Best of ${P.repeats} runs per cell.`,
+    '',
+    '| mode | C | curl + xargs items/s | idsync CLI items/s (wall) | idsync items/s (in run) | idsync ÷ curl | bare undici items/s | idsync % of bare | autocannon uploads/s | idsync % of autocannon | bound C/latency | idsync % of bound | idsync peak RSS |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const targets: Target[] = [];
+  for (const mode of ['plain', 'tls'] as const) {
+    const latencyMs = mode === 'tls' ? 20 : 0;
+    const s = await sandbox({ tls: mode === 'tls', latencyMs });
+    for (const c of P.concurrencies) {
+      say(`uploads ${mode} C=${c}: curl`);
+      const curl = await repeat(P.repeats, () => curlUploads(s, files, c));
+      say(`uploads ${mode} C=${c}: idsync`);
+      const ids = await repeat(P.repeats, () => idsyncImport(s, files, c));
+      say(`uploads ${mode} C=${c}: bare undici`);
+      const b = await repeat(P.repeats, () => bare(s, 'upload', uploadRows(files), c));
+      say(`uploads ${mode} C=${c}: autocannon`);
+      const ac = await autocannonUpload(s, files[0]!, c);
+      const bound = latencyMs ? c / (latencyMs / 1000) : undefined;
+      const run = ids.runPerSec!;
+      lines.push(
+        `| ${mode === 'tls' ? 'HTTPS + 20 ms' : 'HTTP loopback'} | ${c} | ${fmt(curl.perSec)} | ${fmt(ids.perSec)} | ${fmt(run)} | ${fmt(ids.perSec / curl.perSec, 2)}× (run ${fmt(run / curl.perSec, 2)}×) | ${fmt(b.perSec)} | ${pct(ids.perSec, b.perSec)} (run ${pct(run, b.perSec)}) | ${fmt(ac.perSec)} | ${pct(run, ac.perSec)} | ${bound ? fmt(bound) : '—'} | ${bound ? pct(run, bound) : '—'} | ${mb(ids.peakRss ?? 0)} |`,
+      );
+      if (c === 16) {
+        const [xCurl, xBare] = mode === 'tls' ? [2.5, 0.9] : [3, 0.6];
+        targets.push(
+          { what: `uploads ${mode === 'tls' ? 'HTTPS + 20 ms' : 'loopback'}, C = 16: idsync ÷ curl`, goal: `≥ ${xCurl}×`, figure: `${fmt(run / curl.perSec, 2)}× in run (${fmt(ids.perSec / curl.perSec, 2)}× wall)`, met: run / curl.perSec >= xCurl },
+          { what: `uploads ${mode === 'tls' ? 'HTTPS + 20 ms' : 'loopback'}, C = 16: idsync ÷ bare undici`, goal: `≥ ${xBare * 100} %`, figure: `${pct(run, b.perSec)} in run (${pct(ids.perSec, b.perSec)} wall)`, met: run / b.perSec >= xBare },
+        );
+      }
+    }
+    await stopSandbox(s);
+  }
+  lines.push(
+    '',
+    '- *curl + xargs*: `xargs -P C -L 1 curl -s [--cacert CA] -o /dev/null -w \'%{http_code}\\n\' -X POST "$API/api/v1/people/fileDocuments/upload" -H "Authorization: Bearer $TOKEN"` fed one line `-F personId=… -F name=… -F publicId=… -F file=@…` per file (the upload line of econnect-api.md; a fresh process, connection and, with HTTPS, TLS handshake per item). Timed from start to the last exit; every answer checked to be 200.',
+    '- *idsync CLI (wall)*: `node bin/idsync.js import manifest.csv --concurrency C` with `REDIS_URL` at the bench\'s redis-server (no persistence) and a fresh state dir; timed from spawn to exit: Node + tsx start-up, login, Redis, enqueue, workers, wait loop, report. *In run*: the items/s of idsync\'s own `summary.json` (from the start of the command, after start-up, to the report). After every run the sandbox confirms every document stored exactly once.',
+    '- *bare undici*: `bench/bare-client.ts`, one undici `Pool` with C connections, C loops, the same multipart body (file-backed Blob), no queue, Redis, ledger or hashing; timed inside the process from the first request to the last answer.',
+    `- *autocannon*: \`autocannon -c C -d ${P.autocannonSeconds} -m POST -F '{…file…}'\` against the same endpoint with the same 64 KB file (its own process).`,
+    '- *bound*: with 20 ms latency injected before each request is handled, C requests in flight cannot exceed C / 20 ms.',
+  );
+  return { title: '1–2. Uploads and their ceilings', quick: QUICK, at: new Date().toISOString(), lines, targets };
+}
+
+async function exportSection(): Promise<SectionResult> {
+  const lines = [
+    `${fmt(P.photos)} enrollment photos (small JPEGs generated by the sandbox), C = 16.`,
+    '',
+    '| mode | curl -o + xargs items/s | idsync export items/s (wall) | idsync items/s (in run) | idsync ÷ curl | bare undici items/s | idsync % of bare | idsync peak RSS |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const c = 16;
+  for (const mode of ['plain', 'tls'] as const) {
+    const s = await sandbox({ tls: mode === 'tls', latencyMs: mode === 'tls' ? 20 : 0 });
+    const faces = faceIds(P.photos);
+    say(`export ${mode}: curl`);
+    const token = await s.token();
+    const curlDir = fresh('curl-out');
+    const argsFile = path.join(curlDir, 'args.txt');
+    writeFileSync(argsFile, faces.map((f) => `${s.url}/api/v1/people/enrollmentPhoto/${f} -o ${curlDir}/${f}.jpg`).join('\n') + '\n');
+    const cr = await run('sh', ['-c', `xargs -P ${c} -L 1 curl -s${s.caFile ? ` --cacert ${s.caFile}` : ''} -w '%{http_code}\\n' -H "Authorization: Bearer ${token}" < ${argsFile}`]);
+    const curlOk = cr.stdout.split('\n').filter((l) => l === '200').length;
+    if (curlOk !== faces.length) throw new Error(`curl export: ${curlOk}/${faces.length}`);
+    const curl = faces.length / (cr.ms / 1000);
+
+    say(`export ${mode}: idsync`);
+    await redis!.flush();
+    const dir = fresh('idsync-export');
+    const manifest = writeExportManifest(path.join(dir, 'export.csv'), faces);
+    const reportDir = path.join(dir, 'report');
+    const ir = await run(process.execPath, [...NODE_ARGS, IDSYNC_BIN, 'export', manifest, '--out', path.join(dir, 'out'), '--concurrency', String(c)], { env: idsyncEnv(s, redis!.url, path.join(dir, 'state'), reportDir) });
+    if (ir.code !== 0) throw new Error(`idsync export exited ${ir.code}: ${ir.stderr.slice(-2000)}`);
+    const summary = summaryOf(reportDir);
+    if (summary.counts.succeeded !== faces.length) throw new Error(`idsync export: ${summary.counts.succeeded}/${faces.length}`);
+    const ids = faces.length / (ir.ms / 1000);
+
+    say(`export ${mode}: bare undici`);
+    const bareDir = fresh('bare-out');
+    const b = await bare(s, 'download', faces.map((f) => ({ path: `/api/v1/people/enrollmentPhoto/${f}`, out: path.join(bareDir, `${f}.jpg`) })), c);
+    lines.push(
+      `| ${mode === 'tls' ? 'HTTPS + 20 ms' : 'HTTP loopback'} | ${fmt(curl)} | ${fmt(ids)} | ${fmt(summary.itemsPerSecond)} | ${fmt(ids / curl, 2)}× (run ${fmt(summary.itemsPerSecond / curl, 2)}×) | ${fmt(b.perSec)} | ${pct(ids, b.perSec)} (run ${pct(summary.itemsPerSecond, b.perSec)}) | ${mb(ir.peakRss)} |`,
+    );
+    await stopSandbox(s);
+  }
+  lines.push(
+    '',
+    '- *curl*: `xargs -P 16 -L 1 curl -s [--cacert CA] -H "Authorization: Bearer $TOKEN"` fed `$API/api/v1/people/enrollmentPhoto/$FACE -o DIR/$FACE.jpg` lines.',
+    '- *idsync*: `node bin/idsync.js export manifest.csv --out DIR --concurrency 16` (each file written to a temp name, fsynced, renamed; sha256 computed); wall = spawn to exit.',
+    '- *bare undici*: GET and stream to a file, no fsync, no rename, no hashing.',
+  );
+  return { title: '3. Export (enrollment photos)', quick: QUICK, at: new Date().toISOString(), lines, targets: [] };
+}
+
+async function memorySection(): Promise<SectionResult> {
+  const s = await sandbox({});
+  const dir = fresh('memory');
+  const big = path.join(dir, 'big.bin');
+  say(`memory: writing ${P.bigMiB} MiB`);
+  execFileSync('sh', ['-c', `head -c ${P.bigMiB}M /dev/urandom > ${big}`]);
+  const rows = uploadRows([big]);
+  await redis!.flush();
+  const manifest = writeImportManifest(path.join(dir, 'import.csv'), rows);
+  say('memory: upload');
+  const up = await run(process.execPath, [...NODE_ARGS, IDSYNC_BIN, 'import', manifest], { env: idsyncEnv(s, redis!.url, path.join(dir, 'state'), path.join(dir, 'r1')) });
+  if (up.code !== 0) throw new Error(`big import exited ${up.code}: ${up.stderr.slice(-2000)}`);
+  await verifyUploads(s, rows);
+  const exportManifest = path.join(dir, 'export.csv');
+  writeFileSync(exportManifest, `type,personId,documentId,output\ndocument,${rows[0]!.personId},${rows[0]!.publicId},big.bin\n`);
+  say('memory: download');
+  await redis!.flush();
+  const down = await run(process.execPath, [...NODE_ARGS, IDSYNC_BIN, 'export', exportManifest, '--out', path.join(dir, 'out')], { env: idsyncEnv(s, redis!.url, path.join(dir, 'state'), path.join(dir, 'r2')) });
+  if (down.code !== 0) throw new Error(`big export exited ${down.code}: ${down.stderr.slice(-2000)}`);
+  const same = execFileSync('cmp', ['-s', big, path.join(dir, 'out/big.bin')], { stdio: 'ignore' }) !== undefined;
+  rmSync(dir, { recursive: true, force: true });
+  await stopSandbox(s);
+  const size = `${P.bigMiB >= 1024 ? `${P.bigMiB / 1024} GiB` : `${P.bigMiB} MiB`}`;
+  return {
+    title: '4. Memory of 1 GB transfers',
+    quick: QUICK,
+    at: new Date().toISOString(),
+    lines: [
+      '| transfer | time (wall, CLI) | peak RSS of the idsync process (VmHWM) |',
+      '|---|---|---|',
+      `| upload of one ${size} file (\`idsync import\`) | ${fmt(up.ms / 1000, 1)} s | ${mb(up.peakRss)} |`,
+      `| download of the same document (\`idsync export\`) | ${fmt(down.ms / 1000, 1)} s | ${mb(down.peakRss)} ${same ? '' : ''} |`,
+      '',
+      'Peak RSS is VmHWM of the `node bin/idsync.js` process from /proc, sampled every 50 ms until it exits; it includes Node, tsx, BullMQ, pino and the undici pool. The downloaded file is compared byte for byte with the source.',
+    ],
+    targets: [
+      { what: `peak RSS, ${size} upload`, goal: '< 150 MB', figure: mb(up.peakRss), met: up.peakRss < 150 * 2 ** 20 },
+      { what: `peak RSS, ${size} download`, goal: '< 150 MB', figure: mb(down.peakRss), met: down.peakRss < 150 * 2 ** 20 },
+    ],
+  };
+}
+
+async function enqueueSection(): Promise<SectionResult> {
+  const s = await sandbox({});
+  const dir = fresh('enqueue');
+  const files = writeFiles(path.join(dir, 'files'), 10, 1024);
+  const manifest = path.join(dir, 'big.csv');
+  say(`enqueue: writing a ${fmt(P.enqueueRows)}-row manifest`);
+  await writeBigManifest(manifest, P.enqueueRows, files);
+  await redis!.flush();
+  say('enqueue: idsync import --workers 0');
+  let startAt: number | undefined;
+  let endAt: number | undefined;
+  let buffered = '';
+  const r = await run(process.execPath, [...NODE_ARGS, IDSYNC_BIN, 'import', manifest, '--workers', '0'], {
+    env: idsyncEnv(s, redis!.url, path.join(dir, 'state'), path.join(dir, 'report')),
+    onStderr: (chunk, child) => {
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const j = JSON.parse(line) as { msg: string; time: number };
+          if (j.msg.startsWith('--workers 0')) startAt = j.time;
+          if (j.msg === 'manifest queued') {
+            endAt = j.time;
+            // The enqueue pass is what is measured; the run would now wait for workers.
+            child.kill('SIGKILL');
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    },
+  });
+  if (startAt === undefined || endAt === undefined) throw new Error(`enqueue: no "manifest queued" line: ${r.stderr.slice(-2000)}`);
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redis!.url);
+  const keys = await client.keys('*:wait');
+  const waiting = keys.length ? await client.llen(keys[0]!) : 0;
+  client.disconnect();
+  await redis!.flush();
+  await stopSandbox(s);
+  rmSync(dir, { recursive: true, force: true });
+  const rate = P.enqueueRows / ((endAt - startAt) / 1000);
+  return {
+    title: '5. Enqueue of a large manifest',
+    quick: QUICK,
+    at: new Date().toISOString(),
+    lines: [
+      '| rows | enqueue pass | rows/s | jobs waiting in Redis afterwards | CLI wall time to "manifest queued" | peak RSS (VmHWM) |',
+      '|---|---|---|---|---|---|',
+      `| ${fmt(P.enqueueRows)} | ${fmt((endAt - startAt) / 1000, 1)} s | ${fmt(rate)} | ${fmt(waiting)} | ${fmt(r.ms / 1000, 1)} s | ${mb(r.peakRss)} |`,
+      '',
+      '`node bin/idsync.js import big.csv --workers 0` (rows point at 10 real 1 KB files; every row is validated: GUIDs, name, file stat + access). The enqueue pass is timed between idsync\'s own log lines "--workers 0: waiting for …" (just before the pass) and "manifest queued" (just after); the wall time also holds start-up, hashing the manifest and login. The process is then killed: the run would wait for workers.',
+    ],
+    targets: [
+      { what: 'enqueue rows/s', goal: '≥ 25,000', figure: fmt(rate), met: rate >= 25_000 },
+      { what: 'enqueue peak RSS', goal: '< 200 MB', figure: mb(r.peakRss), met: r.peakRss < 200 * 2 ** 20 },
+    ],
+  };
+}
+
+async function scaleoutSection(): Promise<SectionResult> {
+  const s = await sandbox({ latencyMs: P.scaleLatencyMs });
+  const files = writeFiles(path.join(work, 'scale-files'), P.scaleItems, P.uploadSize);
+  const rates: Record<number, Rate> = {};
+  for (const n of [1, 2]) {
+    await redis!.flush();
+    say(`scaleout: ${n} worker(s)`);
+    const workers = [];
+    for (let i = 0; i < n; i++) {
+      const dir = fresh('worker');
+      const child = spawn(process.execPath, [...NODE_ARGS, IDSYNC_BIN, 'worker', '--concurrency', String(P.scaleConcurrency)], {
+        cwd: REPO,
+        env: { ...process.env, ...idsyncEnv(s, redis!.url, path.join(dir, 'state'), path.join(dir, 'r')) },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stderr!.on('data', (d) => {
+          err += String(d);
+          if (err.includes('worker started')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+      });
+      workers.push({ child, sampler: rssSampler(child.pid!) });
+    }
+    const rate = await idsyncImport(s, files, P.scaleConcurrency, ['--workers', '0']);
+    for (const w of workers) {
+      w.child.kill('SIGINT');
+      await new Promise((r) => w.child.once('exit', r));
+    }
+    rates[n] = rate;
+  }
+  await stopSandbox(s);
+  const ratio = rates[2]!.perSec / rates[1]!.perSec;
+  return {
+    title: '6. Scale-out: `idsync worker` processes on one Redis',
+    quick: QUICK,
+    at: new Date().toISOString(),
+    lines: [
+      `${fmt(P.scaleItems)} uploads of 64 KB; sandbox latency ${P.scaleLatencyMs} ms (so one worker at concurrency ${P.scaleConcurrency} is bound at ${fmt(P.scaleConcurrency / (P.scaleLatencyMs / 1000))}/s by the API, not the CPU).`,
+      '',
+      '| workers | items/s (import CLI, wall) | bound N × C / latency |',
+      '|---|---|---|',
+      `| 1 | ${fmt(rates[1]!.perSec)} | ${fmt(P.scaleConcurrency / (P.scaleLatencyMs / 1000))} |`,
+      `| 2 | ${fmt(rates[2]!.perSec)} | ${fmt((2 * P.scaleConcurrency) / (P.scaleLatencyMs / 1000))} |`,
+      '',
+      `Ratio two ÷ one: **${fmt(ratio, 2)}×**. \`node bin/idsync.js worker --concurrency ${P.scaleConcurrency}\` × N (own state dirs, as on separate machines), started and ready first; then \`node bin/idsync.js import manifest.csv --workers 0 --concurrency ${P.scaleConcurrency}\` timed from spawn to exit.`,
+    ],
+    targets: [{ what: 'two workers ÷ one (API-bound)', goal: '≥ 1.7×', figure: `${fmt(ratio, 2)}×`, met: ratio >= 1.7 }],
+  };
+}
+
+// --- report ----------------------------------------------------------------------------------
+
+function render(results: Partial<Record<Section, SectionResult>>): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const out = [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench\` (bench/run.ts). Machine: ${os.cpus().length} × ${cpu}, ${fmt(os.totalmem() / 2 ** 30, 0)} GiB, Node ${process.versions.node}, ${os.type()} ${os.release()}; all traffic on loopback 127.0.0.1.`,
+    'Client, server, Redis and curl share the same 2 cores: figures are relative, not what a real server on another machine would give.',
+    '',
+    '## Targets',
+    '',
+    '| target | goal | figure | met |',
+    '|---|---|---|---|',
+  ];
+  for (const sec of ALL) for (const t of results[sec]?.targets ?? []) out.push(`| ${t.what} | ${t.goal} | ${t.figure} | ${t.met ? 'yes' : '**no**'} |`);
+  for (const sec of ALL) {
+    const r = results[sec];
+    if (!r) continue;
+    out.push('', `## ${r.title}`, '', `_Measured ${r.at}${r.quick ? ' with `--quick` (smaller sizes)' : ''}._`, '', ...r.lines);
+  }
+  out.push(
+    '',
+    '## Reproduce',
+    '',
+    '```sh',
+    'npm run bench                 # every section, ~15 min',
+    'npm run bench -- --quick      # smaller sizes, ~3 min',
+    'npm run bench -- uploads      # one or more sections: uploads (ceilings), export, memory, enqueue, scaleout',
+    '```',
+    '',
+    'The driver starts its own redis-server (no persistence) and `idsync sandbox` processes (`--admin`, `--tls`, `--latency 20` where stated), generates the files and manifests under a temp dir, and removes them at the end. Figures of sections not run keep their last values (bench/results.json).',
+    '',
+  );
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  const results: Partial<Record<Section, SectionResult>> = existsSync(RESULTS_FILE) ? JSON.parse(readFileSync(RESULTS_FILE, 'utf8')) : {};
+  redis = await startRedis(fresh('redis'));
+  const runners: Record<Section, () => Promise<SectionResult>> = { uploads: uploadsSection, export: exportSection, memory: memorySection, enqueue: enqueueSection, scaleout: scaleoutSection };
+  try {
+    for (const sec of sections) {
+      const t0 = Date.now();
+      say(`section ${sec}${QUICK ? ' (quick)' : ''}`);
+      results[sec] = await runners[sec]();
+      say(`section ${sec} done in ${fmt((Date.now() - t0) / 1000, 0)} s`);
+      for (const t of results[sec]!.targets) say(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.figure} (goal ${t.goal})`);
+      writeFileSync(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
+      writeFileSync(DOC_FILE, render(results));
+    }
+  } finally {
+    for (const s of [...sandboxes]) await s.stop().catch(() => {});
+    await redis.stop().catch(() => {});
+    rmSync(work, { recursive: true, force: true });
+  }
+  say(`wrote ${path.relative(REPO, DOC_FILE)}`);
+}
+
+await main();
