@@ -66,6 +66,16 @@ export class FileSettler {
     else this.#pending.set(dataFile, { signature: undefined, since: this.#options.clock.now() });
   }
 
+  /**
+   * A file found by a rescan rather than an event: starts tracking it if it is new, without
+   * restarting the settle time of a file already being watched.
+   */
+  notice(file: string): void {
+    const dataFile = isSidecarName(path.basename(file)) ? dataPathOfSidecar(file) : file;
+    if (this.#inHand.has(dataFile) || this.#pending.has(dataFile)) return;
+    this.#pending.set(dataFile, { signature: undefined, since: this.#options.clock.now() });
+  }
+
   /** The file is gone (moved or deleted): forget it entirely. */
   release(file: string): void {
     this.#inHand.delete(file);

@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import { readFileSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FSWatcher } from 'chokidar';
@@ -123,6 +124,13 @@ export async function startFolderWatcher(options: FolderWatcherOptions): Promise
   const stop = new AbortController();
   const tickMs = Math.max(10, Math.min(500, Math.floor(options.settleMs / 4)));
   const loop = settler.run(tickMs, stop.signal);
+  // Events can be missed (a polled share where a folder and its file appear within one poll,
+  // an inotify queue overflow): a periodic rescan of the folder is the safety net.
+  const rescanMs = polling ? Math.max(1000, options.pollIntervalMs * 10) : 30_000;
+  const rescanTimer = setInterval(() => {
+    void rescan(dir, ignored, (file) => settler.notice(file)).catch((err: unknown) => log.warn({ err }, 'watch: rescan failed'));
+  }, rescanMs);
+  rescanTimer.unref();
   log.info({ dir, settleMs: options.settleMs, polling }, 'watch: watching');
 
   return {
@@ -131,9 +139,21 @@ export async function startFolderWatcher(options: FolderWatcherOptions): Promise
     pending: () => settler.pending,
     release: (file) => settler.release(file),
     async close() {
+      clearInterval(rescanTimer);
       stop.abort();
       await watcher.close();
       await loop;
     },
   };
+}
+
+/** Every regular file under `dir` that the watcher would look at (links are not followed). */
+async function rescan(dir: string, ignored: (p: string) => boolean, found: (file: string) => void): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    if (ignored(full)) continue;
+    if (entry.isDirectory()) await rescan(full, ignored, found);
+    else if (entry.isFile()) found(full);
+  }
 }

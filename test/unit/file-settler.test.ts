@@ -95,3 +95,25 @@ describe('file settler', () => {
     expect(s.pending).toBe(0);
   });
 });
+
+describe('file settler rescans', () => {
+  it('notice() adds a file missed by events without restarting one already settling, and ignores files in hand', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'missed.pdf');
+    writeFileSync(file, 'whole');
+    const { s, clock, ready } = settler(1000);
+    s.notice(file);
+    await s.check();
+    clock.advance(700);
+    s.notice(file); // a second rescan must not push the hand-over back
+    await s.check();
+    clock.advance(400);
+    await s.check();
+    expect(ready.map((f) => path.basename(f.path))).toEqual(['missed.pdf']);
+    s.notice(file); // in hand now
+    clock.advance(5000);
+    await s.check();
+    await s.check();
+    expect(ready).toHaveLength(1);
+  });
+});
