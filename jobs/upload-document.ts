@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Job } from 'bullmq';
-import { FileError } from '../src/errors.ts';
-import { classify } from '../src/api/classify.ts';
+import { DocumentConflictError, FileError } from '../src/errors.ts';
+import { mayHaveBeenProcessed } from '../src/api/classify.ts';
 import { hashFile } from '../src/state/file-hash.ts';
 import { ledgerKey } from '../src/state/ledger.ts';
 import { derivePublicId } from '../src/state/public-id.ts';
@@ -52,11 +52,17 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
   };
 
   const claim = await ctx.locks.claim(docKey, ctx.stored);
-  if (claim.state === 'stored') return { ...base, status: 'skipped', action: 'already-stored' };
+  if (claim.state === 'stored') {
+    // Same publicId, other content (a manifest reusing an id): never "skip" what was not stored.
+    if (claim.sha256 && claim.sha256 !== sha256) throw new DocumentConflictError(publicId, claim.sha256, sha256);
+    return { ...base, status: 'skipped', action: 'already-stored' };
+  }
   if (claim.state === 'busy') throw new DocumentBusy();
   const { lock } = claim;
   try {
-    const known = await ctx.ledger.state(item.personId, publicId);
+    const entry = await ctx.ledger.lookup(item.personId, publicId);
+    const known = entry?.state;
+    if (entry?.sha256 && entry.sha256 !== sha256) throw new DocumentConflictError(publicId, entry.sha256, sha256);
     if (known === 'stored') {
       await lock.storedAndRelease(sha256);
       return { ...base, status: 'skipped', action: 'in-ledger' };
@@ -85,7 +91,7 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
         signal,
       );
     } catch (err) {
-      if (classify(err).ambiguous) {
+      if (mayHaveBeenProcessed(err)) {
         // The server may hold it now: the next attempt must ask before sending again.
         await job.updateData({ ...job.data, ambiguous: true });
       } else {

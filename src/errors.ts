@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'E_TIMEOUT'
   | 'E_PROTOCOL'
   | 'E_INTERRUPTED'
+  | 'E_CONFLICT'
   | 'E_INTERNAL';
 
 export class IdsyncError extends Error {
@@ -171,6 +172,19 @@ export class ProtocolError extends IdsyncError {
     super('E_PROTOCOL', `${init.method} ${init.path}: unexpected answer: ${init.problem}`, { cause: init.cause });
     this.method = init.method;
     this.path = init.path;
+  }
+}
+
+/**
+ * The publicId a row names is already stored with other content: sending it would replace or
+ * duplicate a document (the API does not say which), so the row fails for good instead.
+ */
+export class DocumentConflictError extends IdsyncError {
+  constructor(publicId: string, storedSha256: string, sha256: string) {
+    super(
+      'E_CONFLICT',
+      `publicId ${publicId} is already stored with other content (sha256 ${storedSha256.slice(0, 12)}…, this file ${sha256.slice(0, 12)}…); give this row another publicId, or leave it empty to derive one from the content`,
+    );
   }
 }
 

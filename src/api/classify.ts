@@ -84,3 +84,16 @@ export function isConnectionReset(err: unknown): boolean {
 export function isSuccess(status: number): boolean {
   return status >= 200 && status < 300;
 }
+
+/**
+ * For a request that stores something (the upload): could the server have processed it, so that
+ * sending it again risks a second copy? Only a definite refusal (a 4xx answer) or a failure
+ * before the request went out says no. Anything unforeseen counts as doubt: that costs one
+ * existence check on the next try, never a duplicate.
+ */
+export function mayHaveBeenProcessed(err: unknown): boolean {
+  if (err instanceof HttpStatusError) return err.requestSent && err.status >= 500;
+  if (err instanceof NetworkError || err instanceof TimeoutError) return err.requestSent;
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof FileError) return false;
+  return true;
+}

@@ -4,7 +4,8 @@ import { QUEUE_PREFIX } from './queue-names.ts';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 /** KEYS: stored hash, lock. ARGV: docKey, token, ttl. One round trip instead of check, lock, check again. */
-const CLAIM = `if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then return 'stored' end
+const CLAIM = `local sha = redis.call('hget', KEYS[1], ARGV[1])
+if sha then return 'stored:' .. sha end
 if redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3], 'NX') then return 'claimed' end
 return 'busy'`;
 /** KEYS: stored hash, lock. ARGV: docKey, sha256, token. Records the document as stored, then releases the lock. */
@@ -39,11 +40,12 @@ export class DocumentLocks {
    * ('claimed', with the lock's handle) or finds another job holding it ('busy'). Being atomic,
    * a claim never misses a colleague's "stored" written just before it released the lock.
    */
-  async claim(docKey: string, stored: StoredDocuments): Promise<{ state: 'stored' } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
+  async claim(docKey: string, stored: StoredDocuments): Promise<{ state: 'stored'; sha256: string } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
     const token = randomUUID();
     const key = this.#key(docKey);
     const state = (await this.#redis.eval(CLAIM, 2, stored.key, key, docKey, token, String(this.#ttlMs))) as string;
-    if (state !== 'claimed') return { state: state as 'stored' | 'busy' };
+    if (state.startsWith('stored:')) return { state: 'stored', sha256: state.slice('stored:'.length) };
+    if (state !== 'claimed') return { state: 'busy' };
     const renew = setInterval(() => {
       this.#redis.eval(EXTEND, 1, key, token, String(this.#ttlMs)).catch(() => {});
     }, Math.max(250, Math.floor(this.#ttlMs / 3)));

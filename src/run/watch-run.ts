@@ -100,8 +100,13 @@ export function watchRunId(apiUrl: string, dir: string): string {
  * from the content unless a sidecar names one), so the same file seen again after a restart,
  * or a second copy of it, never becomes a second job while the first is queued.
  */
-export function watchJobId(runId: string, personId: string, publicId: string): string {
-  return `${runId}-${personId}-${publicId}`;
+/**
+ * Deterministic per person, document id and content: a restart finds the same job, and two files
+ * that name one publicId (sidecars) with different content never share a job (the second then
+ * fails as a conflict instead of being moved aside as if it had been uploaded).
+ */
+export function watchJobId(runId: string, personId: string, publicId: string, sha256: string): string {
+  return `${runId}-${personId}-${publicId}-${sha256.slice(0, 16)}`;
 }
 
 /** The RunStore row of a job id: 52 bits of its hash, so it stays a safe integer. */
@@ -293,7 +298,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         return;
       }
       const publicId = fields.publicId ?? derivePublicId(place.personId, hashed.sha256);
-      const jobId = watchJobId(runId, place.personId, publicId);
+      const jobId = watchJobId(runId, place.personId, publicId, hashed.sha256);
       const row = watchRow(jobId);
       const entry: Waiting = { file: file.path, relPath: file.relPath, personId: place.personId, sha256: hashed.sha256, bytes: hashed.bytes, ...(file.sidecar ? { sidecar: file.sidecar } : {}) };
       const already = waiting.get(row);
@@ -303,6 +308,16 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         return;
       }
       waiting.set(row, [entry]);
+      try {
+        await queueFile(row, jobId, entry, place.personId, file, fields);
+      } catch (err) {
+        // Not queued: forget it here, or later copies would wait on a job that never comes.
+        waiting.delete(row);
+        throw err;
+      }
+    };
+
+    const queueFile = async (row: number, jobId: string, entry: Waiting, personId: string, file: ReadyFile, fields: SidecarFields) => {
       const prior = await runs.getResult(row);
       if (isFinal(prior)) {
         // Finished before a restart, but the move did not happen: move it now, send nothing.
@@ -314,9 +329,9 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         runId,
         row,
         item: {
-          personId: place.personId,
-          file: file.path,
-          name: fields.name ?? defaultDocumentName(place.fileName),
+          personId,
+          file: entry.file,
+          name: fields.name ?? defaultDocumentName(path.basename(file.path)),
           ...(fields.description ? { description: fields.description } : {}),
           ...(fields.publicId ? { publicId: fields.publicId } : {}),
         },

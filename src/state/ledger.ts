@@ -63,8 +63,14 @@ export class Ledger {
 
   /** What this machine knows about a document, including what other local processes appended. */
   async state(personId: string, publicId: string): Promise<LedgerState | undefined> {
+    return (await this.lookup(personId, publicId))?.state;
+  }
+
+  /** The state and the content (sha256) recorded for a document. */
+  async lookup(personId: string, publicId: string): Promise<{ state: LedgerState; sha256?: string } | undefined> {
     await this.#catchUp();
-    return this.#known.get(ledgerKey(personId, publicId))?.state;
+    const known = this.#known.get(ledgerKey(personId, publicId));
+    return known ? { ...known } : undefined;
   }
 
   get size(): number {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -95,6 +95,26 @@ describe('idsync import against the sandbox', () => {
     expect(failed).toHaveLength(4);
     expect(failed[1]!.file).toBe(path.join(dir, 'files/missing.pdf'));
     expect(r.lines.join('\n')).toContain('failed.csv');
+  });
+
+  it('never skips a row whose explicit publicId is already stored with other content', async () => {
+    const s = await start();
+    const dir = tempDir();
+    const id = '0b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d';
+    const manifest = writeImportManifest(dir, 2, { extraRows: [] });
+    const text = readFileSync(manifest, 'utf8').trim().split('\n');
+    // Both data rows name the same person and publicId but are different files.
+    const rows = text.slice(1).map((line) => line.replace(/,,B(\d)$/, `,${id},B$1`).replace(/^[^,]+/, PEOPLE[0]!));
+    writeFileSync(manifest, `${[text[0], ...rows].join('\n')}\n`);
+    const r = await runJob(baseArgs(s, manifest, dir, { flags: { concurrency: 1 } }));
+    expect(r.exitCode).toBe(1);
+    const report = readReport(path.join(dir, 'report'));
+    expect(report.map((x) => x.status).sort()).toEqual(['failed', 'succeeded']);
+    const failed = report.find((x) => x.status === 'failed')!;
+    expect(failed.error).toMatch(/is already stored with other content/);
+    expect(failed.attempts).toBe('1');
+    expect(s.documents()).toHaveLength(1);
+    expect(s.documents()[0]!.uploads).toBe(1);
   });
 
   it('does not retry 403, and fails fast on refused credentials', async () => {

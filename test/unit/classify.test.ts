@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classify, type Classification } from '../../src/api/classify.ts';
+import { classify, mayHaveBeenProcessed, type Classification } from '../../src/api/classify.ts';
 import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../src/api/retry-after.ts';
 import { AuthRefusedError, FileError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
 
@@ -63,4 +63,18 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(value, now)).toBe(expected);
   });
   it('absent → undefined', () => expect(parseRetryAfter(undefined, now)).toBeUndefined());
+});
+
+describe('mayHaveBeenProcessed (after an upload failed)', () => {
+  it.each([
+    ['a 4xx answer: refused, not stored', new HttpStatusError({ method: 'POST', path: '/u', status: 400 }), false],
+    ['a 429 answer', new HttpStatusError({ method: 'POST', path: '/u', status: 429 }), false],
+    ['a 5xx after the body went out', new HttpStatusError({ method: 'POST', path: '/u', status: 502 }), true],
+    ['a reset after sending', new NetworkError({ method: 'POST', path: '/u', sysCode: 'ECONNRESET', requestSent: true }), true],
+    ['connection refused', new NetworkError({ method: 'POST', path: '/u', sysCode: 'ECONNREFUSED', requestSent: false }), false],
+    ['a timeout after sending', new TimeoutError({ method: 'POST', path: '/u', phase: 'headers', requestSent: true }), true],
+    ['an unforeseen error (malformed answer)', Object.assign(new Error('Response does not match the HTTP/1.1 protocol'), { code: 'HPE_INVALID_STATUS' }), true],
+  ])('%s → %s', (_name, err, expected) => {
+    expect(mayHaveBeenProcessed(err)).toBe(expected);
+  });
 });
