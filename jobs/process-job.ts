@@ -80,10 +80,12 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
       if (c.kind === 'retry-after' && (job.data.throttles ?? 0) < MAX_THROTTLES) {
         await job.updateData({ ...job.data, throttles: (job.data.throttles ?? 0) + 1 });
         log.debug({ waitMs: c.ms }, 'throttled by the API: pausing the queue');
-        await options.queue().rateLimit(c.ms);
+        // Retry-After: 0 (or a date in the past) would be refused by Redis as an expiry.
+        await options.queue().rateLimit(Math.max(1, c.ms));
         throw Worker.RateLimitError();
       }
-      const final = c.kind === 'permanent' || c.kind === 'fatal' || attempt >= options.attempts;
+      // The enqueuing command's --attempts travels with the job; a worker's own setting is the fallback.
+      const final = c.kind === 'permanent' || c.kind === 'fatal' || attempt >= (job.opts.attempts ?? options.attempts);
       if (final) {
         await run.setResult(failedResult(rowJob, err, attempt));
         if (c.kind === 'fatal') await run.setFatal(scrubSecrets(describeError(err)), errorCode(err));

@@ -25,6 +25,11 @@ export type Classification = (
 ) & { ambiguous: boolean };
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+/**
+ * A 429 without Retry-After (proxies send those) is still "slow down", not a failure: treat it
+ * as a short Retry-After so the whole process and queue pause instead of spending attempts.
+ */
+export const DEFAULT_THROTTLE_MS = 2_000;
 /** Statuses that say the server did not act on the request, whatever happened to its body. */
 const NOT_PROCESSED_STATUS = new Set([408, 429]);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
@@ -47,6 +52,7 @@ export function classify(err: unknown): Classification {
     if (RETRYABLE_STATUS.has(err.status)) {
       const ambiguous = sentAndMaybeProcessed && err.status >= 500;
       if (err.retryAfterMs !== undefined) return { kind: 'retry-after', ms: err.retryAfterMs, ambiguous };
+      if (err.status === 429) return { kind: 'retry-after', ms: DEFAULT_THROTTLE_MS, ambiguous };
       return { kind: 'retry', ambiguous };
     }
     return { kind: 'permanent', ambiguous: false };

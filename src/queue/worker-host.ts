@@ -62,7 +62,11 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
     removeOnComplete: { count: 0 },
     removeOnFail: { count: 0 },
     settings: {
-      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => retryDelay(attemptsMade, classify(err), Math.random),
+      // retryDelay's 0 means "do not retry"; BullMQ reads 0 as "at once" and only -1 as "stop".
+      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => {
+        const delay = retryDelay(attemptsMade, classify(err), Math.random);
+        return delay > 0 ? delay : -1;
+      },
     },
   });
   worker.on('completed', () => {

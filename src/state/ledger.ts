@@ -58,6 +58,7 @@ export class Ledger {
     const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now);
     await ledger.#catchUp();
     if (ledger.#offset === 0) await ledger.#append({ op: 'header', apiUrl, at: ledger.#now() });
+    else await ledger.#endTornLine();
     return ledger;
   }
 
@@ -92,6 +93,21 @@ export class Ledger {
   abort(personId: string, publicId: string): Promise<void> {
     this.#apply({ op: 'abort', personId, publicId, at: 0 });
     return this.#append({ op: 'abort', personId, publicId, at: this.#now() });
+  }
+
+  /**
+   * A crash or a full disk can leave the last line unterminated; the next append would then be
+   * glued onto it and both lost. Ending that line first keeps every later line readable.
+   */
+  async #endTornLine(): Promise<void> {
+    const { size } = await this.#handle.stat();
+    if (size === 0) return;
+    const last = Buffer.alloc(1);
+    await this.#handle.read(last, 0, 1, size - 1);
+    if (last[0] !== 0x0a) {
+      await this.#handle.appendFile('\n');
+      await this.#handle.datasync();
+    }
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,7 @@ const fileErr = (code: string) => new FileError('x', '/f', { cause: Object.assig
 describe('classify', () => {
   const table: Array<[string, unknown, Classification]> = [
     ['GET 408', http(408), { kind: 'retry', ambiguous: false }],
-    ['GET 429', http(429), { kind: 'retry', ambiguous: false }],
+    ['GET 429 without Retry-After: a default pause', http(429), { kind: 'retry-after', ms: 2000, ambiguous: false }],
     ['GET 429 + Retry-After', http(429, 'GET', 7000), { kind: 'retry-after', ms: 7000, ambiguous: false }],
     ['GET 500', http(500), { kind: 'retry', ambiguous: false }],
     ['GET 502', http(502), { kind: 'retry', ambiguous: false }],
@@ -17,7 +17,7 @@ describe('classify', () => {
     ['GET 504', http(504), { kind: 'retry', ambiguous: false }],
     ['POST 500 (body went out)', http(500, 'POST'), { kind: 'retry', ambiguous: true }],
     ['POST 503 + Retry-After', http(503, 'POST', 1000), { kind: 'retry-after', ms: 1000, ambiguous: true }],
-    ['POST 429 (not processed)', http(429, 'POST'), { kind: 'retry', ambiguous: false }],
+    ['POST 429 (not processed)', http(429, 'POST'), { kind: 'retry-after', ms: 2000, ambiguous: false }],
     ['POST 408 (not processed)', http(408, 'POST'), { kind: 'retry', ambiguous: false }],
     ['401', http(401), { kind: 'refresh-auth', ambiguous: false }],
     ['400', http(400, 'POST'), { kind: 'permanent', ambiguous: false }],

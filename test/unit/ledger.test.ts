@@ -74,3 +74,20 @@ describe('Ledger under concurrent lookups', () => {
     await Promise.all([writer.close(), reader.close(), watcher.close()]);
   });
 });
+
+describe('Ledger after a torn write', () => {
+  it('ends a torn last line at open, so the next entries stay readable', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API);
+    await a.stored('p1', 'd1', 's1');
+    await a.close();
+    appendFileSync(a.file, '{"op":"start","personId":"p2","publ');
+    const b = await Ledger.open(dir, API);
+    await b.start('p3', 'd3', 's3');
+    await b.close();
+    const c = await Ledger.open(dir, API);
+    expect(await c.state('p1', 'd1')).toBe('stored');
+    expect(await c.state('p3', 'd3')).toBe('started');
+    await c.close();
+  });
+});
