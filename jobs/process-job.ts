@@ -76,6 +76,13 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
         await job.moveToDelayed(Date.now() + err.retryInMs, token);
         throw new DelayedError();
       }
+      if (signal?.aborted) {
+        // Cancelled by this worker (shutdown grace over, or its lock was lost): hand the job
+        // back without spending an attempt. An upload cut short has already marked its doubt.
+        log.info({ reason: String(signal.reason ?? 'cancelled') }, 'job handed back to the queue');
+        await job.moveToDelayed(Date.now(), token).catch(() => {});
+        throw new DelayedError();
+      }
       const c = classify(err);
       if (c.kind === 'retry-after' && (job.data.throttles ?? 0) < MAX_THROTTLES) {
         await job.updateData({ ...job.data, throttles: (job.data.throttles ?? 0) + 1 });

@@ -91,6 +91,12 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
     })().catch((e: unknown) => log.error({ err: e }, 'cannot record a failed job'));
   });
   worker.on('error', (err) => log.error({ err }, 'worker error'));
+  // A job whose lock could not be renewed (Redis unreachable too long) may be taken by another
+  // worker: stop this copy rather than let two upload the same document.
+  worker.on('lockRenewalFailed', (jobIds: string[]) => {
+    log.warn({ jobIds }, 'lost the lock of jobs in flight: cancelling them here');
+    for (const id of jobIds) worker.cancelJob(id, 'lock lost');
+  });
   await worker.waitUntilReady();
   log.debug({ queue: options.queueName, concurrency: options.concurrency }, 'worker started');
   return {
@@ -104,7 +110,11 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
       });
       if ((await Promise.race([graceful, timeout])) === 'timeout') {
         log.warn({ graceMs }, 'in-flight jobs did not finish in time: handing them back to the queue');
-        await worker.close(true);
+        // close(true) would only wait for the graceful close already under way: abort the jobs.
+        worker.cancelAllJobs('shutdown');
+        let capTimer: NodeJS.Timeout | undefined;
+        await Promise.race([graceful, new Promise<void>((resolve) => (capTimer = setTimeout(resolve, 10_000)))]);
+        clearTimeout(capTimer);
       }
       clearTimeout(timer);
       await queue.close();

@@ -47,6 +47,7 @@ export interface RunArgs {
   flags?: SettingsInput;
   signal?: AbortSignal;
   log?: Logger;
+  graceMs?: number;
 }
 
 /** Runs import/export in-process against a sandbox and the suite's Redis. */
@@ -74,6 +75,7 @@ export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: str
     queueName: args.defaultQueue ? undefined : (args.queueName ?? testQueueName()),
     tty: false,
     pollMs: 50,
+    ...(args.graceMs !== undefined ? { graceMs: args.graceMs } : {}),
   });
   return { ...result, lines };
 }

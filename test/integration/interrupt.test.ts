@@ -68,3 +68,27 @@ describe('crash and interrupt, then the same command again', () => {
     }, 90_000);
   }
 });
+
+describe('Ctrl-C with uploads still in flight', () => {
+  it('waits only the grace period, hands slow jobs back, and the rerun stores each document once', async () => {
+    const { runJob } = await import('../helpers/job-runs.ts');
+    const s = await withSandbox({ faults: { latencyMs: 6000 } });
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 6);
+    const controller = new AbortController();
+    const common = { command: 'import' as const, manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), queueName: `test-grace-${Date.now()}` };
+    const first = runJob({ ...common, reportDir: path.join(dir, 'r1'), signal: controller.signal, graceMs: 200, flags: { concurrency: 3 } });
+    await waitFor(() => s.stats().logins === 1 && s.stats().inFlight >= 2); // logged in, uploads in flight (3 s each)
+    await sleep(300);
+    const stoppedAt = Date.now();
+    controller.abort();
+    const r = await first;
+    expect(r.exitCode).toBe(130);
+    expect(Date.now() - stoppedAt).toBeLessThan(3500); // far less than the 6 s an upload takes
+    s.setFaults({});
+    const again = await runJob({ ...common, reportDir: path.join(dir, 'r2') });
+    expect(again.exitCode).toBe(0);
+    expect(s.documents()).toHaveLength(6);
+    expect(s.documents().filter((d) => d.uploads !== 1)).toEqual([]);
+  }, 60_000);
+});
