@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
 import { runArchive } from '../run/archive-run.ts';
-import { installInterrupt } from './interrupt.ts';
+import { runInterruptible } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
   const { faces, out, persons, tag, since, cron, tz, ...rest } = opts;
   const { config, log } = setupRuntime('archive', rest);
-  const interrupt = installInterrupt(log, { stopping: 'finishing in-flight archive jobs, then writing a partial report' });
   const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-  try {
+  return runInterruptible(log, 'finishing in-flight archive jobs, then writing a partial report', async (signal) => {
     const { exitCode } = await runArchive({
       faces: String(faces),
       outDir: String(out),
@@ -19,10 +18,8 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
       ...(str(tz) ? { tz: str(tz)! } : {}),
       config,
       log,
-      signal: interrupt.signal,
+      signal,
     });
     return exitCode;
-  } finally {
-    interrupt.dispose();
-  }
+  });
 }

@@ -1,3 +1,4 @@
+import { ExitCode } from './exit-codes.ts';
 import type { Logger } from '../log.ts';
 
 export interface Interrupt {
@@ -42,4 +43,24 @@ export function installInterrupt(
       process.off('SIGTERM', handler);
     },
   };
+}
+
+/**
+ * Runs a command's body under installInterrupt. A Ctrl-C that lands before the run got going
+ * (while logging in or starting Redis) surfaces as an abort error: that is an interruption with
+ * nothing queued, so it exits 130 with a plain message instead of a stack trace.
+ */
+export async function runInterruptible(log: Logger, stopping: string, body: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const interrupt = installInterrupt(log, { stopping });
+  try {
+    return await body(interrupt.signal);
+  } catch (err) {
+    if (interrupt.reason()) {
+      log.warn('interrupted before the run got going; nothing was queued');
+      return ExitCode.Interrupted;
+    }
+    throw err;
+  } finally {
+    interrupt.dispose();
+  }
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { runWatch } from '../run/watch-run.ts';
-import { installInterrupt } from './interrupt.ts';
+import { runInterruptible } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 function wholeNumber(opts: Record<string, unknown>, key: string, flag: string, min: number): number | undefined {
@@ -17,13 +17,12 @@ export async function run(args: unknown[], opts: Record<string, unknown>, _cmd: 
   const pollIntervalMs = wholeNumber(opts, 'pollInterval', '--poll-interval', 50);
   if (opts.delete === true && opts.processedDir !== undefined) throw new UsageError('--processed-dir and --delete exclude each other: keep one');
   const { config, log } = setupRuntime('watch', opts);
-  const interrupt = installInterrupt(log, { stopping: 'no new files are taken; finishing in-flight uploads and their moves' });
-  try {
+  return runInterruptible(log, 'no new files are taken; finishing in-flight uploads and their moves', async (signal) => {
     const { exitCode } = await runWatch({
       dir: String(args[0]),
       config,
       log,
-      signal: interrupt.signal,
+      signal,
       ...(settleMs !== undefined ? { settleMs } : {}),
       ...(pollIntervalMs !== undefined ? { pollIntervalMs } : {}),
       poll: opts.poll === true,
@@ -32,7 +31,5 @@ export async function run(args: unknown[], opts: Record<string, unknown>, _cmd: 
       ...(typeof opts.failedDir === 'string' ? { failedDir: opts.failedDir } : {}),
     });
     return exitCode;
-  } finally {
-    interrupt.dispose();
-  }
+  });
 }

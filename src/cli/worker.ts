@@ -1,18 +1,15 @@
 import type { Command } from 'commander';
 import { runWorker } from '../run/worker-run.ts';
 import { ExitCode } from './exit-codes.ts';
-import { installInterrupt } from './interrupt.ts';
+import { runInterruptible } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 
 export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd: Command): Promise<number> {
   const { config, log } = setupRuntime('worker', opts);
-  const interrupt = installInterrupt(log, { stopping: 'finishing in-flight jobs, then stopping' });
-  try {
-    await runWorker({ config, log, signal: interrupt.signal });
+  return runInterruptible(log, 'finishing in-flight jobs, then stopping', async (signal) => {
+    await runWorker({ config, log, signal });
     // cli.md: an interrupted command exits 130 once in-flight work is finished or handed back
     // (under systemd, add SuccessExitStatus=130).
     return ExitCode.Interrupted;
-  } finally {
-    interrupt.dispose();
-  }
+  });
 }

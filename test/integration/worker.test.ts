@@ -71,3 +71,24 @@ describe('idsync worker and --workers 0', () => {
   });
 
 });
+
+describe('Ctrl-C before a command got going', () => {
+  it('exits 130 without a stack trace (here: during a slow login)', async () => {
+    const s = await withSandbox({ faults: { latencyMs: 2000 } });
+    const dir = tempDir();
+    const child = spawn(process.execPath, [IDSYNC_BIN, 'worker'], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', REDIS_URL: inject('redisUrl'), IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password, IDSYNC_STATE_DIR: path.join(dir, 'st'), IDSYNC_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const end = Date.now() + 10_000;
+    while (s.stats().inFlight === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('interrupted before the run got going');
+    expect(stderr).not.toContain('unexpected error');
+  }, 20_000);
+});
