@@ -41,6 +41,8 @@ export interface JobRunOptions {
   tty?: boolean;
   graceMs?: number;
   pollMs?: number;
+  /** How long nothing may move before idsync checks that the run's jobs still exist. */
+  idleCheckMs?: number;
 }
 
 export interface JobRunResult {
@@ -154,7 +156,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     await runs.saveMeta({ ...meta, total: enqueue.total });
     runLog.info({ rows: enqueue.total, queued: enqueue.queued, rejected: enqueue.rejected, alreadyDone: enqueue.alreadyDone }, 'manifest queued');
 
-    const ending = signal.aborted ? 'interrupted' : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command });
+    const ending = signal.aborted ? 'interrupted' : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command, runId, workersElsewhere: host === undefined, idleCheckMs: options.idleCheckMs ?? 10_000 });
     await host?.close(ending === 'interrupted' ? (options.graceMs ?? 30_000) : 60_000);
     host = undefined;
     const fatal = (await runs.getMeta())?.fatal;
@@ -278,11 +280,16 @@ async function waitForRun(args: {
   tty: boolean | undefined;
   pollMs: number;
   command: string;
+  runId: string;
+  /** --workers 0: the work is left to `idsync worker` processes. */
+  workersElsewhere: boolean;
+  idleCheckMs: number;
 }): Promise<'done' | 'interrupted' | 'fatal' | 'lost'> {
   const progress = createProgress({ log: args.log, label: args.command, ...(args.tty !== undefined ? { tty: args.tty } : {}) });
-  let idleChecks = 0;
+  let lostChecks = 0;
   let lastDone = -1;
   let lastChange = Date.now();
+  let lastWorkerCheck = 0;
   try {
     for (;;) {
       const done = await args.runs.countResults();
@@ -291,17 +298,21 @@ async function waitForRun(args: {
       if (done >= args.total) return 'done';
       if (args.signal.aborted) return 'interrupted';
       if ((await args.runs.getMeta())?.fatal) return 'fatal';
+      if (args.workersElsewhere && Date.now() - lastWorkerCheck > 30_000) {
+        lastWorkerCheck = Date.now();
+        if ((await args.queue.getWorkersCount()) === 0) {
+          args.log.warn({ queue: args.queue.name, waiting: args.total - done }, 'no `idsync worker` is serving this queue yet: start one with the same REDIS_URL and API settings (or run again without --workers 0)');
+        }
+      }
       if (done !== lastDone) {
         lastDone = done;
         lastChange = Date.now();
-        idleChecks = 0;
-      } else if (Date.now() - lastChange > 5_000) {
-        // Nothing moved for a while: make sure there is still work for these rows somewhere.
-        const counts = await args.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
-        const pending = Object.values(counts).reduce((a, b) => a + b, 0);
-        idleChecks = pending === 0 ? idleChecks + 1 : 0;
-        if (idleChecks >= 3) {
-          args.log.error({ missing: args.total - done }, 'no jobs left in the queue, yet some rows have no result');
+        lostChecks = 0;
+      } else if (Date.now() - lastChange > args.idleCheckMs) {
+        // Nothing moved for a while: make sure this run's missing rows still have jobs somewhere.
+        lostChecks = (await hasPendingJob(args.runs, args.queue, args.runId, args.total)) ? 0 : lostChecks + 1;
+        if (lostChecks >= 2) {
+          args.log.error({ missing: args.total - done }, 'rows without a result have no job left in the queue');
           return 'lost';
         }
         lastChange = Date.now();
@@ -311,6 +322,22 @@ async function waitForRun(args: {
   } finally {
     progress.stop();
   }
+}
+
+/**
+ * Whether some row of this run without a result still has its job in the queue (waiting,
+ * delayed, active…). Looks only at this run's own job ids: other runs and schedules share the
+ * queue. Stops at the first job found, so the common case costs a request or two.
+ */
+async function hasPendingJob(runs: RunStore, queue: Queue, runId: string, total: number): Promise<boolean> {
+  for (let start = 1; start <= total; start += 1000) {
+    const rows = Array.from({ length: Math.min(1000, total - start + 1) }, (_, i) => start + i);
+    const results = await runs.getResults(rows);
+    for (let i = 0; i < rows.length; i++) {
+      if (!results[i] && (await queue.getJob(jobIdFor(runId, rows[i]!)))) return true;
+    }
+  }
+  return false;
 }
 
 async function writeReport(args: {

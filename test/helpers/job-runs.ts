@@ -48,6 +48,7 @@ export interface RunArgs {
   signal?: AbortSignal;
   log?: Logger;
   graceMs?: number;
+  idleCheckMs?: number;
 }
 
 /** Runs import/export in-process against a sandbox and the suite's Redis. */
@@ -76,6 +77,7 @@ export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: str
     tty: false,
     pollMs: 50,
     ...(args.graceMs !== undefined ? { graceMs: args.graceMs } : {}),
+    ...(args.idleCheckMs !== undefined ? { idleCheckMs: args.idleCheckMs } : {}),
   });
   return { ...result, lines };
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -91,4 +92,29 @@ describe('Ctrl-C before a command got going', () => {
     expect(stderr).toContain('interrupted before the run got going');
     expect(stderr).not.toContain('unexpected error');
   }, 20_000);
+});
+
+describe('a run whose jobs vanish', () => {
+  it('ends with the missing rows failed (E_LOST) instead of waiting forever, while other work sits in the same queue', async () => {
+    const { Queue } = await import('bullmq');
+    const { Redis } = await import('ioredis');
+    const s = await withSandbox();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 3);
+    const queueName = `test-lost-${Date.now()}`;
+    const queue = new Queue(queueName, { connection: new Redis(inject('redisUrl'), { maxRetriesPerRequest: null }), prefix: 'idsync' });
+    // Another run's job waits in the same queue: it must not make this run wait for ever.
+    await queue.add('upload', { kind: 'upload', runId: 'someone-else', row: 1 }, { jobId: 'someone-else-1', delay: 3_600_000 });
+    const running = runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'st'), reportDir: path.join(dir, 'rep'), queueName, flags: { workers: 0 }, idleCheckMs: 300 });
+    // Once queued, the run's own jobs disappear (someone cleaned the queue by hand).
+    for (let i = 0; i < 100 && (await queue.getJobCountByTypes('waiting')) < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    for (const job of await queue.getJobs(['waiting'])) if (job.id?.startsWith('import-')) await job.remove();
+    const r = await running;
+    expect(r.exitCode).toBe(1);
+    expect(r.summary.counts.failed).toBe(3);
+    const report = readFileSync(path.join(dir, 'rep', 'report.csv'), 'utf8');
+    expect(report).toContain('its job vanished from the queue');
+    await queue.obliterate({ force: true });
+    await queue.close();
+  }, 30_000);
 });
