@@ -29,6 +29,7 @@ export class RunStore {
   readonly #metaKey: string;
   readonly #resultsKey: string;
   readonly #countsKey: string;
+  readonly #outputsKey: string;
 
   constructor(redis: Redis, runId: string) {
     this.#redis = redis;
@@ -36,6 +37,7 @@ export class RunStore {
     this.#metaKey = `${QUEUE_PREFIX}:run:${runId}:meta`;
     this.#resultsKey = `${QUEUE_PREFIX}:run:${runId}:results`;
     this.#countsKey = `${QUEUE_PREFIX}:run:${runId}:counts`;
+    this.#outputsKey = `${QUEUE_PREFIX}:run:${runId}:outputs`;
   }
 
   async getMeta(): Promise<RunMeta | undefined> {
@@ -47,6 +49,25 @@ export class RunStore {
     await this.#redis.set(this.#metaKey, JSON.stringify(meta), 'EX', RUN_TTL_SECONDS);
     await this.#redis.expire(this.#resultsKey, RUN_TTL_SECONDS);
     await this.#redis.expire(this.#countsKey, RUN_TTL_SECONDS);
+    await this.#redis.expire(this.#outputsKey, RUN_TTL_SECONDS);
+  }
+
+  /**
+   * Export: each output path belongs to the first row that names it, so two rows never write
+   * one file. Returns, for each claim that another row holds, that row's number.
+   */
+  async claimOutputs(claims: Array<{ row: number; output: string }>): Promise<Map<number, number>> {
+    const taken = new Map<number, number>();
+    if (claims.length === 0) return taken;
+    const tx = this.#redis.multi();
+    for (const c of claims) tx.hsetnx(this.#outputsKey, c.output, String(c.row));
+    for (const c of claims) tx.hget(this.#outputsKey, c.output);
+    const replies = (await tx.exec()) ?? [];
+    claims.forEach((c, i) => {
+      const owner = Number(replies[claims.length + i]?.[1]);
+      if (owner !== c.row) taken.set(c.row, owner);
+    });
+    return taken;
   }
 
   async setFatal(message: string, code: string): Promise<void> {

@@ -222,16 +222,21 @@ async function enqueueManifest(args: {
       ),
     );
     const prior = await runs.getResults(batch.map((r) => r.row));
+    const outputClaims = checked.flatMap(({ r, item }) => (item && 'output' in item ? [{ row: r.row, output: item.output }] : []));
+    const outputOwners = await runs.claimOutputs(outputClaims);
     const rejectedResults: RowResult[] = [];
     const redo: RowResult[] = [];
     const jobs: Array<{ name: string; data: JobData; opts: Record<string, unknown> }> = [];
-    checked.forEach(({ r, item, err }, i) => {
+    checked.forEach(({ r, item, err: invalid }, i) => {
+      let err = invalid;
       const before = prior[i];
       if (before && (before.status === 'succeeded' || before.status === 'skipped')) {
         alreadyDone++;
         return;
       }
       if (before) redo.push(before);
+      const owner = outputOwners.get(r.row);
+      if (!err && owner !== undefined) err = new RowInvalidError(`output ${(item as ExportItem).output} is also the output of row ${owner}; give one of them another output`);
       if (err) {
         if (!(err instanceof RowInvalidError)) throw err;
         rejected++;

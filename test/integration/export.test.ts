@@ -34,6 +34,7 @@ describe('idsync export against the sandbox', () => {
       `enrollmentPhoto,${GONE},,,,,missing`,
       `enrollmentPhoto,${FACE},,,,../escape.jpg,evil`,
       `selfie,${FACE},,,,,bad type`,
+      `detectionPhoto,${FACE},${DET},,,named/first.bin,same output as a row above`,
     ];
     const manifest = path.join(dir, 'export.csv');
     writeFileSync(manifest, `${rows.join('\n')}\n`);
@@ -41,7 +42,8 @@ describe('idsync export against the sandbox', () => {
     const r = await runJob({ command: 'export', manifest, outDir: out, reportDir: path.join(dir, 'r-export'), ...common });
     expect(r.exitCode).toBe(1);
     const report = parse(readFileSync(path.join(dir, 'r-export', 'report.csv')), { columns: true }) as Array<Record<string, string>>;
-    expect(report.map((x) => x.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'failed', 'rejected', 'rejected']);
+    expect(report.map((x) => x.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'failed', 'rejected', 'rejected', 'rejected']);
+    expect(report[9]!.error).toBe('output named/first.bin is also the output of row 6; give one of them another output');
     expect(report[0]!.output).toBe(`enrollment/${FACE}.jpg`);
     expect(report[1]!.output).toBe(`detections/${FACE}/${DET}.jpg`);
     expect(report[6]).toMatchObject({ httpStatus: '404', attempts: '1' });
@@ -60,7 +62,7 @@ describe('idsync export against the sandbox', () => {
 
     s.resetStats();
     const again = await runJob({ command: 'export', manifest, outDir: out, reportDir: path.join(dir, 'r-export2'), ...common });
-    expect(again.summary.counts).toMatchObject({ skipped: 6, failed: 1, rejected: 2 });
+    expect(again.summary.counts).toMatchObject({ skipped: 6, failed: 1, rejected: 3 });
     // Only the 404 row is tried again (it had failed); the finished files are not fetched twice.
     expect(s.stats().requests).toBeLessThanOrEqual(2);
   });
