@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -139,10 +140,19 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
   const api = requireApiSettings(config);
   if (options.deleteProcessed && options.processedDir) throw new UsageError('--processed-dir and --delete exclude each other: keep one');
   if (config.dryRun) throw new UsageError('--dry-run is not supported by `idsync watch` (it would have nothing to show until files arrive)');
-  const dir = path.resolve(options.dir);
-  requireDir(dir, 'watch folder');
-  const processedRoot = path.resolve(options.processedDir ?? path.join(dir, '.processed'));
-  const failedRoot = path.resolve(options.failedDir ?? path.join(dir, '.failed'));
+  requireDir(path.resolve(options.dir), 'watch folder');
+  // The watcher sees real paths; everything compared with its paths must be real too (a folder
+  // reached through a link would otherwise not exclude its own --processed-dir).
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const dir = real(path.resolve(options.dir));
+  const processedRoot = real(path.resolve(options.processedDir ?? path.join(dir, '.processed')));
+  const failedRoot = real(path.resolve(options.failedDir ?? path.join(dir, '.failed')));
   const settleMs = options.settleMs ?? 2000;
   const runId = watchRunId(api.apiUrl, dir);
   const runLog = log.child({ runId });
