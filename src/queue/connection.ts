@@ -89,6 +89,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
   log.debug({ redis: privateRedis ? `private ${privateRedis.host}:${privateRedis.port}` : where }, 'redis ready');
 
   const clients = new Set<Redis>();
+  let closing = false;
   const finalUrl = url;
   return {
     url: finalUrl,
@@ -100,12 +101,23 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
         connectionName: name ? `idsync:${name}` : undefined,
         ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
       });
-      client.on('error', (err) => log.debug({ err }, 'redis connection error'));
+      // ioredis reports every failed reconnect; say it once per outage, and when it is over.
+      let down = false;
+      client.on('error', (err) => {
+        if (!down && !closing) log.warn({ err, redis: where, connection: name }, 'lost the connection to Redis; retrying (queued work is kept in Redis and resumes)');
+        else log.debug({ err }, 'redis connection error');
+        down = true;
+      });
+      client.on('ready', () => {
+        if (down) log.info({ redis: where, connection: name }, 'Redis connection is back');
+        down = false;
+      });
       clients.add(client);
       client.once('end', () => clients.delete(client));
       return client;
     },
     async close() {
+      closing = true;
       await Promise.all(
         [...clients].map(async (c) => {
           try {

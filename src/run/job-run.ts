@@ -297,8 +297,9 @@ async function waitForRun(args: {
   let lastWorkerCheck = 0;
   try {
     for (;;) {
-      const done = await args.runs.countResults();
-      const counts = await args.runs.counts();
+      // A Redis outage must not make Ctrl-C go unnoticed: the signal wins the race.
+      const [done, counts] = await untilAborted(Promise.all([args.runs.countResults(), args.runs.counts()]), args.signal);
+      if (done === undefined) return 'interrupted';
       progress.update({ done, failed: (counts.failed ?? 0) + (counts.rejected ?? 0), total: args.total });
       if (done >= args.total) return 'done';
       if (args.signal.aborted) return 'interrupted';
@@ -326,6 +327,20 @@ async function waitForRun(args: {
     }
   } finally {
     progress.stop();
+  }
+}
+
+async function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | [undefined, undefined]> {
+  if (signal.aborted) return [undefined, undefined];
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<[undefined, undefined]>((resolve) => {
+    onAbort = () => resolve([undefined, undefined]);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
   }
 }
 
