@@ -347,8 +347,12 @@ async function enqueueSection(): Promise<SectionResult> {
           if (j.msg.startsWith('--workers 0')) startAt = j.time;
           if (j.msg === 'manifest queued') {
             endAt = j.time;
-            // The enqueue pass is what is measured; the run would now wait for workers.
-            child.kill('SIGKILL');
+            // The enqueue pass is what is measured; the run would now wait for workers. With
+            // --cpu-prof, two SIGINTs (the second exits at once) let Node write the profile.
+            if (NODE_ARGS.length > 0) {
+              child.kill('SIGINT');
+              setTimeout(() => child.kill('SIGINT'), 300);
+            } else child.kill('SIGKILL');
           }
         } catch {
           // not a log line
