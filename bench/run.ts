@@ -187,7 +187,7 @@ async function autocannonUpload(s: SandboxProcess, file: string, c: number): Pro
 async function uploadsSection(): Promise<SectionResult> {
   const files = writeFiles(path.join(work, 'upload-files'), P.uploadFiles, P.uploadSize);
   const lines = [
-    `${fmt(P.uploadFiles)} files of 64 KB, each run with fresh publicIds (every file really uploaded). Best of ${P.repeats} runs per cell.`,
+    `${fmt(P.uploadFiles)} files of 64 KB, each run with fresh publicIds (every file really uploaded). Best of ${P.repeats} runs per cell for idsync and bare undici (curl: one run).`,
     '',
     '| mode | C | curl + xargs items/s | idsync CLI items/s (wall) | idsync items/s (in run) | idsync ÷ curl | bare undici items/s | idsync % of bare | autocannon uploads/s | idsync % of autocannon | bound C/latency | idsync % of bound | idsync peak RSS |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -198,7 +198,7 @@ async function uploadsSection(): Promise<SectionResult> {
     const s = await sandbox({ tls: mode === 'tls', latencyMs });
     for (const c of P.concurrencies) {
       say(`uploads ${mode} C=${c}: curl`);
-      const curl = await repeat(P.repeats, () => curlUploads(s, files, c));
+      const curl = await curlUploads(s, files, c); // one run: a process per item is the steadiest of the three
       say(`uploads ${mode} C=${c}: idsync`);
       const ids = await repeat(P.repeats, () => idsyncImport(s, files, c));
       say(`uploads ${mode} C=${c}: bare undici`);
