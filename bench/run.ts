@@ -27,6 +27,8 @@ const NODE_ARGS = argv.includes('--cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=$
 const ALL = ['uploads', 'export', 'memory', 'enqueue', 'scaleout'] as const;
 type Section = (typeof ALL)[number];
 const alias: Record<string, Section> = { ceilings: 'uploads', upload: 'uploads', download: 'export', scale: 'scaleout', 'scale-out': 'scaleout' };
+/** --render: only rewrite docs/benchmarks.md from bench/results.json (after editing FINDINGS). */
+const RENDER_ONLY = argv.includes('--render');
 const wanted = argv.filter((a) => !a.startsWith('--')).map((a) => alias[a] ?? (a as Section));
 for (const w of wanted) if (!ALL.includes(w)) throw new Error(`unknown section ${w} (known: ${ALL.join(', ')})`);
 const sections: Section[] = wanted.length > 0 ? wanted : [...ALL];
@@ -440,6 +442,16 @@ async function scaleoutSection(): Promise<SectionResult> {
   };
 }
 
+/** What the profiles said about the misses (kept by hand: update it when the figures move). */
+const FINDINGS = [
+  '### Where the misses come from, and what would fix them',
+  '',
+  '- **Uploads vs bare undici (loopback 60 %, HTTPS + 20 ms 90 %).** On 2 cores the sandbox, Redis, the bench and idsync compete for CPU, so every bit of idsync CPU per item is taken from the server. `--cpu-prof` of the CLI (before the fixes below) showed per document: FormData + file Blob serialisation (web streams, a dozen small socket writes), the file read twice (hash, then upload), about eight sequential Redis round trips, and tsx\'s loader thread plus source-mapped stack traces. Fixed: hand-built multipart body (one buffer), small files read once, the claim/stored/release and job-start Redis calls merged into scripts/pipelines with auto-pipelining, an esbuild bundle instead of tsx, and two jobs per API connection so bookkeeping overlaps requests (loopback C = 16 went from ~240 to ~850-940 items/s in run; HTTPS + 20 ms from ~130 to ~360-500). What remains per document is BullMQ itself (moveToActive + moveToFinished Lua scripts, msgpack, job objects: two Redis round trips), the result HSET, two ledger appends with group-committed fdatasync, and the sha256. Next steps: record the result inside the BullMQ completion (a custom `moveToFinished` or the job\'s return value instead of a separate HSET), one ledger line per document (`stored` only, with `start` kept for files over a size threshold), and fetching jobs in batches (BullMQ Pro groups/batches, or our own `LMOVE`-based fetcher).',
+  '- **The ratio to bare undici moves with the noise.** The bare client and idsync reach different shares of a sandbox that is itself CPU-bound and shares the cores; between two full runs on this machine the bare figure moved by up to 35 % (other sessions were running test suites at the same time). Ratios against curl are steadier.',
+  '- **1 GB transfers (< 150 MB).** A one-row import already peaks at ~130 MB (Node, BullMQ, ioredis, undici, pino, zod loaded); the transfer adds 20-35 MB of short-lived socket/file chunks waiting for the young-generation GC. `NODE_OPTIONS=--max-semi-space-size=2` measured 155 MB → 131 MB for a 256 MiB download; a smaller semi-space set by bin/idsync.js (re-exec with the flag), or fewer loaded modules in the job commands, would bring both under the limit.',
+  '- **Enqueue (25,000 rows/s).** After the fixes (file checks with sync stat/access, validation overlapped with the Redis writes) the profile is GC (~15 %), BullMQ\'s `addBulk` (job objects, msgpack, one Lua call per job in a MULTI) and csv-parse. Writing the jobs with one custom Lua script per batch, or pre-serialising job data, would give the missing few per cent.',
+];
+
 // --- report ----------------------------------------------------------------------------------
 
 function render(results: Partial<Record<Section, SectionResult>>): string {
@@ -456,6 +468,7 @@ function render(results: Partial<Record<Section, SectionResult>>): string {
     '|---|---|---|---|',
   ];
   for (const sec of ALL) for (const t of results[sec]?.targets ?? []) out.push(`| ${t.what} | ${t.goal} | ${t.figure} | ${t.met ? 'yes' : '**no**'} |`);
+  out.push('', ...FINDINGS);
   for (const sec of ALL) {
     const r = results[sec];
     if (!r) continue;
@@ -479,6 +492,11 @@ function render(results: Partial<Record<Section, SectionResult>>): string {
 
 async function main(): Promise<void> {
   const results: Partial<Record<Section, SectionResult>> = existsSync(RESULTS_FILE) ? JSON.parse(readFileSync(RESULTS_FILE, 'utf8')) : {};
+  if (RENDER_ONLY) {
+    writeFileSync(DOC_FILE, render(results));
+    rmSync(work, { recursive: true, force: true });
+    return;
+  }
   redis = await startRedis(fresh('redis'));
   const runners: Record<Section, () => Promise<SectionResult>> = { uploads: uploadsSection, export: exportSection, memory: memorySection, enqueue: enqueueSection, scaleout: scaleoutSection };
   try {
