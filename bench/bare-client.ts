@@ -1,6 +1,6 @@
 /**
- * The "bare undici" ceiling: the same requests idsync sends, over one undici Pool with the same
- * number of connections, no queue, no Redis, no ledger. Run as its own process by bench/run.ts:
+ * The "bare undici" ceiling: the same requests idsync sends (the same hand-built multipart body),
+ * over one undici Pool with the same number of connections, no queue, no Redis, no ledger, no hashing. Run as its own process by bench/run.ts:
  *
  *   node --import tsx bench/bare-client.ts JOB.json
  *
@@ -8,10 +8,12 @@
  * upload items: { personId, publicId, name, file }; download items: { path, out }.
  * Prints one JSON line: { items, ok, ms } (ms from the first request to the last answer).
  */
-import { openAsBlob, readFileSync, createWriteStream } from 'node:fs';
+import { readFileSync, createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { FormData, Pool } from 'undici';
+import { Pool } from 'undici';
+import { multipartBody } from '../src/api/multipart-body.ts';
 
 interface Job {
   url: string;
@@ -32,12 +34,22 @@ let ok = 0;
 
 async function one(item: Record<string, string>): Promise<void> {
   if (job.mode === 'upload') {
-    const form = new FormData();
-    form.append('personId', item.personId!);
-    form.append('name', item.name!);
-    form.append('publicId', item.publicId!);
-    form.append('file', await openAsBlob(item.file!, { type: 'application/octet-stream' }), path.basename(item.file!));
-    const res = await pool.request({ path: `${prefix}/api/v1/people/fileDocuments/upload`, method: 'POST', headers, body: form });
+    // The cheapest body there is: the same hand-built multipart buffer idsync sends for small files.
+    const data = await readFile(item.file!);
+    const form = multipartBody(
+      [
+        { name: 'personId', value: item.personId! },
+        { name: 'name', value: item.name! },
+        { name: 'publicId', value: item.publicId! },
+      ],
+      { field: 'file', fileName: path.basename(item.file!), contentType: 'application/octet-stream', data, size: data.length },
+    );
+    const res = await pool.request({
+      path: `${prefix}/api/v1/people/fileDocuments/upload`,
+      method: 'POST',
+      headers: { ...headers, 'content-type': form.contentType, 'content-length': String(form.length) },
+      body: form.body,
+    });
     await res.body.dump();
     if (res.statusCode === 200) ok++;
   } else {

@@ -15,8 +15,11 @@ import { DocumentBusy, type JobContext, type JobOutcome, type UploadJobData } fr
  * there is doubt (an earlier attempt may have reached the server, a crash left a `start`
  * without `stored`, or --check-existing) does it ask the API before sending.
  */
-/** Files up to this size are read once, hashed and sent from memory; larger ones are streamed twice (hash, then upload). */
-export const READ_ONCE_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * Files up to this size are read once, hashed and sent from memory; larger ones are streamed twice
+ * (hash, then upload). Small enough that 2 x --concurrency jobs holding one each stay cheap.
+ */
+export const READ_ONCE_MAX_BYTES = 1024 * 1024;
 
 async function readSmallFile(file: string): Promise<{ sha256: string; bytes: number; data?: Buffer }> {
   let data: Buffer | undefined;

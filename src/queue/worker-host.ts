@@ -8,10 +8,13 @@ import type { RowResult } from '../report/row-result.ts';
 import type { RedisHandle } from './connection.ts';
 import { QUEUE_PREFIX } from './queue-names.ts';
 
+/** Jobs a worker runs at once per API connection (see startWorkerHost). */
+export const JOBS_PER_CONNECTION = 2;
+
 export interface WorkerHostOptions {
   redis: RedisHandle;
   queueName: string;
-  /** Jobs in flight in this process. */
+  /** API requests in flight in this process (--concurrency, the client's pool size). */
   concurrency: number;
   attempts: number;
   /** Most jobs per second across all workers (BullMQ's global limiter). */
@@ -55,7 +58,10 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
   const worker = new Worker<JobData, RowResult>(options.queueName, processor, {
     connection: options.redis.connect('worker'),
     prefix: QUEUE_PREFIX,
-    concurrency: options.concurrency,
+    // Twice as many jobs as connections: while one job does its Redis and ledger bookkeeping,
+    // another already waits for the freed connection. Requests in flight stay bounded by the
+    // client's pool (connections = --concurrency); the extra jobs only queue on it.
+    concurrency: options.concurrency * JOBS_PER_CONNECTION,
     lockDuration: options.lockDurationMs ?? 30_000,
     stalledInterval: options.stalledIntervalMs ?? 15_000,
     maxStalledCount: 10,

@@ -212,8 +212,9 @@ async function enqueueManifest(args: {
   let queued = 0;
   let rejected = 0;
   let alreadyDone = 0;
-  const flush = async (batch: ManifestRecord[]) => {
-    const checked = await Promise.all(
+  type Checked = Array<{ r: ManifestRecord; item: ImportItem | ExportItem | undefined; err: unknown }>;
+  const validate = (batch: ManifestRecord[]): Promise<Checked> =>
+    Promise.all(
       batch.map((r) =>
         spec.validate(r, args.manifestDir).then(
           (item) => ({ r, item, err: undefined }),
@@ -221,6 +222,7 @@ async function enqueueManifest(args: {
         ),
       ),
     );
+  const write = async (batch: ManifestRecord[], checked: Checked) => {
     const prior = await runs.getResults(batch.map((r) => r.row));
     const outputClaims = checked.flatMap(({ r, item }) => (item && 'output' in item ? [{ row: r.row, output: item.output }] : []));
     const outputOwners = await runs.claimOutputs(outputClaims);
@@ -262,7 +264,16 @@ async function enqueueManifest(args: {
     if (jobs.length > 0) await queue.addBulk(jobs as never);
     queued += jobs.length;
   };
+  // Two batches in flight: the next one is parsed and validated (CSV parsing, file stats) while
+  // the previous one is written to Redis. Writes stay in manifest order, one batch at a time.
+  let writing: Promise<void> | undefined;
   let batch: ManifestRecord[] = [];
+  const flush = async (current: ManifestRecord[]) => {
+    const checked = validate(current);
+    await writing;
+    writing = checked.then((c) => write(current, c));
+    writing.catch(() => {}); // awaited (and thrown) by the next flush or at the end
+  };
   for await (const record of readManifest(args.manifest, spec.required)) {
     total++;
     batch.push(record);
@@ -273,6 +284,7 @@ async function enqueueManifest(args: {
     }
   }
   if (batch.length > 0 && !args.signal.aborted) await flush(batch);
+  await writing;
   return { total, queued, rejected, alreadyDone };
 }
 
