@@ -152,7 +152,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     }
 
     const invocationStart = Date.now();
-    const enqueue = await enqueueManifest({ spec, manifest, manifestDir, runs, queue, runId, config, outDir, signal, command, log: runLog });
+    const enqueue = await enqueueManifest({ spec, manifest, manifestDir, runs, queue, runId, config, outDir, signal, command, log: runLog, fresh: previous === undefined });
     await runs.saveMeta({ ...meta, total: enqueue.total });
     runLog.info({ rows: enqueue.total, queued: enqueue.queued, rejected: enqueue.rejected, alreadyDone: enqueue.alreadyDone }, 'manifest queued');
 
@@ -206,6 +206,8 @@ async function enqueueManifest(args: {
   signal: AbortSignal;
   command: JobCommand;
   log: Logger;
+  /** A run Redis has never seen has no earlier results to look up. */
+  fresh: boolean;
 }): Promise<{ total: number; queued: number; rejected: number; alreadyDone: number }> {
   const { spec, runs, queue, runId, config } = args;
   let total = 0;
@@ -223,7 +225,7 @@ async function enqueueManifest(args: {
       ),
     );
   const write = async (batch: ManifestRecord[], checked: Checked) => {
-    const prior = await runs.getResults(batch.map((r) => r.row));
+    const prior = args.fresh ? [] : await runs.getResults(batch.map((r) => r.row));
     const outputClaims = checked.flatMap(({ r, item }) => (item && 'output' in item ? [{ row: r.row, output: item.output }] : []));
     const outputOwners = await runs.claimOutputs(outputClaims);
     const rejectedResults: RowResult[] = [];
