@@ -245,8 +245,20 @@ export class ApiClient {
     return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled };
   }
 
-  async close(): Promise<void> {
-    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  /**
+   * Requests still open when the client closes were abandoned by their callers (Ctrl-C during a
+   * slow login, say): wait briefly for them, then drop the connections rather than keep the
+   * process alive until the server answers.
+   */
+  async close(graceMs = 1_000): Promise<void> {
+    if (!this.#ownsDispatcher) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), graceMs);
+    });
+    const closed = this.#dispatcher.close().then(() => false);
+    if (await Promise.race([closed, timedOut])) await this.#dispatcher.destroy();
+    clearTimeout(timer);
   }
 
   // --- requests -------------------------------------------------------------------------

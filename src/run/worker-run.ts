@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireApiSettings, type Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import { openRedis } from '../queue/connection.ts';
+import { openRedis, type RedisHandle } from '../queue/connection.ts';
 import { queueNameFor } from '../queue/queue-names.ts';
 import { Ledger } from '../state/ledger.ts';
 import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
@@ -23,11 +23,15 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
   const { config, log, signal } = options;
   const api = requireApiSettings(config);
   const client = createApiClient(config, api, log);
-  await loginWithRetries(client, config.attempts, log, signal);
-  const redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log });
-  const ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
+  let redis: RedisHandle | undefined;
+  let ledger: Ledger | undefined;
   const queueName = options.queueName ?? queueNameFor(api.apiUrl);
+  // Everything from the first request on is inside try: an interrupted login must close the
+  // client, or its open request keeps the process alive until the server answers.
   try {
+    await loginWithRetries(client, config.attempts, log, signal);
+    redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log });
+    ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
     const host = (await startConfiguredWorkers({ config, redis, client, ledger, apiUrl: api.apiUrl, queue: { name: queueName }, log }))!;
     log.info({ queue: queueName, redis: redis.where, concurrency: config.concurrency }, 'worker started: waiting for jobs');
     const started = Date.now();
@@ -40,7 +44,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
     log.info({ processed: host.processed() }, 'worker stopped');
   } finally {
     await client.close().catch(() => {});
-    await ledger.close().catch(() => {});
-    await redis.close().catch(() => {});
+    await ledger?.close().catch(() => {});
+    await redis?.close().catch(() => {});
   }
 }

@@ -75,7 +75,7 @@ describe('idsync worker and --workers 0', () => {
 
 describe('Ctrl-C before a command got going', () => {
   it('exits 130 without a stack trace (here: during a slow login)', async () => {
-    const s = await withSandbox({ faults: { latencyMs: 2000 } });
+    const s = await withSandbox({ faults: { latencyMs: 5000 } });
     const dir = tempDir();
     const child = spawn(process.execPath, [IDSYNC_BIN, 'worker'], {
       cwd: REPO_ROOT,
@@ -87,8 +87,11 @@ describe('Ctrl-C before a command got going', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const end = Date.now() + 10_000;
     while (s.stats().inFlight === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    const stoppedAt = Date.now();
     child.kill('SIGINT');
     expect(await exited).toBe(130);
+    // The login request is abandoned, not awaited (it would answer only after 5 s).
+    expect(Date.now() - stoppedAt).toBeLessThan(2500);
     expect(stderr).toContain('interrupted before the run got going');
     expect(stderr).not.toContain('unexpected error');
   }, 20_000);
