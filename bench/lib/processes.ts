@@ -4,7 +4,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -13,16 +12,9 @@ export const IDSYNC_BIN = path.join(REPO, 'bin/idsync.js');
 export const USER = 'migrator';
 export const PASSWORD = 'bench-password-1';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
+import { freePort } from '../../src/queue/free-port.ts';
+
+export { freePort };
 
 /** VmHWM (peak RSS, bytes) of a live process, or undefined once it is gone. */
 export function peakRss(pid: number): number | undefined {

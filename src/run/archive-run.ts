@@ -20,7 +20,7 @@ import type { ArchiveSpec, ArchiveTickJobData } from '../../jobs/archive-job-dat
 import { archiveRunId, planArchiveRun } from './archive-plan.ts';
 import { summaryLines, writeArchiveReport } from './archive-report.ts';
 import { parseSchedule, parseSince } from './archive-schedule.ts';
-import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers, closeRunResources } from './job-context.ts';
 
 export const DEFAULT_PAGE_SIZE = 100;
 
@@ -162,11 +162,7 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
     for (const line of summaryLines(summary)) out(line);
     return { summary, exitCode: exitCodeForOutcome({ failed: summary.counts.failed, rejected: summary.counts.rejected, interrupted: ending === 'interrupted' }) };
   } finally {
-    await host?.close(options.graceMs ?? 30_000).catch(() => {});
-    await queue?.close().catch(() => {});
-    await client.close().catch(() => {});
-    await ledger?.close().catch(() => {});
-    await redis?.close().catch(() => {});
+    await closeRunResources({ host, queue, client, ledger, redis, graceMs: options.graceMs ?? 30_000 });
   }
 }
 

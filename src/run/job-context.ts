@@ -108,3 +108,23 @@ export async function startConfiguredWorkers(options: ConfiguredWorkersOptions):
     stalledIntervalMs: config.stalledIntervalMs,
   });
 }
+
+/**
+ * The end of every command that runs jobs, on every path: workers first (they finish or hand
+ * back their jobs), then the queue, the API client, the ledger and Redis (the private one stops).
+ * Each step runs even when an earlier one failed.
+ */
+export async function closeRunResources(r: {
+  host?: WorkerHost | undefined;
+  queue?: { close(): Promise<void> } | undefined;
+  client: ApiClient;
+  ledger?: Ledger | undefined;
+  redis?: RedisHandle | undefined;
+  graceMs: number;
+}): Promise<void> {
+  await r.host?.close(r.graceMs).catch(() => undefined);
+  await r.queue?.close().catch(() => undefined);
+  await r.client.close().catch(() => undefined);
+  await r.ledger?.close().catch(() => undefined);
+  await r.redis?.close().catch(() => undefined);
+}

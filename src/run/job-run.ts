@@ -19,7 +19,7 @@ import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type Impor
 import { hashManifest, readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
 import { Ledger } from '../state/ledger.ts';
 import type { JobData } from '../../jobs/job-types.ts';
-import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers, closeRunResources } from './job-context.ts';
 import { runIdFor } from './run-id.ts';
 
 export type JobCommand = 'import' | 'export';
@@ -186,11 +186,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     }
     return { summary, exitCode: exitCodeForOutcome({ failed: summary.counts.failed, rejected: summary.counts.rejected, interrupted: ending === 'interrupted' }) };
   } finally {
-    await host?.close(options.graceMs ?? 30_000).catch(() => {});
-    await queue?.close().catch(() => {});
-    await client.close().catch(() => {});
-    await ledger?.close().catch(() => {});
-    await redis?.close().catch(() => {});
+    await closeRunResources({ host, queue, client, ledger, redis, graceMs: options.graceMs ?? 30_000 });
   }
 }
 

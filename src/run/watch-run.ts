@@ -22,7 +22,7 @@ import { Ledger } from '../state/ledger.ts';
 import { derivePublicId } from '../state/public-id.ts';
 import type { UploadJobData } from '../../jobs/job-types.ts';
 import { IngestLog, type IngestRecord } from './ingest-log.ts';
-import { createApiClient, loginWithRetries, startConfiguredWorkers } from './job-context.ts';
+import { createApiClient, loginWithRetries, startConfiguredWorkers, closeRunResources } from './job-context.ts';
 import { moveIntoFolder, removeFileAndSidecar } from './no-clobber-move.ts';
 
 export interface WatchRunOptions {
@@ -432,10 +432,6 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     return { exitCode: ExitCode.Interrupted, counts, runId };
   } finally {
     await watcher?.close().catch(() => undefined);
-    await host?.close(options.graceMs ?? 30_000).catch(() => undefined);
-    await queue?.close().catch(() => undefined);
-    await client.close().catch(() => undefined);
-    await ledger?.close().catch(() => undefined);
-    await redis?.close().catch(() => undefined);
+    await closeRunResources({ host, queue, client, ledger, redis, graceMs: options.graceMs ?? 30_000 });
   }
 }

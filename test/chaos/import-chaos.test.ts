@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it, inject } from 'vitest';
 import { startSandbox, PERMISSIONS, type FaultSettings, type Sandbox } from '../../src/sandbox/index.ts';
-import { freePortForTest } from './free-port.ts';
+import { freePort } from '../../src/queue/free-port.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { record, sandboxAnswers, startCli, verify, waitFor, writeReliabilityDoc, type CliProcess } from './chaos-helpers.ts';
@@ -197,7 +197,7 @@ class AofRedis {
   }
 
   static async start(dir: string): Promise<AofRedis> {
-    const r = new AofRedis(dir, await freePortForTest());
+    const r = new AofRedis(dir, await freePort());
     await r.restart();
     return r;
   }
