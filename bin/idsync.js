@@ -37,26 +37,37 @@ async function bundled() {
   if (process.env.IDSYNC_NO_BUNDLE === '1') return undefined;
   try {
     const dir = path.join(root, '.idsync-build');
-    const file = path.join(dir, `cli-${sourceFingerprint()}.mjs`);
+    const name = `cli-${sourceFingerprint()}`;
+    const out = path.join(dir, name);
+    const file = path.join(out, 'main.mjs');
     if (!existsSync(file)) {
       const { build } = await import('esbuild');
       mkdirSync(dir, { recursive: true });
-      const temp = `${file}.${process.pid}.tmp`;
+      const temp = path.join(dir, `.${name}.${process.pid}.tmp`);
+      // Code splitting: each command's modules (and the packages they import) load only when
+      // that command runs, so `idsync import` never loads the sandbox, watcher or archive code.
       await build({
-        entryPoints: [path.join(root, 'src/cli/main.ts')],
+        entryPoints: { main: path.join(root, 'src/cli/main.ts') },
         bundle: true,
+        splitting: true,
         platform: 'node',
         format: 'esm',
         target: `node${process.versions.node.split('.')[0]}`,
         packages: 'external',
-        outfile: temp,
+        outdir: temp,
+        outExtension: { '.js': '.mjs' },
+        chunkNames: 'chunk-[hash]',
         sourcemap: 'external',
         logLevel: 'silent',
       });
-      // Concurrent first runs each build their own temp file; the rename makes whichever lands last win whole.
-      renameSync(`${temp}.map`, `${file}.map`);
-      renameSync(temp, file);
-      for (const old of readdirSync(dir)) if (old.startsWith('cli-') && !old.startsWith(path.basename(file))) rmSync(path.join(dir, old), { force: true });
+      // Concurrent first runs each build their own temp folder; the first rename wins whole,
+      // the others find the folder there and drop theirs.
+      try {
+        renameSync(temp, out);
+      } catch {
+        rmSync(temp, { recursive: true, force: true });
+      }
+      for (const old of readdirSync(dir)) if (old.startsWith('cli-') && old !== name) rmSync(path.join(dir, old), { recursive: true, force: true });
     }
     return await import(pathToFileURL(file).href);
   } catch {
