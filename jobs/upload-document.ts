@@ -54,7 +54,11 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
     sha256,
   };
 
-  const claim = await ctx.locks.claim(docKey, ctx.stored);
+  // If this job loses the document's lock (Redis unreachable longer than the lock lives), another
+  // worker may take the document over: stop sending rather than race it.
+  const lockLost = new AbortController();
+  const claim = await ctx.locks.claim(docKey, ctx.stored, () => lockLost.abort(new Error('lost the lock on this document')));
+  signal = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
   if (claim.state === 'stored') {
     // Same publicId, other content (a manifest reusing an id): never "skip" what was not stored.
     if (claim.sha256 && claim.sha256 !== sha256) throw new DocumentConflictError(publicId, claim.sha256, sha256);

@@ -40,14 +40,24 @@ export class DocumentLocks {
    * ('claimed', with the lock's handle) or finds another job holding it ('busy'). Being atomic,
    * a claim never misses a colleague's "stored" written just before it released the lock.
    */
-  async claim(docKey: string, stored: StoredDocuments): Promise<{ state: 'stored'; sha256: string } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
+  async claim(
+    docKey: string,
+    stored: StoredDocuments,
+    /** Called when a renewal finds the lock gone or cannot reach Redis: stop working on the document. */
+    onLost?: () => void,
+  ): Promise<{ state: 'stored'; sha256: string } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
     const token = randomUUID();
     const key = this.#key(docKey);
     const state = (await this.#redis.eval(CLAIM, 2, stored.key, key, docKey, token, String(this.#ttlMs))) as string;
     if (state.startsWith('stored:')) return { state: 'stored', sha256: state.slice('stored:'.length) };
     if (state !== 'claimed') return { state: 'busy' };
     const renew = setInterval(() => {
-      this.#redis.eval(EXTEND, 1, key, token, String(this.#ttlMs)).catch(() => {});
+      this.#redis.eval(EXTEND, 1, key, token, String(this.#ttlMs)).then(
+        (extended) => {
+          if (extended !== 1) onLost?.();
+        },
+        () => onLost?.(),
+      );
     }, Math.max(250, Math.floor(this.#ttlMs / 3)));
     renew.unref();
     let done = false;
@@ -71,21 +81,6 @@ export class DocumentLocks {
     };
   }
 
-  /** Returns a release function, or undefined when another job holds the document. */
-  async acquire(docKey: string): Promise<(() => Promise<void>) | undefined> {
-    const token = randomUUID();
-    const key = this.#key(docKey);
-    const ok = await this.#redis.set(key, token, 'PX', this.#ttlMs, 'NX');
-    if (ok !== 'OK') return undefined;
-    const renew = setInterval(() => {
-      this.#redis.eval(EXTEND, 1, key, token, String(this.#ttlMs)).catch(() => {});
-    }, Math.max(250, Math.floor(this.#ttlMs / 3)));
-    renew.unref();
-    return async () => {
-      clearInterval(renew);
-      await this.#redis.eval(RELEASE, 1, key, token);
-    };
-  }
 }
 
 /** A document lock held by this job. */

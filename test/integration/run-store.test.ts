@@ -62,3 +62,24 @@ describe('queue rate limit', () => {
     await queue.close();
   });
 });
+
+describe('document locks', () => {
+  it('a claim that loses its lock says so, so the upload can stop', async () => {
+    const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
+    const api = testQueueName('api');
+    const locks = new DocumentLocks(redis, api, 600);
+    const stored = new StoredDocuments(redis, api);
+    let lost = 0;
+    const claim = await locks.claim('p/d', stored, () => lost++);
+    expect(claim.state).toBe('claimed');
+    expect((await locks.claim('p/d', stored)).state).toBe('busy');
+    await new Promise((r) => setTimeout(r, 700)); // renewed meanwhile: still held
+    expect(lost).toBe(0);
+    expect((await locks.claim('p/d', stored)).state).toBe('busy');
+    const keys = await redis.keys(`idsync:lock:${api}:*`);
+    await redis.del(...keys); // gone (expired while Redis was unreachable, say)
+    await new Promise((r) => setTimeout(r, 400));
+    expect(lost).toBeGreaterThan(0);
+    if (claim.state === 'claimed') await claim.lock.release();
+  });
+});
