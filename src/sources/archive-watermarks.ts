@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { FileError } from '../errors.ts';
 import { QUEUE_PREFIX } from '../queue/queue-names.ts';
+import { writeTemp } from './archive-files.ts';
 
 /** Where the archive folder keeps its own copy of the watermarks. */
 export const WATERMARK_FILE = '.idsync-archive.json';
@@ -116,19 +116,14 @@ export class WatermarkStore {
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.part`);
+  let temp: string | undefined;
   try {
     await mkdir(path.dirname(file), { recursive: true });
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    temp = await writeTemp(file, Buffer.from(text));
     await rename(temp, file);
   } catch (err) {
-    await rm(temp, { force: true }).catch(() => undefined);
-    throw new FileError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, file, { cause: err });
+    if (temp) await rm(temp, { force: true }).catch(() => undefined);
+    const cause = err instanceof FileError && err.cause !== undefined ? err.cause : err;
+    throw new FileError(`cannot write ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`, file, { cause });
   }
 }
