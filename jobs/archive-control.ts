@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { DelayedError, type Job, type Queue } from 'bullmq';
-import { jobIdFor, QUEUE_PREFIX } from '../src/queue/queue-names.ts';
+import { QUEUE_PREFIX } from '../src/queue/queue-names.ts';
 import { archiveRunId, loadPlan, planArchiveRun } from '../src/run/archive-plan.ts';
 import { summaryLines, writeArchiveReport } from '../src/run/archive-report.ts';
 import type { ArchiveReportJobData, ArchiveTickJobData } from './archive-job-data.ts';
@@ -49,7 +49,7 @@ export async function runArchiveReport(job: Job<ArchiveReportJobData>, ctx: JobC
   const now = Date.now();
   if (done < total) {
     const changed = done !== job.data.lastDone;
-    if (changed || now - (job.data.lastChangeMs ?? now) < REPORT_STALE_MS || (await runHasJobs(queue, ctx, runId))) {
+    if (changed || now - (job.data.lastChangeMs ?? now) < REPORT_STALE_MS || (await ctx.run(runId).anyRowQueued(queue, (await loadPlan(ctx.redis, runId)).map((t) => t.row)))) {
       if (changed) await job.updateData({ ...job.data, lastDone: done, lastChangeMs: now });
       await job.moveToDelayed(now + REPORT_POLL_MS, token);
       throw new DelayedError();
@@ -66,13 +66,4 @@ export async function runArchiveReport(job: Job<ArchiveReportJobData>, ctx: JobC
   });
   const log = ctx.log.child({ runId });
   log.info({ counts: summary.counts, bytes: summary.bytes, reportDir: summary.reportDir }, summaryLines(summary)[0]);
-}
-
-async function runHasJobs(queue: Queue, ctx: JobContext, runId: string): Promise<boolean> {
-  const plan = await loadPlan(ctx.redis, runId);
-  const results = await ctx.run(runId).getResults(plan.map((t) => t.row));
-  for (let i = 0; i < plan.length; i++) {
-    if (!results[i] && (await queue.getJob(jobIdFor(runId, plan[i]!.row)))) return true;
-  }
-  return false;
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { RowResult } from '../report/row-result.ts';
-import { QUEUE_PREFIX } from './queue-names.ts';
+import type { Queue } from 'bullmq';
+import { jobIdFor, QUEUE_PREFIX } from './queue-names.ts';
 
 export interface RunMeta {
   runId: string;
@@ -132,5 +133,29 @@ export class RunStore {
 
   async countResults(): Promise<number> {
     return this.#redis.hlen(this.#resultsKey);
+  }
+
+  /**
+   * Whether some of `rows` lacks a result yet still has its job in the queue (waiting, delayed,
+   * active…). Looks only at this run's own job ids, since other runs and schedules share the
+   * queue, and stops at the first job found, so the common case costs a request or two.
+   */
+  async anyRowQueued(queue: Queue, rows: Iterable<number>): Promise<boolean> {
+    const check = async (chunk: number[]) => {
+      const results = await this.getResults(chunk);
+      for (let i = 0; i < chunk.length; i++) {
+        if (!results[i] && (await queue.getJob(jobIdFor(this.runId, chunk[i]!)))) return true;
+      }
+      return false;
+    };
+    let chunk: number[] = [];
+    for (const row of rows) {
+      chunk.push(row);
+      if (chunk.length === 1000) {
+        if (await check(chunk)) return true;
+        chunk = [];
+      }
+    }
+    return chunk.length > 0 && check(chunk);
   }
 }

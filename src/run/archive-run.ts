@@ -140,7 +140,7 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
     const runId = archiveRunId(archiveKey, runAtMs);
     const plan = await planArchiveRun({ spec, runId, runAtMs, queue, redis: connection, client, log: runLog, signal });
     const runs = new RunStore(connection, runId);
-    const ending = await waitForArchive({ runs, total: plan.targets.length, signal, pollMs: options.pollMs ?? 250, queue });
+    const ending = await waitForArchive({ runs, rows: plan.targets.map((t) => t.row), signal, pollMs: options.pollMs ?? 250, queue });
     if (ending === 'interrupted') {
       // A once-run is not resumed under the same id: the next run covers the gap through the watermarks.
       await Promise.all(plan.targets.map((t) => queue!.remove(jobIdFor(runId, t.row)).catch(() => 0)));
@@ -166,19 +166,19 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
   }
 }
 
-async function waitForArchive(args: { runs: RunStore; total: number; signal: AbortSignal; pollMs: number; queue: Queue }): Promise<'done' | 'interrupted' | 'lost'> {
+async function waitForArchive(args: { runs: RunStore; rows: number[]; signal: AbortSignal; pollMs: number; queue: Queue }): Promise<'done' | 'interrupted' | 'lost'> {
   let idle = 0;
   let last = -1;
   for (;;) {
     const done = await args.runs.countResults();
-    if (done >= args.total) return 'done';
+    if (done >= args.rows.length) return 'done';
     if (args.signal.aborted) return 'interrupted';
     if (done !== last) {
       last = done;
       idle = 0;
     } else if (++idle * args.pollMs > 15_000) {
-      const counts = await args.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
-      if (Object.values(counts).reduce((a, b) => a + b, 0) === 0) return 'lost';
+      // This run's own jobs only: a --cron tick or another run in the same queue must not hide a loss.
+      if (!(await args.runs.anyRowQueued(args.queue, args.rows))) return 'lost';
       idle = 0;
     }
     await sleep(args.pollMs, undefined, { signal: args.signal }).catch(() => {});

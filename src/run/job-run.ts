@@ -326,7 +326,7 @@ async function waitForRun(args: {
         lostChecks = 0;
       } else if (Date.now() - lastChange > args.idleCheckMs) {
         // Nothing moved for a while: make sure this run's missing rows still have jobs somewhere.
-        lostChecks = (await hasPendingJob(args.runs, args.queue, args.runId, args.total)) ? 0 : lostChecks + 1;
+        lostChecks = (await args.runs.anyRowQueued(args.queue, rowNumbers(args.total))) ? 0 : lostChecks + 1;
         if (lostChecks >= 2) {
           args.log.error({ missing: args.total - done }, 'rows without a result have no job left in the queue');
           return 'lost';
@@ -354,20 +354,8 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T
   }
 }
 
-/**
- * Whether some row of this run without a result still has its job in the queue (waiting,
- * delayed, active…). Looks only at this run's own job ids: other runs and schedules share the
- * queue. Stops at the first job found, so the common case costs a request or two.
- */
-async function hasPendingJob(runs: RunStore, queue: Queue, runId: string, total: number): Promise<boolean> {
-  for (let start = 1; start <= total; start += 1000) {
-    const rows = Array.from({ length: Math.min(1000, total - start + 1) }, (_, i) => start + i);
-    const results = await runs.getResults(rows);
-    for (let i = 0; i < rows.length; i++) {
-      if (!results[i] && (await queue.getJob(jobIdFor(runId, rows[i]!)))) return true;
-    }
-  }
-  return false;
+function* rowNumbers(total: number): Generator<number> {
+  for (let row = 1; row <= total; row++) yield row;
 }
 
 async function writeReport(args: {

@@ -83,3 +83,19 @@ describe('document locks', () => {
     if (claim.state === 'claimed') await claim.lock.release();
   });
 });
+
+describe('RunStore.anyRowQueued', () => {
+  it('sees only this run\'s own jobs for rows without a result', async () => {
+    const { Queue } = await import('bullmq');
+    const queue = new Queue(testQueueName(), { connection: redis.duplicate(), prefix: 'idsync-test' });
+    const runs = new RunStore(redis, testQueueName('run'));
+    await queue.add('upload', {}, { jobId: 'another-run-1', delay: 60_000 });
+    expect(await runs.anyRowQueued(queue, [1, 2, 3])).toBe(false);
+    await queue.add('upload', {}, { jobId: `${runs.runId}-2`, delay: 60_000 });
+    expect(await runs.anyRowQueued(queue, [1, 2, 3])).toBe(true);
+    await runs.setResult({ row: 2, status: 'succeeded', action: 'uploaded' });
+    expect(await runs.anyRowQueued(queue, [1, 2, 3])).toBe(false); // row 2 has its result
+    await queue.obliterate({ force: true });
+    await queue.close();
+  });
+});
