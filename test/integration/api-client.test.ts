@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ApiClient, type ApiClientOptions } from '../../src/api/client.ts';
 import { classify } from '../../src/api/classify.ts';
 import { Secret } from '../../src/config/secret.ts';
-import { AuthRefusedError, HttpStatusError, NetworkError, TimeoutError, TlsError } from '../../src/errors.ts';
+import { AuthRefusedError, ConfigError, HttpStatusError, NetworkError, TimeoutError, TlsError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { ManualClock } from '../../src/pacing/clock.ts';
 import { startApiTestServer, type ApiTestServer, type ApiTestServerOptions } from '../helpers/api-test-server.ts';
@@ -370,6 +370,14 @@ describe('TLS', () => {
     const c = client(s, { caFile: path.join(TLS_DIR, 'server.crt') });
     await c.login();
     expect((await c.getPerson('p')).personId).toBe('p');
+  });
+
+  it('says so at once when --ca-file holds no certificate (Node would skip it silently)', async () => {
+    const bad = path.join(tempDir('idsync-ca-'), 'ca.pem');
+    writeFileSync(bad, 'not a certificate\n');
+    expect(() => client({ url: 'https://127.0.0.1:1' } as never, { caFile: bad })).toThrow(/--ca-file .*ca\.pem holds no readable PEM certificate/);
+    writeFileSync(bad, '-----BEGIN CERTIFICATE-----\nnonsense\n-----END CERTIFICATE-----\n');
+    expect(() => client({ url: 'https://127.0.0.1:1' } as never, { caFile: bad })).toThrow(ConfigError);
   });
 
   it('accepts it with --insecure', async () => {
