@@ -9,7 +9,7 @@ import type { RedisHandle } from './connection.ts';
 import { QUEUE_PREFIX } from './queue-names.ts';
 
 /** Jobs a worker runs at once per API connection (see startWorkerHost). */
-export const JOBS_PER_CONNECTION = 2;
+export const JOBS_PER_CONNECTION = Number(process.env.JPC ?? 2);
 
 export interface WorkerHostOptions {
   redis: RedisHandle;
@@ -28,7 +28,10 @@ export interface WorkerHostOptions {
 
 export interface WorkerHost {
   worker: Worker<JobData, RowResult>;
+  /** Jobs this host finished (completed or failed, retries included). */
   processed(): number;
+  /** Calls back after each job this host finishes; returns the unsubscribe. */
+  onProcessed(listener: () => void): () => void;
   /** Stops taking jobs; waits up to graceMs for the ones in flight, then hands the rest back. */
   close(graceMs?: number): Promise<void>;
 }
@@ -55,6 +58,11 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
   await applyQueueRateLimit(queue, options.rate, log);
   const processor = createProcessor(ctx, { attempts: options.attempts, queue: () => queue });
   let processed = 0;
+  const listeners = new Set<() => void>();
+  const finished = () => {
+    processed++;
+    for (const l of listeners) l();
+  };
   const worker = new Worker<JobData, RowResult>(options.queueName, processor, {
     connection: options.redis.connect('worker'),
     prefix: QUEUE_PREFIX,
@@ -75,13 +83,11 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
       },
     },
   });
-  worker.on('completed', () => {
-    processed++;
-  });
+  worker.on('completed', finished);
   // A job can also fail without our processor recording why (stalled too often, lost lock):
   // make sure its row still ends with a result, or the run would wait for it forever.
   worker.on('failed', (job: Job<JobData> | undefined, err: Error) => {
-    processed++;
+    finished();
     // BullMQ fails a job that stalled too often (its workers kept dying) without calling us.
     const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
     if (!job || !final) return;
@@ -108,6 +114,10 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
   return {
     worker,
     processed: () => processed,
+    onProcessed(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     async close(graceMs = 30_000) {
       const graceful = worker.close();
       let timer: NodeJS.Timeout | undefined;

@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import type { ApiClient } from '../api/client.ts';
 import { requireApiSettings, type Config } from '../config/load.ts';
@@ -156,7 +155,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     await runs.saveMeta({ ...meta, total: enqueue.total });
     runLog.info({ rows: enqueue.total, queued: enqueue.queued, rejected: enqueue.rejected, alreadyDone: enqueue.alreadyDone }, 'manifest queued');
 
-    const ending = signal.aborted ? 'interrupted' : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command, runId, workersElsewhere: host === undefined, idleCheckMs: options.idleCheckMs ?? 10_000 });
+    const ending = signal.aborted ? 'interrupted' : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command, runId, workersElsewhere: host === undefined, idleCheckMs: options.idleCheckMs ?? 10_000, ...(host ? { local: host } : {}) });
     await host?.close(ending === 'interrupted' ? (options.graceMs ?? 30_000) : 60_000);
     host = undefined;
     const fatal = (await runs.getMeta())?.fatal;
@@ -299,6 +298,8 @@ async function waitForRun(args: {
   /** --workers 0: the work is left to `idsync worker` processes. */
   workersElsewhere: boolean;
   idleCheckMs: number;
+  /** This process's own workers: their finished jobs wake the loop before pollMs is over. */
+  local?: Pick<WorkerHost, 'processed' | 'onProcessed'>;
 }): Promise<'done' | 'interrupted' | 'fatal' | 'lost'> {
   const progress = createProgress({ log: args.log, label: args.command, ...(args.tty !== undefined ? { tty: args.tty } : {}) });
   let lostChecks = 0;
@@ -333,11 +334,38 @@ async function waitForRun(args: {
         }
         lastChange = Date.now();
       }
-      await sleep(args.pollMs, undefined, { signal: args.signal }).catch(() => {});
+      await nap(args, args.total - done);
     }
   } finally {
     progress.stop();
   }
+}
+
+/**
+ * Sleeps pollMs, or less: once this process's own workers have finished as many jobs as rows
+ * were missing, the run may be complete, so the loop looks again at once rather than up to
+ * pollMs later (a short run would otherwise spend a good part of its time here). Only a hint:
+ * what counts is what Redis says.
+ */
+function nap(args: { pollMs: number; signal: AbortSignal; local?: Pick<WorkerHost, 'processed' | 'onProcessed'> }, missing: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const startedAt = args.local?.processed() ?? 0;
+    let unsubscribe: (() => void) | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      unsubscribe?.();
+      args.signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, args.pollMs);
+    args.signal.addEventListener('abort', done, { once: true });
+    if (args.local) {
+      const local = args.local;
+      unsubscribe = local.onProcessed(() => {
+        if (local.processed() - startedAt >= missing) done();
+      });
+    }
+  });
 }
 
 async function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | [undefined, undefined]> {

@@ -49,6 +49,8 @@ export interface RunArgs {
   log?: Logger;
   graceMs?: number;
   idleCheckMs?: number;
+  /** How often the wait loop looks at Redis (default 50 ms here). */
+  pollMs?: number;
 }
 
 /** Runs import/export in-process against a sandbox and the suite's Redis. */
@@ -75,7 +77,7 @@ export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: str
     out: (l) => lines.push(l),
     queueName: args.defaultQueue ? undefined : (args.queueName ?? testQueueName()),
     tty: false,
-    pollMs: 50,
+    pollMs: args.pollMs ?? 50,
     ...(args.graceMs !== undefined ? { graceMs: args.graceMs } : {}),
     ...(args.idleCheckMs !== undefined ? { idleCheckMs: args.idleCheckMs } : {}),
   });

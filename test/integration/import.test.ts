@@ -75,6 +75,16 @@ describe('idsync import against the sandbox', () => {
     expect(s.documents().every((d) => d.uploads === 1)).toBe(true);
   });
 
+  it("ends when its own workers finish the last row, without waiting for the wait loop's next look", async () => {
+    const s = await start();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 12);
+    // The loop looks once right after the enqueue; without the wake-up it would sleep 10 minutes.
+    const run = await runJob(baseArgs(s, manifest, dir, { pollMs: 600_000 }));
+    expect(run.exitCode).toBe(0);
+    expect(run.summary.counts.succeeded).toBe(12);
+  }, 20_000);
+
   it('rejects invalid rows with reasons, goes on, and failed.csv retries exactly those', async () => {
     const s = await start();
     const dir = tempDir();
