@@ -1,13 +1,14 @@
-import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Job } from 'bullmq';
 import { DocumentConflictError, FileError } from '../src/errors.ts';
 import { mayHaveBeenProcessed } from '../src/api/classify.ts';
-import { hashFile } from '../src/state/file-hash.ts';
+import { SmallFileReader } from '../src/state/small-file.ts';
 import { ledgerKey } from '../src/state/ledger.ts';
 import { derivePublicId } from '../src/state/public-id.ts';
 import { DocumentBusy, type JobContext, type JobOutcome, type UploadJobData } from './job-types.ts';
+
+/** One per process: it remembers which folders are local and whether reads have been slow. */
+const files = new SmallFileReader();
 
 /**
  * Uploads one document exactly once. What it already knows costs nothing: a document this
@@ -15,33 +16,9 @@ import { DocumentBusy, type JobContext, type JobOutcome, type UploadJobData } fr
  * there is doubt (an earlier attempt may have reached the server, a crash left a `start`
  * without `stored`, or --check-existing) does it ask the API before sending.
  */
-/**
- * Files up to this size are read once, hashed and sent from memory; larger ones are streamed twice
- * (hash, then upload). Small enough that 2 x --concurrency jobs holding one each stay cheap.
- */
-export const READ_ONCE_MAX_BYTES = 1024 * 1024;
-
-async function readSmallFile(file: string): Promise<{ sha256: string; bytes: number; data?: Buffer }> {
-  let data: Buffer | undefined;
-  try {
-    const handle = await fs.open(file, 'r');
-    try {
-      const { size } = await handle.stat();
-      if (size <= READ_ONCE_MAX_BYTES) data = await handle.readFile();
-    } finally {
-      await handle.close();
-    }
-  } catch (err) {
-    throw new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
-  }
-  // A file that grew past the limit since validation is streamed like any large one.
-  if (!data || data.length > READ_ONCE_MAX_BYTES) return hashFile(file);
-  return { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length, data };
-}
-
 export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
   const { item } = job.data;
-  const { sha256, bytes, data } = await readSmallFile(item.file);
+  const { sha256, bytes, data } = await files.read(item.file);
   const publicId = item.publicId ?? derivePublicId(item.personId, sha256);
   const docKey = ledgerKey(item.personId, publicId);
   const base: JobOutcome = {
