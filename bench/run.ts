@@ -29,6 +29,11 @@ type Section = (typeof ALL)[number];
 const alias: Record<string, Section> = { ceilings: 'uploads', upload: 'uploads', download: 'export', scale: 'scaleout', 'scale-out': 'scaleout' };
 /** --render: only rewrite docs/benchmarks.md from bench/results.json (after editing FINDINGS). */
 const RENDER_ONLY = argv.includes('--render');
+/** --mode=plain|tls and --c=N narrow the uploads section to some cells (for probing; figures of a partial run are not written). */
+const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const ONLY_MODE = flag('mode') as 'plain' | 'tls' | undefined;
+const ONLY_C = flag('c') ? Number(flag('c')) : undefined;
+const PROBE = ONLY_MODE !== undefined || ONLY_C !== undefined;
 const wanted = argv.filter((a) => !a.startsWith('--')).map((a) => alias[a] ?? (a as Section));
 for (const w of wanted) if (!ALL.includes(w)) throw new Error(`unknown section ${w} (known: ${ALL.join(', ')})`);
 const sections: Section[] = wanted.length > 0 ? wanted : [...ALL];
@@ -36,7 +41,7 @@ const sections: Section[] = wanted.length > 0 ? wanted : [...ALL];
 const P = {
   uploadFiles: QUICK ? 500 : 2000,
   uploadSize: 64 * 1024,
-  concurrencies: QUICK ? [16] : [8, 16, 32],
+  concurrencies: ONLY_C ? [ONLY_C] : QUICK ? [16] : [8, 16, 32],
   repeats: QUICK ? 1 : 2,
   autocannonSeconds: QUICK ? 2 : 5,
   photos: QUICK ? 1000 : 5000,
@@ -195,7 +200,7 @@ async function uploadsSection(): Promise<SectionResult> {
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const targets: Target[] = [];
-  for (const mode of ['plain', 'tls'] as const) {
+  for (const mode of ONLY_MODE ? [ONLY_MODE] : (['plain', 'tls'] as const)) {
     const latencyMs = mode === 'tls' ? 20 : 0;
     const s = await sandbox({ tls: mode === 'tls', latencyMs });
     for (const c of P.concurrencies) {
@@ -506,6 +511,10 @@ async function main(): Promise<void> {
       results[sec] = await runners[sec]();
       say(`section ${sec} done in ${fmt((Date.now() - t0) / 1000, 0)} s`);
       for (const t of results[sec]!.targets) say(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.figure} (goal ${t.goal})`);
+      if (PROBE) {
+        for (const l of results[sec]!.lines.filter((x) => x.startsWith('| ') && !x.startsWith('| mode'))) say(l);
+        continue;
+      }
       writeFileSync(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
       writeFileSync(DOC_FILE, render(results));
     }

@@ -11,8 +11,12 @@ import { hashFile } from './file-hash.ts';
  */
 export const READ_ONCE_MAX_BYTES = 1024 * 1024;
 
-/** A synchronous read slower than this (a cold disk, a busy share) turns them off for a while. */
-export const SLOW_READ_MS = 5;
+/**
+ * A synchronous read slower than this turns them off for a while (a failing or saturated disk).
+ * Well above a cold seek (~10 ms) and above what CPU contention adds to a fast read (a process
+ * preempted mid-read on a busy machine measured 5-10 ms), or every busy run would lose the fast path.
+ */
+export const SLOW_READ_MS = 50;
 export const ASYNC_AFTER_SLOW_READ_MS = 60_000;
 
 /**
@@ -52,7 +56,7 @@ export interface SmallFileReaderOptions {
  * cache takes microseconds, while each thread-pool round trip (open, stat, read, close) costs more
  * CPU than the read itself and, under load, milliseconds of latency (measured in bench/run.ts:
  * about 10 % more uploads per second on loopback). Network filesystems, platforms without statfs
- * and any read slower than SLOW_READ_MS (for the next minute) use the thread pool.
+ * and, for the next minute, any read slower than SLOW_READ_MS use the thread pool.
  */
 export class SmallFileReader {
   readonly #now: () => number;
