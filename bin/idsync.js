@@ -8,11 +8,19 @@
 // through tsx and 130 MB from the bundle, and uploads ran ~25 % faster. IDSYNC_NO_BUNDLE=1
 // forces tsx (readable TypeScript stack traces while debugging).
 import { createHash } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
 import { mkdirSync, readdirSync, renameSync, statSync, existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const root = path.resolve(import.meta.dirname, '..');
+
+// undici parses HTTP with llhttp compiled to WebAssembly. By default V8 also compiles that module
+// with its optimising compiler on background threads, which briefly took ~35 MB of RSS right after
+// the first request (peak RSS of a one-row import: 141 MB; with this flag 108 MB). The baseline
+// compiler's code parses our few, small HTTP heads as fast as far as bench/run.ts can tell. The
+// flag is read when a module is compiled, so setting it here, before undici loads, takes effect.
+if (process.env.IDSYNC_WASM_OPTIMIZE !== '1') setFlagsFromString('--liftoff-only');
 
 /** A fingerprint of every source file (path, size, mtime): ~100 stat calls, about a millisecond. */
 function sourceFingerprint() {

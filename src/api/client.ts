@@ -16,6 +16,7 @@ import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource } from './token-source.ts';
+import { chunkStreamed } from './transfer-memory.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
 import type { DetectionItem, DetectionQuery, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
 
@@ -457,6 +458,7 @@ export class ApiClient {
           const buf = chunk as Buffer;
           hash.update(buf);
           bytes += buf.length;
+          chunkStreamed(buf.length);
           // Awaiting each write is the back-pressure: the socket is read no faster than the disk takes it.
           await writeAll(handle, buf, tempPath);
         }

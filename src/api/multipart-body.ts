@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { chunkStreamed } from './transfer-memory.ts';
 
 /** A text part or the file part of a multipart/form-data upload. */
 export interface MultipartField {
@@ -60,7 +61,10 @@ export function multipartBody(fields: MultipartField[], file: MultipartFile): Mu
   async function* stream(): AsyncGenerator<Buffer> {
     try {
       yield headBuf;
-      for await (const chunk of handle.createReadStream({ highWaterMark: 256 * 1024, autoClose: false })) yield chunk as Buffer;
+      for await (const chunk of handle.createReadStream({ highWaterMark: 256 * 1024, autoClose: false })) {
+        chunkStreamed((chunk as Buffer).length);
+        yield chunk as Buffer;
+      }
       yield tailBuf;
     } finally {
       await handle.close().catch(() => undefined);
