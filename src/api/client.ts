@@ -16,7 +16,7 @@ import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource } from './token-source.ts';
-import { chunkStreamed } from './transfer-memory.ts';
+import { chunkStreamed } from '../memory.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
 import type { DetectionItem, DetectionQuery, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
 

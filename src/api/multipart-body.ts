@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { chunkStreamed } from './transfer-memory.ts';
+import { chunkStreamed } from '../memory.ts';
 
 /** A text part or the file part of a multipart/form-data upload. */
 export interface MultipartField {

@@ -18,6 +18,7 @@ import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type Impor
 import { hashManifest, readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
 import { Ledger } from '../state/ledger.ts';
 import type { JobData } from '../../jobs/job-types.ts';
+import { collectOldGarbage, ENQUEUE_COLLECT_EVERY_ROWS } from '../memory.ts';
 import { createApiClient, loginWithRetries, startConfiguredWorkers, closeRunResources } from './job-context.ts';
 import { runIdFor } from './run-id.ts';
 
@@ -277,6 +278,7 @@ async function enqueueManifest(args: {
     if (batch.length >= BATCH) {
       await flush(batch);
       batch = [];
+      if (total % ENQUEUE_COLLECT_EVERY_ROWS === 0) collectOldGarbage();
       if (args.signal.aborted) break;
     }
   }
