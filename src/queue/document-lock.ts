@@ -20,13 +20,32 @@ const EXTEND = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call(
  * stored copies. The lock lives only as long as the job lock (renewed while its holder works),
  * so a crashed holder blocks the document for seconds, not for the rest of the run.
  */
+/** The scripts as ioredis commands: sent by SHA (EVALSHA), not as text on every call. */
+interface LockCommands {
+  idsyncDocClaim(stored: string, lock: string, docKey: string, token: string, ttlMs: string): Promise<string>;
+  idsyncDocRelease(lock: string, token: string): Promise<number>;
+  idsyncDocStoredAndRelease(stored: string, lock: string, docKey: string, sha256: string, token: string): Promise<number>;
+  idsyncDocExtend(lock: string, token: string, ttlMs: string): Promise<number>;
+}
+
+function lockCommands(redis: Redis): LockCommands {
+  const r = redis as Redis & Partial<LockCommands>;
+  if (!r.idsyncDocClaim) {
+    redis.defineCommand('idsyncDocClaim', { numberOfKeys: 2, lua: CLAIM });
+    redis.defineCommand('idsyncDocRelease', { numberOfKeys: 1, lua: RELEASE });
+    redis.defineCommand('idsyncDocStoredAndRelease', { numberOfKeys: 2, lua: STORED_AND_RELEASE });
+    redis.defineCommand('idsyncDocExtend', { numberOfKeys: 1, lua: EXTEND });
+  }
+  return r as Redis & LockCommands;
+}
+
 export class DocumentLocks {
-  readonly #redis: Redis;
+  readonly #redis: LockCommands;
   readonly #api: string;
   readonly #ttlMs: number;
 
   constructor(redis: Redis, api: string, ttlMs = 30_000) {
-    this.#redis = redis;
+    this.#redis = lockCommands(redis);
     this.#api = api;
     this.#ttlMs = ttlMs;
   }
@@ -48,11 +67,11 @@ export class DocumentLocks {
   ): Promise<{ state: 'stored'; sha256: string } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
     const token = randomUUID();
     const key = this.#key(docKey);
-    const state = (await this.#redis.eval(CLAIM, 2, stored.key, key, docKey, token, String(this.#ttlMs))) as string;
+    const state = await this.#redis.idsyncDocClaim(stored.key, key, docKey, token, String(this.#ttlMs));
     if (state.startsWith('stored:')) return { state: 'stored', sha256: state.slice('stored:'.length) };
     if (state !== 'claimed') return { state: 'busy' };
     const renew = setInterval(() => {
-      this.#redis.eval(EXTEND, 1, key, token, String(this.#ttlMs)).then(
+      this.#redis.idsyncDocExtend(key, token, String(this.#ttlMs)).then(
         (extended) => {
           if (extended !== 1) onLost?.();
         },
@@ -69,13 +88,13 @@ export class DocumentLocks {
           if (done) return;
           done = true;
           clearInterval(renew);
-          await redis.eval(RELEASE, 1, key, token);
+          await redis.idsyncDocRelease(key, token);
         },
         async storedAndRelease(sha256: string) {
           if (done) return stored.add(docKey, sha256);
           done = true;
           clearInterval(renew);
-          await redis.eval(STORED_AND_RELEASE, 2, stored.key, key, docKey, sha256, token);
+          await redis.idsyncDocStoredAndRelease(stored.key, key, docKey, sha256, token);
         },
       },
     };
