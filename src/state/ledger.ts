@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { promises as fs, mkdirSync } from 'node:fs';
+import { promises as fs, fstatSync, mkdirSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.ts';
+import { isLocalFilesystem } from './small-file.ts';
 
 export type LedgerState = 'started' | 'stored';
 
@@ -41,21 +42,29 @@ export class Ledger {
   #offset = 0;
   #pending: Array<{ line: string; resolve: () => void; reject: (err: unknown) => void }> = [];
   #flushing: Promise<void> | undefined;
+  /**
+   * On a local filesystem, appends and look-ups use synchronous calls (a few microseconds against
+   * the page cache) and only the fsync goes to the thread pool; each thread-pool round trip cost
+   * more CPU than the work itself, per document (bench/run.ts). On a network share everything
+   * stays asynchronous, so a hung server cannot stall the process.
+   */
+  readonly #syncIo: boolean;
 
-  private constructor(file: string, handle: fs.FileHandle, log: Logger | undefined, now: () => number) {
+  private constructor(file: string, handle: fs.FileHandle, log: Logger | undefined, now: () => number, syncIo: boolean) {
     this.file = file;
     this.#handle = handle;
     this.#log = log;
     this.#now = now;
+    this.#syncIo = syncIo;
   }
 
-  static async open(stateDir: string, apiUrl: string, options: { log?: Logger; now?: () => number } = {}): Promise<Ledger> {
+  static async open(stateDir: string, apiUrl: string, options: { log?: Logger; now?: () => number; syncIo?: boolean } = {}): Promise<Ledger> {
     const dir = path.join(stateDir, 'ledger');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const apiKey = createHash('sha256').update(apiUrl).digest('hex').slice(0, 16);
     const file = path.join(dir, `${apiKey}.jsonl`);
     const handle = await fs.open(file, 'a+', 0o600);
-    const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now);
+    const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now, options.syncIo ?? isLocalFilesystem(dir));
     await ledger.#catchUp();
     if (ledger.#offset === 0) await ledger.#append({ op: 'header', apiUrl, at: ledger.#now() });
     else await ledger.#endTornLine();
@@ -148,11 +157,11 @@ export class Ledger {
   }
 
   async #readNew(): Promise<void> {
-    const { size } = await this.#handle.stat();
+    const size = this.#syncIo ? fstatSync(this.#handle.fd).size : (await this.#handle.stat()).size;
     if (size <= this.#offset) return;
     const length = size - this.#offset;
     const buffer = Buffer.alloc(length);
-    const { bytesRead } = await this.#handle.read(buffer, 0, length, this.#offset);
+    const bytesRead = this.#syncIo ? readSync(this.#handle.fd, buffer, 0, length, this.#offset) : (await this.#handle.read(buffer, 0, length, this.#offset)).bytesRead;
     const end = buffer.subarray(0, bytesRead).lastIndexOf(0x0a);
     if (end < 0) return; // only a partial line so far
     const text = buffer.subarray(0, end + 1).toString('utf8');
@@ -175,13 +184,28 @@ export class Ledger {
     });
   }
 
+  /**
+   * Appends our own lines (already applied in memory). When nothing else was appended around
+   * them, the read position moves past them, so the next look-up does not read them back.
+   */
+  #appendSync(text: string): void {
+    const fd = this.#handle.fd;
+    const data = Buffer.from(text, 'utf8');
+    const before = fstatSync(fd).size;
+    for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+    const after = fstatSync(fd).size;
+    if (before === this.#offset && after === before + data.length) this.#offset = after;
+  }
+
   async #flushLoop(): Promise<void> {
     try {
       while (this.#pending.length > 0) {
         const batch = this.#pending;
         this.#pending = [];
         try {
-          await this.#handle.appendFile(batch.map((p) => p.line).join(''));
+          const text = batch.map((p) => p.line).join('');
+          if (this.#syncIo) this.#appendSync(text);
+          else await this.#handle.appendFile(text);
           await this.#handle.datasync();
           for (const p of batch) p.resolve();
         } catch (err) {

@@ -88,8 +88,7 @@ export class SmallFileReader {
     const dir = path.dirname(file);
     let local = this.#localDirs.get(dir);
     if (local === undefined) {
-      const type = this.#fsType(dir);
-      local = type !== undefined && LOCAL_FS_TYPES.has(type);
+      local = isLocalFilesystem(dir, this.#fsType);
       if (this.#localDirs.size > 10_000) this.#localDirs.clear();
       this.#localDirs.set(dir, local);
     }
@@ -118,6 +117,12 @@ export class SmallFileReader {
       await handle.close();
     }
   }
+}
+
+/** Whether `dir` lies on a filesystem of this machine (Linux, by statfs type); false when unknown. */
+export function isLocalFilesystem(dir: string, fsType: (dir: string) => number | undefined = defaultFsType): boolean {
+  const type = fsType(dir);
+  return type !== undefined && LOCAL_FS_TYPES.has(type);
 }
 
 function defaultFsType(dir: string): number | undefined {
