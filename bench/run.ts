@@ -42,7 +42,7 @@ const P = {
   uploadFiles: QUICK ? 500 : 2000,
   uploadSize: 64 * 1024,
   concurrencies: ONLY_C ? [ONLY_C] : QUICK ? [16] : [8, 16, 32],
-  repeats: QUICK ? 1 : 2,
+  repeats: QUICK ? 1 : 3,
   autocannonSeconds: QUICK ? 2 : 5,
   photos: QUICK ? 1000 : 5000,
   bigMiB: QUICK ? 256 : 1024,
@@ -126,10 +126,15 @@ function best(rates: Rate[]): Rate {
   return rates.reduce((a, b) => (b.perSec > a.perSec ? b : a));
 }
 
-async function repeat(n: number, f: () => Promise<Rate>): Promise<Rate> {
-  const out: Rate[] = [];
-  for (let i = 0; i < n; i++) out.push(await f());
-  return best(out);
+/** n runs of each, a then b then a…; the best of each. */
+async function alternate(n: number, a: () => Promise<Rate>, b: () => Promise<Rate>): Promise<[Rate, Rate]> {
+  const as: Rate[] = [];
+  const bs: Rate[] = [];
+  for (let i = 0; i < n; i++) {
+    as.push(await a());
+    bs.push(await b());
+  }
+  return [best(as), best(bs)];
 }
 
 /** The baseline: econnect-api.md's curl upload line, one process per item, `xargs -P C`. */
@@ -194,7 +199,7 @@ async function autocannonUpload(s: SandboxProcess, file: string, c: number): Pro
 async function uploadsSection(): Promise<SectionResult> {
   const files = writeFiles(path.join(work, 'upload-files'), P.uploadFiles, P.uploadSize);
   const lines = [
-    `${fmt(P.uploadFiles)} files of 64 KB, each run with fresh publicIds (every file really uploaded). Best of ${P.repeats} runs per cell for idsync and bare undici (curl: one run).`,
+    `${fmt(P.uploadFiles)} files of 64 KB, each run with fresh publicIds (every file really uploaded). Best of ${P.repeats} runs per cell for idsync and bare undici, run alternately (curl: one run).`,
     '',
     '| mode | C | curl + xargs items/s | idsync CLI items/s (wall) | idsync items/s (in run) | idsync ÷ curl | bare undici items/s | idsync % of bare | autocannon uploads/s | idsync % of autocannon | bound C/latency | idsync % of bound | idsync peak RSS |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -206,10 +211,9 @@ async function uploadsSection(): Promise<SectionResult> {
     for (const c of P.concurrencies) {
       say(`uploads ${mode} C=${c}: curl`);
       const curl = await curlUploads(s, files, c); // one run: a process per item is the steadiest of the three
-      say(`uploads ${mode} C=${c}: idsync`);
-      const ids = await repeat(P.repeats, () => idsyncImport(s, files, c));
-      say(`uploads ${mode} C=${c}: bare undici`);
-      const b = await repeat(P.repeats, () => bare(s, 'upload', uploadRows(files), c));
+      // Alternated, so that the machine's drift (other load, CPU boost) falls on both alike.
+      say(`uploads ${mode} C=${c}: idsync and bare undici, alternated ×${P.repeats}`);
+      const [ids, b] = await alternate(P.repeats, () => idsyncImport(s, files, c), () => bare(s, 'upload', uploadRows(files), c));
       say(`uploads ${mode} C=${c}: autocannon`);
       const ac = await autocannonUpload(s, files[0]!, c);
       const bound = latencyMs ? c / (latencyMs / 1000) : undefined;
