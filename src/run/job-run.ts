@@ -266,6 +266,7 @@ async function enqueueManifest(args: {
   // the previous one is written to Redis. Writes stay in manifest order, one batch at a time.
   let writing: Promise<void> | undefined;
   let batch: ManifestRecord[] = [];
+  let collectedAt = 0;
   const flush = async (current: ManifestRecord[]) => {
     const checked = validate(current);
     await writing;
@@ -278,7 +279,10 @@ async function enqueueManifest(args: {
     if (batch.length >= BATCH) {
       await flush(batch);
       batch = [];
-      if (total % ENQUEUE_COLLECT_EVERY_ROWS === 0) collectOldGarbage();
+      if (total - collectedAt >= ENQUEUE_COLLECT_EVERY_ROWS) {
+        collectedAt = total;
+        collectOldGarbage();
+      }
       if (args.signal.aborted) break;
     }
   }
