@@ -4,7 +4,7 @@ import type { RowResult } from '../src/report/row-result.ts';
 import type { ImportItem } from '../src/sources/import-items.ts';
 import type { ExportItem } from '../src/sources/export-items.ts';
 import type { Ledger } from '../src/state/ledger.ts';
-import type { DocumentLocks, StoredDocuments } from '../src/queue/document-lock.ts';
+import type { DeferredStored, DocumentLocks, StoredDocuments } from '../src/queue/document-lock.ts';
 import type { RunStore } from '../src/queue/run-store.ts';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../src/pacing/clock.ts';
@@ -40,6 +40,12 @@ export type JobData = RowJobData | ControlJobData;
 
 export function isControlJob(data: JobData): data is ControlJobData {
   return data.kind === 'archive-tick' || data.kind === 'archive-report';
+}
+
+/** Work a processor leaves to the runner's recording of the row's result (done in the same Redis call). */
+export interface AfterJob {
+  /** The document to record as stored, and its lock to release. */
+  stored?: DeferredStored;
 }
 
 /** What a processor reports; the runner adds row, attempts and timing. */

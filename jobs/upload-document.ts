@@ -5,7 +5,7 @@ import { mayHaveBeenProcessed } from '../src/api/classify.ts';
 import { SmallFileReader } from '../src/state/small-file.ts';
 import { ledgerKey } from '../src/state/ledger.ts';
 import { derivePublicId } from '../src/state/public-id.ts';
-import { DocumentBusy, type JobContext, type JobOutcome, type UploadJobData } from './job-types.ts';
+import { DocumentBusy, type AfterJob, type JobContext, type JobOutcome, type UploadJobData } from './job-types.ts';
 
 /** One per process: it remembers which folders are local and whether reads have been slow. */
 const files = new SmallFileReader();
@@ -16,7 +16,7 @@ const files = new SmallFileReader();
  * there is doubt (an earlier attempt may have reached the server, a crash left a `start`
  * without `stored`, or --check-existing) does it ask the API before sending.
  */
-export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
+export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal?: AbortSignal, after: AfterJob = {}): Promise<JobOutcome> {
   const { item } = job.data;
   const { sha256, bytes, data } = await files.read(item.file);
   const publicId = item.publicId ?? derivePublicId(item.personId, sha256);
@@ -48,14 +48,14 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
     const known = entry?.state;
     if (entry?.sha256 && entry.sha256 !== sha256) throw new DocumentConflictError(publicId, entry.sha256, sha256);
     if (known === 'stored') {
-      await lock.storedAndRelease(sha256);
+      after.stored = lock.deferStored(sha256);
       return { ...base, status: 'skipped', action: 'in-ledger' };
     }
     const ourDoubt = job.data.ambiguous === true || job.stalledCounter > 0;
     const doubt = ourDoubt || known === 'started' || job.data.checkExisting;
     if (doubt && (await ctx.client.documentExists(item.personId, publicId, signal))) {
       await ctx.ledger.stored(item.personId, publicId, sha256, bytes);
-      await lock.storedAndRelease(sha256);
+      after.stored = lock.deferStored(sha256);
       // Our own earlier attempt stored it: this run did the work. Otherwise it was there before.
       return ourDoubt ? { ...base, action: 'uploaded-confirmed' } : { ...base, status: 'skipped', action: 'exists-on-server' };
     }
@@ -84,7 +84,8 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
       throw err;
     }
     await ctx.ledger.stored(item.personId, publicId, sha256, bytes);
-    await lock.storedAndRelease(sha256);
+    // Recorded as stored (and the lock released) together with the row's result: one Redis call.
+    after.stored = lock.deferStored(sha256);
     return base;
   } finally {
     await lock.release();

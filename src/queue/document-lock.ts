@@ -81,11 +81,28 @@ export class DocumentLocks {
     renew.unref();
     let done = false;
     const redis = this.#redis;
+    let deferred = false;
     return {
       state: 'claimed',
       lock: {
+        deferStored(sha256: string): DeferredStored {
+          deferred = true;
+          return {
+            commit: { storedKey: stored.key, docKey, sha256, lockKey: key, token },
+            settled() {
+              done = true;
+              clearInterval(renew);
+            },
+            async fallback() {
+              if (done) return;
+              done = true;
+              clearInterval(renew);
+              await redis.idsyncDocStoredAndRelease(stored.key, key, docKey, sha256, token);
+            },
+          };
+        },
         async release() {
-          if (done) return;
+          if (done || deferred) return;
           done = true;
           clearInterval(renew);
           await redis.idsyncDocRelease(key, token);
@@ -104,9 +121,32 @@ export class DocumentLocks {
 
 /** A document lock held by this job. */
 export interface ClaimedDocument {
+  /** Releases the lock (does nothing once deferStored was called). */
   release(): Promise<void>;
   /** Records the document as stored (for every worker) and releases the lock, in one step. */
   storedAndRelease(sha256: string): Promise<void>;
+  /**
+   * The same, but left to the step that records the row's result (RunStore.setResult with
+   * `commit`), so both happen in one Redis call. The lock stays held and renewed until then.
+   */
+  deferStored(sha256: string): DeferredStored;
+}
+
+/** What RunStore.setResult needs to record a document as stored and release its lock. */
+export interface StoredCommit {
+  storedKey: string;
+  docKey: string;
+  sha256: string;
+  lockKey: string;
+  token: string;
+}
+
+export interface DeferredStored {
+  commit: StoredCommit;
+  /** The commit went through: stop renewing the lock. */
+  settled(): void;
+  /** The commit failed: record and release on their own (best effort; Redis may be down). */
+  fallback(): Promise<void>;
 }
 
 /**

@@ -2,6 +2,22 @@ import type { Redis } from 'ioredis';
 import type { RowResult } from '../report/row-result.ts';
 import type { Queue } from 'bullmq';
 import { jobIdFor, QUEUE_PREFIX } from './queue-names.ts';
+import type { StoredCommit } from './document-lock.ts';
+
+/**
+ * KEYS: results, counts, stored documents, document lock. ARGV: row, result JSON, status, docKey,
+ * sha256, lock token. A row's upload finished: the document is recorded as stored, its lock
+ * released and the row's result recorded, in one step.
+ */
+const RESULT_AND_STORED = `redis.call('hset', KEYS[3], ARGV[4], ARGV[5])
+if redis.call('get', KEYS[4]) == ARGV[6] then redis.call('del', KEYS[4]) end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+redis.call('hincrby', KEYS[2], ARGV[3], 1)
+return 1`;
+
+interface RunStoreCommands {
+  idsyncResultAndStored(results: string, counts: string, stored: string, lock: string, row: string, json: string, status: string, docKey: string, sha256: string, token: string): Promise<number>;
+}
 
 export interface RunMeta {
   runId: string;
@@ -76,9 +92,26 @@ export class RunStore {
     if (meta && !meta.fatal) await this.saveMeta({ ...meta, fatal: message, fatalCode: code });
   }
 
-  /** Records a row's final result; per-status counts move with it in the same transaction. */
-  async setResult(result: RowResult): Promise<void> {
-    await this.setResults([result]);
+  /**
+   * Records a row's final result; per-status counts move with it in the same transaction. With
+   * `commit`, the row's document is recorded as stored and its lock released in the same step.
+   */
+  async setResult(result: RowResult, commit?: StoredCommit): Promise<void> {
+    if (!commit) return this.setResults([result]);
+    const r = this.#redis as Redis & Partial<RunStoreCommands>;
+    if (!r.idsyncResultAndStored) this.#redis.defineCommand('idsyncResultAndStored', { numberOfKeys: 4, lua: RESULT_AND_STORED });
+    await (r as Redis & RunStoreCommands).idsyncResultAndStored(
+      this.#resultsKey,
+      this.#countsKey,
+      commit.storedKey,
+      commit.lockKey,
+      String(result.row),
+      JSON.stringify(result),
+      result.status,
+      commit.docKey,
+      commit.sha256,
+      commit.token,
+    );
   }
 
   async setResults(results: RowResult[]): Promise<void> {

@@ -84,6 +84,43 @@ describe('document locks', () => {
   });
 });
 
+describe('document stored together with the row result', () => {
+  it('records the document, releases its lock and records the result in one step; the lock is held until then', async () => {
+    const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
+    const api = testQueueName('api');
+    const locks = new DocumentLocks(redis, api, 5_000);
+    const stored = new StoredDocuments(redis, api);
+    const runs = new RunStore(redis, testQueueName('run'));
+    const claim = await locks.claim('p/d', stored);
+    if (claim.state !== 'claimed') throw new Error('not claimed');
+    const deferred = claim.lock.deferStored('sha-1');
+    await claim.lock.release(); // the upload's `finally`: must not let the document go yet
+    expect((await locks.claim('p/d', stored)).state).toBe('busy');
+    expect(await stored.get('p/d')).toBeUndefined();
+
+    await runs.setResult({ row: 7, status: 'succeeded', action: 'uploaded' }, deferred.commit);
+    deferred.settled();
+    expect(await stored.get('p/d')).toBe('sha-1');
+    expect(await runs.getResult(7)).toMatchObject({ row: 7, status: 'succeeded' });
+    expect(await runs.counts()).toEqual({ succeeded: 1 });
+    expect(await locks.claim('p/d', stored)).toEqual({ state: 'stored', sha256: 'sha-1' });
+    expect(await redis.keys(`idsync:lock:${api}:*`)).toEqual([]);
+  });
+
+  it('when the combined step fails, the fallback still records and releases', async () => {
+    const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
+    const api = testQueueName('api');
+    const locks = new DocumentLocks(redis, api, 5_000);
+    const stored = new StoredDocuments(redis, api);
+    const claim = await locks.claim('p/e', stored);
+    if (claim.state !== 'claimed') throw new Error('not claimed');
+    const deferred = claim.lock.deferStored('sha-2');
+    await deferred.fallback();
+    expect(await stored.get('p/e')).toBe('sha-2');
+    expect(await redis.keys(`idsync:lock:${api}:*`)).toEqual([]);
+  });
+});
+
 describe('RunStore.anyRowQueued', () => {
   it('sees only this run\'s own jobs for rows without a result', async () => {
     const { Queue } = await import('bullmq');
