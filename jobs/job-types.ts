@@ -73,3 +73,27 @@ export class DocumentBusy extends Error {
     this.retryInMs = retryInMs;
   }
 }
+
+/** The job's row already has a final result (a job run again after a crash): return it as it is. */
+export class RowAlreadyDone extends Error {
+  readonly prior: RowResult;
+  constructor(prior: RowResult) {
+    super(`row ${prior.row} is already done`);
+    this.prior = prior;
+  }
+}
+
+/** The job's run stopped on a fatal error: the job must not start. */
+export class RunStopped extends Error {
+  readonly fatal: string;
+  constructor(fatal: string) {
+    super(`run stopped: ${fatal}`);
+    this.fatal = fatal;
+  }
+}
+
+/** Throws RowAlreadyDone or RunStopped for what RunStore.jobStart found, if anything. */
+export function throwIfRowSettled(start: { prior: RowResult | undefined; fatal: string | undefined }): void {
+  if (start.prior && start.prior.status !== 'failed' && start.prior.status !== 'rejected') throw new RowAlreadyDone(start.prior);
+  if (start.fatal) throw new RunStopped(start.fatal);
+}

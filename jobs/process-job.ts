@@ -7,7 +7,7 @@ import { downloadFile } from './download-file.ts';
 import { archiveDetections } from './archive-detections.ts';
 import { archiveEnrollment } from './archive-enrollment.ts';
 import { runArchiveReport, runArchiveTick } from './archive-control.ts';
-import { DocumentBusy, isControlJob, type AfterJob, type JobContext, type JobData, type JobOutcome, type RowJobData } from './job-types.ts';
+import { DocumentBusy, isControlJob, RowAlreadyDone, RunStopped, throwIfRowSettled, type AfterJob, type JobContext, type JobData, type JobOutcome, type RowJobData } from './job-types.ts';
 import { uploadDocument } from './upload-document.ts';
 
 /** A throttled (429) job waits without spending attempts, but not forever. */
@@ -59,9 +59,17 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
     }
     const rowJob = job as Job<RowJobData>;
     const run = ctx.run(job.data.runId);
-    const { prior, fatal } = await run.jobStart(job.data.row);
-    if (prior && prior.status !== 'failed' && prior.status !== 'rejected') return prior;
-    if (fatal) throw new UnrecoverableError(`run stopped: ${fatal}`);
+    // Asked first: does the row already have a final result (a job run again after a crash)?
+    // Did the run stop? Uploads ask it in the same Redis call as their document claim.
+    if (job.data.kind !== 'upload') {
+      try {
+        throwIfRowSettled(await run.jobStart(job.data.row));
+      } catch (err) {
+        if (err instanceof RowAlreadyDone) return err.prior;
+        if (err instanceof RunStopped) throw new UnrecoverableError(err.message);
+        throw err;
+      }
+    }
 
     const attempt = job.attemptsMade + 1;
     // Made on first use: a pino child (bindings serialised through redaction) per job cost
@@ -82,6 +90,8 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
       if (ctx.log.isLevelEnabled('debug')) log().debug({ status: result.status, action: result.action }, 'job done');
       return result;
     } catch (err) {
+      if (err instanceof RowAlreadyDone) return err.prior;
+      if (err instanceof RunStopped) throw new UnrecoverableError(err.message);
       if (err instanceof DocumentBusy) {
         await job.moveToDelayed(Date.now() + err.retryInMs, token);
         throw new DelayedError();

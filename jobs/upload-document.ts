@@ -5,7 +5,7 @@ import { mayHaveBeenProcessed } from '../src/api/classify.ts';
 import { SmallFileReader } from '../src/state/small-file.ts';
 import { ledgerKey } from '../src/state/ledger.ts';
 import { derivePublicId } from '../src/state/public-id.ts';
-import { DocumentBusy, type AfterJob, type JobContext, type JobOutcome, type UploadJobData } from './job-types.ts';
+import { DocumentBusy, RowAlreadyDone, RunStopped, throwIfRowSettled, type AfterJob, type JobContext, type JobOutcome, type UploadJobData } from './job-types.ts';
 
 /** One per process: it remembers which folders are local and whether reads have been slow. */
 const files = new SmallFileReader();
@@ -18,7 +18,17 @@ const files = new SmallFileReader();
  */
 export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal?: AbortSignal, after: AfterJob = {}): Promise<JobOutcome> {
   const { item } = job.data;
-  const { sha256, bytes, data } = await files.read(item.file);
+  const run = ctx.run(job.data.runId);
+  let file: Awaited<ReturnType<SmallFileReader['read']>>;
+  try {
+    file = await files.read(item.file);
+  } catch (err) {
+    // What a job asks first (a final result for its row already, or a stopped run) wins over a
+    // file that has gone since: the claim below, which asks it otherwise, is not reached.
+    throwIfRowSettled(await run.jobStart(job.data.row));
+    throw err;
+  }
+  const { sha256, bytes, data } = file;
   const publicId = item.publicId ?? derivePublicId(item.personId, sha256);
   const docKey = ledgerKey(item.personId, publicId);
   const base: JobOutcome = {
@@ -34,7 +44,14 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
   // If this job loses the document's lock (Redis unreachable longer than the lock lives), another
   // worker may take the document over: stop sending rather than race it.
   const lockLost = new AbortController();
-  const claim = await ctx.locks.claim(docKey, ctx.stored, () => lockLost.abort(new Error('lost the lock on this document')));
+  // The claim also answers the job's first questions (see process-job.ts): one round trip for both.
+  const claim = await ctx.locks.claim(docKey, ctx.stored, () => lockLost.abort(new Error('lost the lock on this document')), {
+    resultsKey: run.resultsKey,
+    metaKey: run.metaKey,
+    row: job.data.row,
+  });
+  if (claim.state === 'prior') throw new RowAlreadyDone(claim.prior);
+  if (claim.state === 'fatal') throw new RunStopped(claim.fatal);
   signal = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
   if (claim.state === 'stored') {
     // Same publicId, other content (a manifest reusing an id): never "skip" what was not stored.

@@ -1,10 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { QUEUE_PREFIX } from './queue-names.ts';
+import type { RowResult } from '../report/row-result.ts';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
-/** KEYS: stored hash, lock. ARGV: docKey, token, ttl. One round trip instead of check, lock, check again. */
-const CLAIM = `local sha = redis.call('hget', KEYS[1], ARGV[1])
+/**
+ * KEYS: stored hash, lock, and (optional) the run's results hash and meta. ARGV: docKey, token,
+ * ttl, row. One round trip instead of check, lock, check again; with the run's keys it also
+ * answers what a job asks first (a final result for its row already? the run stopped?).
+ */
+const CLAIM = `if #KEYS == 4 then
+  local prior = redis.call('hget', KEYS[3], ARGV[4])
+  if prior then
+    local ok, r = pcall(cjson.decode, prior)
+    if not ok or (r.status ~= 'failed' and r.status ~= 'rejected') then return 'prior:' .. prior end
+  end
+  local meta = redis.call('get', KEYS[4])
+  if meta then
+    local ok, m = pcall(cjson.decode, meta)
+    if ok and type(m.fatal) == 'string' then return 'fatal:' .. m.fatal end
+  end
+end
+local sha = redis.call('hget', KEYS[1], ARGV[1])
 if sha then return 'stored:' .. sha end
 if redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3], 'NX') then return 'claimed' end
 return 'busy'`;
@@ -22,7 +39,7 @@ const EXTEND = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call(
  */
 /** The scripts as ioredis commands: sent by SHA (EVALSHA), not as text on every call. */
 interface LockCommands {
-  idsyncDocClaim(stored: string, lock: string, docKey: string, token: string, ttlMs: string): Promise<string>;
+  idsyncDocClaim(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string>;
   idsyncDocRelease(lock: string, token: string): Promise<number>;
   idsyncDocStoredAndRelease(stored: string, lock: string, docKey: string, sha256: string, token: string): Promise<number>;
   idsyncDocExtend(lock: string, token: string, ttlMs: string): Promise<number>;
@@ -31,7 +48,7 @@ interface LockCommands {
 function lockCommands(redis: Redis): LockCommands {
   const r = redis as Redis & Partial<LockCommands>;
   if (!r.idsyncDocClaim) {
-    redis.defineCommand('idsyncDocClaim', { numberOfKeys: 2, lua: CLAIM });
+    redis.defineCommand('idsyncDocClaim', { lua: CLAIM }); // 2 or 4 keys: given per call
     redis.defineCommand('idsyncDocRelease', { numberOfKeys: 1, lua: RELEASE });
     redis.defineCommand('idsyncDocStoredAndRelease', { numberOfKeys: 2, lua: STORED_AND_RELEASE });
     redis.defineCommand('idsyncDocExtend', { numberOfKeys: 1, lua: EXTEND });
@@ -64,10 +81,16 @@ export class DocumentLocks {
     stored: StoredDocuments,
     /** Called when a renewal finds the lock gone or cannot reach Redis: stop working on the document. */
     onLost?: () => void,
-  ): Promise<{ state: 'stored'; sha256: string } | { state: 'busy' } | { state: 'claimed'; lock: ClaimedDocument }> {
+    /** The job's row: answer first whether it already has a final result or its run stopped. */
+    row?: RowCheck,
+  ): Promise<ClaimResult> {
     const token = randomUUID();
     const key = this.#key(docKey);
-    const state = await this.#redis.idsyncDocClaim(stored.key, key, docKey, token, String(this.#ttlMs));
+    const state = row
+      ? await this.#redis.idsyncDocClaim(4, stored.key, key, row.resultsKey, row.metaKey, docKey, token, String(this.#ttlMs), String(row.row))
+      : await this.#redis.idsyncDocClaim(2, stored.key, key, docKey, token, String(this.#ttlMs));
+    if (state.startsWith('prior:')) return { state: 'prior', prior: JSON.parse(state.slice('prior:'.length)) as RowResult };
+    if (state.startsWith('fatal:')) return { state: 'fatal', fatal: state.slice('fatal:'.length) };
     if (state.startsWith('stored:')) return { state: 'stored', sha256: state.slice('stored:'.length) };
     if (state !== 'claimed') return { state: 'busy' };
     const renew = setInterval(() => {
@@ -118,6 +141,21 @@ export class DocumentLocks {
   }
 
 }
+
+export interface RowCheck {
+  resultsKey: string;
+  metaKey: string;
+  row: number;
+}
+
+export type ClaimResult =
+  | { state: 'stored'; sha256: string }
+  | { state: 'busy' }
+  | { state: 'claimed'; lock: ClaimedDocument }
+  /** The row already has a final result (not failed or rejected): nothing to do. */
+  | { state: 'prior'; prior: RowResult }
+  /** The run stopped on a fatal error. */
+  | { state: 'fatal'; fatal: string };
 
 /** A document lock held by this job. */
 export interface ClaimedDocument {

@@ -57,6 +57,14 @@ export class RunStore {
     this.#outputsKey = `${QUEUE_PREFIX}:run:${runId}:outputs`;
   }
 
+  /** Keys for scripts that check a row atomically with other work (DocumentLocks.claim). */
+  get resultsKey(): string {
+    return this.#resultsKey;
+  }
+  get metaKey(): string {
+    return this.#metaKey;
+  }
+
   async getMeta(): Promise<RunMeta | undefined> {
     const raw = await this.#redis.get(this.#metaKey);
     return raw ? (JSON.parse(raw) as RunMeta) : undefined;

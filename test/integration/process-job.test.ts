@@ -1,0 +1,101 @@
+import { writeFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { UnrecoverableError, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { createProcessor } from '../../jobs/process-job.ts';
+import type { JobContext, JobData } from '../../jobs/job-types.ts';
+import { silentLogger } from '../../src/log.ts';
+import { systemClock } from '../../src/pacing/clock.ts';
+import { DocumentLocks, StoredDocuments } from '../../src/queue/document-lock.ts';
+import { RunStore } from '../../src/queue/run-store.ts';
+import { Ledger } from '../../src/state/ledger.ts';
+import { tempDir, testQueueName } from '../helpers/fixtures.ts';
+
+const redis = new Redis(inject('redisUrl'));
+afterAll(async () => {
+  await redis.quit();
+});
+
+const PERSON = '3f2504e0-4f89-11d3-9a0c-0305e82c3301';
+
+/** A job context whose API client fails the test if anything reaches it. */
+async function context(): Promise<{ ctx: JobContext; api: string; calls: string[] }> {
+  const api = testQueueName('api');
+  const calls: string[] = [];
+  const client = new Proxy({}, { get: (_t, name) => () => { calls.push(String(name)); throw new Error(`the API was called: ${String(name)}`); } });
+  const ctx: JobContext = {
+    client: client as never,
+    ledger: await Ledger.open(tempDir(), `https://${api}.example`),
+    locks: new DocumentLocks(redis, api),
+    stored: new StoredDocuments(redis, api),
+    run: (runId) => new RunStore(redis, runId),
+    log: silentLogger(),
+    redis,
+    clock: systemClock,
+  };
+  return { ctx, api, calls };
+}
+
+function fakeJob(data: JobData): Job<JobData> {
+  return { id: 'job-1', data, attemptsMade: 0, stalledCounter: 0, opts: {}, updateData: async () => {}, moveToDelayed: async () => {} } as unknown as Job<JobData>;
+}
+
+function uploadJob(runId: string, file: string): Job<JobData> {
+  return fakeJob({ kind: 'upload', runId, row: 1, checkExisting: false, item: { personId: PERSON, file, name: 'Doc', publicId: '16fd2706-8baf-433b-82eb-8c7fada847da' } as never });
+}
+
+describe('what a job asks before it starts', () => {
+  it('an upload whose run stopped fails for good without a request, and leaves no lock behind', async () => {
+    const { ctx, api, calls } = await context();
+    const runId = testQueueName('run');
+    await ctx.run(runId).saveMeta({ runId, command: 'import', apiUrl: 'x', manifest: 'm', manifestSha256: 's', createdAt: 0, fatal: 'credentials refused' });
+    const file = path.join(tempDir(), 'a.bin');
+    writeFileSync(file, 'content');
+    const process = createProcessor(ctx, { attempts: 3, queue: () => undefined as never });
+    const err = await process(uploadJob(runId, file)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect((err as Error).message).toBe('run stopped: credentials refused');
+    expect(calls).toEqual([]);
+    expect(await redis.keys(`idsync:lock:${api}:*`)).toEqual([]);
+    await ctx.ledger.close();
+  });
+
+  it('an upload whose row already has a final result returns it, even when its file has gone since', async () => {
+    const { ctx, calls } = await context();
+    const runId = testQueueName('run');
+    const prior = { row: 1, status: 'succeeded' as const, action: 'uploaded', documentId: 'd', attempts: 1 };
+    await ctx.run(runId).setResult(prior);
+    const file = path.join(tempDir(), 'b.bin');
+    writeFileSync(file, 'content');
+    const process = createProcessor(ctx, { attempts: 3, queue: () => undefined as never });
+    expect(await process(uploadJob(runId, file))).toEqual(prior);
+    rmSync(file);
+    expect(await process(uploadJob(runId, file))).toEqual(prior);
+    expect(calls).toEqual([]);
+    await ctx.ledger.close();
+  });
+
+  it('a failed earlier result does not stop the row from being tried again', async () => {
+    const { ctx, calls } = await context();
+    const runId = testQueueName('run');
+    await ctx.run(runId).setResult({ row: 1, status: 'failed', action: 'upload', error: 'x' });
+    const file = path.join(tempDir(), 'c.bin');
+    writeFileSync(file, 'content');
+    const process = createProcessor(ctx, { attempts: 1, queue: () => undefined as never });
+    await process(uploadJob(runId, file)).catch(() => undefined);
+    expect(calls).toContain('uploadDocument');
+    await ctx.ledger.close();
+  });
+
+  it('other job kinds ask it on their own', async () => {
+    const { ctx, calls } = await context();
+    const runId = testQueueName('run');
+    await ctx.run(runId).saveMeta({ runId, command: 'export', apiUrl: 'x', manifest: 'm', manifestSha256: 's', createdAt: 0, fatal: 'certificate' });
+    const process = createProcessor(ctx, { attempts: 3, queue: () => undefined as never });
+    const job = fakeJob({ kind: 'download', runId, row: 1, outDir: tempDir(), item: { type: 'enrollmentPhoto', faceId: 'f', output: 'o.jpg' } as never });
+    await expect(process(job)).rejects.toThrow('run stopped: certificate');
+    expect(calls).toEqual([]);
+    await ctx.ledger.close();
+  });
+});
