@@ -9,7 +9,7 @@ import type { RedisHandle } from './connection.ts';
 import { QUEUE_PREFIX } from './queue-names.ts';
 
 /** Jobs a worker runs at once per API connection (see startWorkerHost). */
-export const JOBS_PER_CONNECTION = Number(process.env.JPC ?? 2);
+export const JOBS_PER_CONNECTION = 2;
 
 export interface WorkerHostOptions {
   redis: RedisHandle;
