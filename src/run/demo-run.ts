@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse } from 'csv-parse/sync';
@@ -18,6 +18,10 @@ export interface DemoOptions {
   log: Logger;
   signal: AbortSignal;
   out?: (line: string) => void;
+  /** Default ./idsync-reports (demo-* folders inside). */
+  reportsDir?: string;
+  /** Default ./idsync-demo-export. */
+  exportDir?: string;
 }
 
 /**
@@ -33,7 +37,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const work = path.resolve(options.stateDir);
   mkdirSync(work, { recursive: true });
   const password = randomBytes(12).toString('base64url');
-  const sandbox = await startSandbox({ dir: path.join(work, 'sandbox-documents'), users: [{ username: 'demo', password, permissions: ['Add Identity Files', 'Read Identity Files', 'Read Detections', 'Read All Identity'] }], prefix: '/identities' });
+  // A fresh sandbox each time: it listens on a new port, so to idsync it is another API, and
+  // documents kept from an earlier demo would read as the same document uploaded again.
+  const sandboxDir = path.join(work, 'sandbox-documents');
+  rmSync(sandboxDir, { recursive: true, force: true });
+  const sandbox = await startSandbox({ dir: sandboxDir, users: [{ username: 'demo', password, permissions: ['Add Identity Files', 'Read Identity Files', 'Read Detections', 'Read All Identity'] }], prefix: '/identities' });
   out(`demo: sandbox Identities API at ${sandbox.url} (user "demo"), state in ${work}`);
   try {
     const env = {
@@ -43,7 +51,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       IDSYNC_STATE_DIR: work,
       ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
     };
-    const reports = path.resolve('idsync-reports');
+    const reports = path.resolve(options.reportsDir ?? 'idsync-reports');
     const config = (name: string) => loadConfig({ env: { ...env, IDSYNC_REPORT_DIR: path.join(reports, `demo-${name}`) }, flags: { concurrency: 8 } });
 
     out('\ndemo 1/3: import the 36 legacy scans listed in examples/import.csv');
@@ -60,7 +68,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     ];
     const exportManifest = path.join(work, 'export.csv');
     writeFileSync(exportManifest, stringify(exportRows, { header: true, columns: ['type', 'faceId', 'detectionId', 'personId', 'documentId', 'output'] }));
-    const outDir = path.resolve('idsync-demo-export');
+    const outDir = path.resolve(options.exportDir ?? 'idsync-demo-export');
     const second = await runJobCommand({ command: 'export', manifest: exportManifest, outDir, config: config('export'), log, signal, out });
     if (second.exitCode !== 0) return second.exitCode;
     const exported = parse(readFileSync(path.join(second.summary.reportDir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
