@@ -20,7 +20,9 @@ const root = path.resolve(import.meta.dirname, '..');
 // the first request (peak RSS of a one-row import: 141 MB; with this flag 108 MB). The baseline
 // compiler's code parses our few, small HTTP heads as fast as far as bench/run.ts can tell. The
 // flag is read when a module is compiled, so setting it here, before undici loads, takes effect.
-if (process.env.IDSYNC_WASM_OPTIMIZE !== '1') setFlagsFromString('--liftoff-only');
+// Only where the baseline compiler is complete (x64, arm64): elsewhere V8 treats any function it
+// cannot compile under this flag as a fatal error.
+if (process.env.IDSYNC_WASM_OPTIMIZE !== '1' && (process.arch === 'x64' || process.arch === 'arm64')) setFlagsFromString('--liftoff-only');
 
 /** A fingerprint of every source file (path, size, mtime): ~100 stat calls, about a millisecond. */
 function sourceFingerprint() {

@@ -1,6 +1,6 @@
 import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { classify } from '../src/api/classify.ts';
-import { describeError, errorCode, HttpStatusError } from '../src/errors.ts';
+import { describeError, errorCode, HttpStatusError, ResultNotRecordedError } from '../src/errors.ts';
 import { scrubSecrets, type Logger } from '../src/log.ts';
 import type { RowResult } from '../src/report/row-result.ts';
 import { downloadFile } from './download-file.ts';
@@ -22,6 +22,13 @@ const FAILED_ACTION: Record<RowJobData['kind'], string> = {
   'archive-detections': 'archive-detections',
 };
 
+/** At most `max` UTF-16 units, never half of a surrogate pair (a lone one is not valid JSON for Redis's cjson). */
+function excerpt(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
 export function failedResult(job: Job<RowJobData>, err: unknown, attempts: number): RowResult {
   const item = job.data.item as unknown as Record<string, unknown>;
   return {
@@ -37,7 +44,7 @@ export function failedResult(job: Job<RowJobData>, err: unknown, attempts: numbe
     ...(typeof item.output === 'string' ? { output: item.output } : {}),
     attempts,
     ...(err instanceof HttpStatusError ? { httpStatus: err.status } : {}),
-    error: scrubSecrets(describeError(err)).slice(0, ERROR_EXCERPT),
+    error: excerpt(scrubSecrets(describeError(err)), ERROR_EXCERPT),
     errorCode: errorCode(err),
     finishedAt: Date.now(),
   };
@@ -84,8 +91,11 @@ export function createProcessor(ctx: JobContext, options: { attempts: number; qu
         await run.setResult(result, after.stored?.commit);
         after.stored?.settled();
       } catch (err) {
+        // The work is done (maybe even recorded, if only the reply was lost): never "failed".
+        // The retry finds the row's result, or the document stored, or asks the API.
         await after.stored?.fallback().catch(() => undefined);
-        throw err;
+        if (job.data.kind === 'upload') await job.updateData({ ...job.data, ambiguous: true }).catch(() => undefined);
+        throw new ResultNotRecordedError(err);
       }
       if (ctx.log.isLevelEnabled('debug')) log().debug({ status: result.status, action: result.action }, 'job done');
       return result;

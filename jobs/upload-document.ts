@@ -16,7 +16,7 @@ const files = new SmallFileReader();
  * there is doubt (an earlier attempt may have reached the server, a crash left a `start`
  * without `stored`, or --check-existing) does it ask the API before sending.
  */
-export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal?: AbortSignal, after: AfterJob = {}): Promise<JobOutcome> {
+export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, signal: AbortSignal | undefined, after: AfterJob): Promise<JobOutcome> {
   const { item } = job.data;
   const run = ctx.run(job.data.runId);
   let file: Awaited<ReturnType<SmallFileReader['read']>>;

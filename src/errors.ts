@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'E_TIMEOUT'
   | 'E_PROTOCOL'
   | 'E_INTERRUPTED'
+  | 'E_RESULT_NOT_RECORDED'
   | 'E_CONFLICT'
   | 'E_INTERNAL';
 
@@ -191,6 +192,16 @@ export class DocumentConflictError extends IdsyncError {
 export class InterruptedError extends IdsyncError {
   constructor(signal: string) {
     super('E_INTERRUPTED', `interrupted by ${signal}`);
+  }
+}
+
+/**
+ * The row's work was done (an upload stored, say) but recording its result in Redis failed. Not
+ * a failure of the row: the job is tried again, and the retry finds the work done.
+ */
+export class ResultNotRecordedError extends IdsyncError {
+  constructor(cause: unknown) {
+    super('E_RESULT_NOT_RECORDED', `the row's work was done but its result could not be recorded in Redis (${describeError(cause)}); it will be looked at again`, { cause });
   }
 }
 

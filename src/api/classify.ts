@@ -65,7 +65,8 @@ export function classify(err: unknown): Classification {
   }
   if (err instanceof ProtocolError) return { kind: 'permanent', ambiguous: false };
   if (err instanceof IdsyncError) {
-    return { kind: err.code === 'E_INTERRUPTED' ? 'retry' : 'permanent', ambiguous: err.code === 'E_INTERRUPTED' };
+    const again = err.code === 'E_INTERRUPTED' || err.code === 'E_RESULT_NOT_RECORDED';
+    return { kind: again ? 'retry' : 'permanent', ambiguous: again };
   }
   // Cancelled by our own signal (shutdown): worth doing again later; an upload may have left.
   if ((err as { name?: unknown } | null)?.name === 'AbortError') return { kind: 'retry', ambiguous: true };

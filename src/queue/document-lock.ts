@@ -12,8 +12,9 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
 const CLAIM = `if #KEYS == 4 then
   local prior = redis.call('hget', KEYS[3], ARGV[4])
   if prior then
+    -- Only a readable, final result ends the job; a failed or rejected row is tried again.
     local ok, r = pcall(cjson.decode, prior)
-    if not ok or (r.status ~= 'failed' and r.status ~= 'rejected') then return 'prior:' .. prior end
+    if ok and type(r) == 'table' and r.status ~= 'failed' and r.status ~= 'rejected' then return 'prior:' .. prior end
   end
   local meta = redis.call('get', KEYS[4])
   if meta then

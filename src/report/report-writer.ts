@@ -102,6 +102,25 @@ export class ReportWriter {
     this.#failedLines = [];
   }
 
+  /**
+   * When the report cannot be completed (the manifest became unreadable mid-way, say): what was
+   * added so far still reaches the files, and they are closed. Best effort; never throws.
+   */
+  async abort(): Promise<void> {
+    await this.#flush().catch(() => undefined);
+    await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]).catch(() => undefined);
+  }
+
+  /** Runs `fill`, and on a failure keeps what was added so far (abort) before passing it on. */
+  async guard<T>(fill: () => Promise<T>): Promise<T> {
+    try {
+      return await fill();
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
   async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
     await this.#flush();
     await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]);

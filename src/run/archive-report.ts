@@ -31,22 +31,24 @@ export async function writeArchiveReport(args: {
   const runs = new RunStore(args.redis, args.runId);
   const plan = await loadPlan(args.redis, args.runId);
   const writer = new ReportWriter(args.reportDir, LINE_COLUMNS, KNOWN);
-  for (let i = 0; i < plan.length; i += 1000) {
-    const batch = plan.slice(i, i + 1000);
-    const results = await runs.getResults(batch.map((t) => t.row));
-    for (let j = 0; j < batch.length; j++) {
-      const t = batch[j]!;
-      const result: RowResult = results[j] ?? {
-        row: t.row,
-        status: 'failed',
-        action: t.kind === 'face' ? 'archive-enrollment' : 'archive-detections',
-        ...(t.kind === 'face' ? { faceId: t.id } : { personId: t.id }),
-        error: args.missing.text,
-        errorCode: args.missing.code,
-      };
-      await writer.add(result, lineValues(t));
+  await writer.guard(async () => {
+    for (let i = 0; i < plan.length; i += 1000) {
+      const batch = plan.slice(i, i + 1000);
+      const results = await runs.getResults(batch.map((t) => t.row));
+      for (let j = 0; j < batch.length; j++) {
+        const t = batch[j]!;
+        const result: RowResult = results[j] ?? {
+          row: t.row,
+          status: 'failed',
+          action: t.kind === 'face' ? 'archive-enrollment' : 'archive-detections',
+          ...(t.kind === 'face' ? { faceId: t.id } : { personId: t.id }),
+          error: args.missing.text,
+          errorCode: args.missing.code,
+        };
+        await writer.add(result, lineValues(t));
+      }
     }
-  }
+  });
   return writer.finish({
     runId: args.runId,
     command: 'archive',

@@ -355,6 +355,7 @@ async function waitForRun(args: {
  */
 function nap(args: { pollMs: number; signal: AbortSignal; local?: Pick<WorkerHost, 'processed' | 'onProcessed'> }, missing: number): Promise<void> {
   return new Promise<void>((resolve) => {
+    if (args.signal.aborted) return resolve();
     const startedAt = args.local?.processed() ?? 0;
     let unsubscribe: (() => void) | undefined;
     const done = () => {
@@ -422,11 +423,13 @@ async function writeReport(args: {
     }
     batch = [];
   };
-  for await (const record of readManifest(args.manifest, args.spec.required)) {
-    batch.push(record);
-    if (batch.length >= 1000) await flush();
-  }
-  await flush();
+  await writer.guard(async () => {
+    for await (const record of readManifest(args.manifest, args.spec.required)) {
+      batch.push(record);
+      if (batch.length >= 1000) await flush();
+    }
+    await flush();
+  });
   const endedAt = new Date();
   return writer.finish({
     runId: args.runId,
@@ -451,17 +454,19 @@ async function dryRun(args: {
   out: (line: string) => void;
 }): Promise<JobRunResult> {
   const writer = new ReportWriter(args.reportDir, args.columns, args.spec.known, args.spec.failedRow?.(args.manifestDir));
-  for await (const record of readManifest(args.manifest, args.spec.required)) {
-    let result: RowResult;
-    try {
-      const item = await args.spec.validate(record, args.manifestDir);
-      result = { row: record.row, status: 'skipped', action: `dry-run: would ${args.spec.jobName}`, ...idsOf(record.values), ...('file' in item ? { file: item.file } : {}) };
-    } catch (err) {
-      if (!(err instanceof RowInvalidError)) throw err;
-      result = { row: record.row, status: 'rejected', action: 'validate', ...idsOf(record.values), error: err.message, errorCode: err.code };
+  await writer.guard(async () => {
+    for await (const record of readManifest(args.manifest, args.spec.required)) {
+      let result: RowResult;
+      try {
+        const item = await args.spec.validate(record, args.manifestDir);
+        result = { row: record.row, status: 'skipped', action: `dry-run: would ${args.spec.jobName}`, ...idsOf(record.values), ...('file' in item ? { file: item.file } : {}) };
+      } catch (err) {
+        if (!(err instanceof RowInvalidError)) throw err;
+        result = { row: record.row, status: 'rejected', action: 'validate', ...idsOf(record.values), error: err.message, errorCode: err.code };
+      }
+      await writer.add(result, record.values);
     }
-    await writer.add(result, record.values);
-  }
+  });
   const endedAt = new Date();
   const summary = await writer.finish({
     runId: args.runId,

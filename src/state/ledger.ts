@@ -42,6 +42,7 @@ export class Ledger {
   #offset = 0;
   #pending: Array<{ line: string; resolve: () => void; reject: (err: unknown) => void }> = [];
   #flushing: Promise<void> | undefined;
+  #mayBeTorn = false;
   /**
    * On a local filesystem, appends and look-ups use synchronous calls (a few microseconds against
    * the page cache) and only the fsync goes to the thread pool; each thread-pool round trip cost
@@ -64,7 +65,7 @@ export class Ledger {
     const apiKey = createHash('sha256').update(apiUrl).digest('hex').slice(0, 16);
     const file = path.join(dir, `${apiKey}.jsonl`);
     const handle = await fs.open(file, 'a+', 0o600);
-    const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now, options.syncIo ?? isLocalFilesystem(dir));
+    const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now, options.syncIo ?? (await isLocalFilesystem(dir)));
     await ledger.#catchUp();
     if (ledger.#offset === 0) await ledger.#append({ op: 'header', apiUrl, at: ledger.#now() });
     else await ledger.#endTornLine();
@@ -203,12 +204,19 @@ export class Ledger {
         const batch = this.#pending;
         this.#pending = [];
         try {
+          // An append that failed half-way (disk full) left a torn line: end it first, or this
+          // batch would be glued onto it and lost with it.
+          if (this.#mayBeTorn) {
+            await this.#endTornLine();
+            this.#mayBeTorn = false;
+          }
           const text = batch.map((p) => p.line).join('');
           if (this.#syncIo) this.#appendSync(text);
           else await this.#handle.appendFile(text);
           await this.#handle.datasync();
           for (const p of batch) p.resolve();
         } catch (err) {
+          this.#mayBeTorn = true;
           for (const p of batch) p.reject(err);
         }
       }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, statfsSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
+import { open, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { FileError } from '../errors.ts';
 import { hashFile } from './file-hash.ts';
@@ -44,10 +44,12 @@ export interface SmallFile {
   data?: Buffer;
 }
 
+type FsType = (dir: string) => number | undefined | Promise<number | undefined>;
+
 export interface SmallFileReaderOptions {
   now?: () => number;
   /** Filesystem type of a folder (statfs f_type), or undefined when unknown. */
-  fsType?: (dir: string) => number | undefined;
+  fsType?: FsType;
 }
 
 /**
@@ -60,7 +62,7 @@ export interface SmallFileReaderOptions {
  */
 export class SmallFileReader {
   readonly #now: () => number;
-  readonly #fsType: (dir: string) => number | undefined;
+  readonly #fsType: FsType;
   readonly #localDirs = new Map<string, boolean>();
   #asyncUntil = 0;
   syncReads = 0;
@@ -74,7 +76,7 @@ export class SmallFileReader {
   async read(file: string): Promise<SmallFile> {
     let data: Buffer | undefined;
     try {
-      data = this.#syncAllowed(file) ? this.#readSync(file) : await this.#readAsync(file);
+      data = (await this.#syncAllowed(file)) ? this.#readSync(file) : await this.#readAsync(file);
     } catch (err) {
       throw new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
     }
@@ -83,16 +85,23 @@ export class SmallFileReader {
     return { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length, data };
   }
 
-  #syncAllowed(file: string): boolean {
+  async #syncAllowed(file: string): Promise<boolean> {
     if (this.#now() < this.#asyncUntil) return false;
     const dir = path.dirname(file);
     let local = this.#localDirs.get(dir);
     if (local === undefined) {
-      local = isLocalFilesystem(dir, this.#fsType);
+      // Asked asynchronously: on a hung network share even statfs would block.
+      local = await isLocalFilesystem(dir, this.#fsType);
       if (this.#localDirs.size > 10_000) this.#localDirs.clear();
       this.#localDirs.set(dir, local);
     }
-    return local;
+    if (!local) return false;
+    // The folder is local, so looking at the entry is too; a symlink may lead to a share.
+    try {
+      return !lstatSync(file).isSymbolicLink();
+    } catch {
+      return false; // the asynchronous path reports what is wrong with the file
+    }
   }
 
   #readSync(file: string): Buffer | undefined {
@@ -120,15 +129,15 @@ export class SmallFileReader {
 }
 
 /** Whether `dir` lies on a filesystem of this machine (Linux, by statfs type); false when unknown. */
-export function isLocalFilesystem(dir: string, fsType: (dir: string) => number | undefined = defaultFsType): boolean {
-  const type = fsType(dir);
+export async function isLocalFilesystem(dir: string, fsType: FsType = defaultFsType): Promise<boolean> {
+  const type = await fsType(dir);
   return type !== undefined && LOCAL_FS_TYPES.has(type);
 }
 
-function defaultFsType(dir: string): number | undefined {
+async function defaultFsType(dir: string): Promise<number | undefined> {
   if (process.platform !== 'linux') return undefined;
   try {
-    return statfsSync(dir).type;
+    return (await statfs(dir)).type;
   } catch {
     return undefined;
   }

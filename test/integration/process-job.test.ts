@@ -3,9 +3,11 @@ import path from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createProcessor } from '../../jobs/process-job.ts';
+import { createProcessor, failedResult } from '../../jobs/process-job.ts';
 import type { JobContext, JobData } from '../../jobs/job-types.ts';
 import { silentLogger } from '../../src/log.ts';
+import { ResultNotRecordedError } from '../../src/errors.ts';
+import { classify } from '../../src/api/classify.ts';
 import { systemClock } from '../../src/pacing/clock.ts';
 import { DocumentLocks, StoredDocuments } from '../../src/queue/document-lock.ts';
 import { RunStore } from '../../src/queue/run-store.ts';
@@ -85,6 +87,50 @@ describe('what a job asks before it starts', () => {
     const process = createProcessor(ctx, { attempts: 1, queue: () => undefined as never });
     await process(uploadJob(runId, file)).catch(() => undefined);
     expect(calls).toContain('uploadDocument');
+    await ctx.ledger.close();
+  });
+
+  it('a failed earlier result whose text JSON-decoders refuse (half an emoji) is still tried again', async () => {
+    const { ctx, calls } = await context();
+    const runId = testQueueName('run');
+    const job = uploadJob(runId, path.join(tempDir(), 'e.bin'));
+    writeFileSync((job.data as { item: { file: string } }).item.file, 'content');
+    // Written the way an old version cut error texts: a lone surrogate, which Redis's cjson rejects.
+    await redis.hset(`idsync:run:${runId}:results`, '1', `{"row":1,"status":"failed","action":"upload","error":"${'x'.repeat(10)}\\ud83d"}`);
+    await createProcessor(ctx, { attempts: 1, queue: () => undefined as never })(job).catch(() => undefined);
+    expect(calls).toContain('uploadDocument');
+    await ctx.ledger.close();
+  });
+
+  it('error texts are cut without splitting a character', () => {
+    const job = uploadJob('r', 'f') as never;
+    const result = failedResult(job, new Error(`${'x'.repeat(299)}😀 tail`), 1);
+    expect(result.error).toBe('x'.repeat(299));
+    expect(() => JSON.parse(JSON.stringify(result))).not.toThrow();
+  });
+
+  it('an upload whose result cannot be recorded is not a failed row: it is retried, with doubt, and the document is kept as stored', async () => {
+    const { ctx, api } = await context();
+    ctx.client = { uploadDocument: async () => ({ bytes: 7 }) } as never;
+    const runId = testQueueName('run');
+    const store = new RunStore(redis, runId);
+    store.setResult = async () => {
+      throw new Error('OOM command not allowed when used memory > maxmemory');
+    };
+    ctx.run = () => store;
+    const file = path.join(tempDir(), 'f.bin');
+    writeFileSync(file, 'content');
+    const job = uploadJob(runId, file);
+    let updated: unknown;
+    (job as unknown as { updateData: (d: unknown) => Promise<void> }).updateData = async (d) => {
+      updated = d;
+    };
+    const err = await createProcessor(ctx, { attempts: 3, queue: () => undefined as never })(job).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResultNotRecordedError);
+    expect(classify(err)).toEqual({ kind: 'retry', ambiguous: true });
+    expect(updated).toMatchObject({ ambiguous: true });
+    expect(await new StoredDocuments(redis, api).get(`${PERSON}/16fd2706-8baf-433b-82eb-8c7fada847da`)).toMatch(/^[0-9a-f]{64}$/);
+    expect(await redis.keys(`idsync:lock:${api}:*`)).toEqual([]);
     await ctx.ledger.close();
   });
 

@@ -56,3 +56,20 @@ describe('derivePublicId', () => {
     expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
+
+describe('ReportWriter when the report cannot be completed', () => {
+  it('keeps the rows added so far (they are written in groups) and closes the files', async () => {
+    const dir = tempDir();
+    const w = new ReportWriter(dir, ['personId', 'file'], ['personId', 'file']);
+    const err = await w
+      .guard(async () => {
+        for (let row = 1; row <= 300; row++) await w.add({ row, status: row % 2 ? 'succeeded' : 'failed', action: 'upload', error: row % 2 ? undefined : 'x' }, { personId: 'p', file: `f${row}` });
+        throw new Error('manifest became unreadable');
+      })
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toBe('manifest became unreadable');
+    expect(readFileSync(path.join(dir, 'report.csv'), 'utf8').trim().split('\n')).toHaveLength(301);
+    expect(readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n')).toHaveLength(300);
+    expect(readFileSync(path.join(dir, 'failed.csv'), 'utf8').trim().split('\n')).toHaveLength(151);
+  });
+});

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileError } from '../../src/errors.ts';
@@ -33,6 +33,15 @@ describe('SmallFileReader', () => {
       expect((await r.read(f)).sha256).toBe(sha(body));
       expect([r.syncReads, r.asyncReads]).toEqual([0, 1]);
     }
+  });
+
+  it('reads a symlink through the thread pool even in a local folder (it may lead to a share)', async () => {
+    const { file: target, body } = file(100);
+    const link = path.join(tempDir('idsync-small'), 'link.bin');
+    symlinkSync(target, link);
+    const r = new SmallFileReader({ fsType: () => EXT4 });
+    expect((await r.read(link)).sha256).toBe(sha(body));
+    expect([r.syncReads, r.asyncReads]).toEqual([0, 1]);
   });
 
   it('asks the filesystem type once per folder', async () => {
