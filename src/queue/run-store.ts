@@ -19,6 +19,13 @@ interface RunStoreCommands {
   idsyncResultAndStored(results: string, counts: string, stored: string, lock: string, row: string, json: string, status: string, docKey: string, sha256: string, token: string): Promise<number>;
 }
 
+/** The script as an ioredis command (sent by SHA), defined once per connection. */
+function runStoreCommands(redis: Redis): RunStoreCommands {
+  const r = redis as Redis & Partial<RunStoreCommands>;
+  if (!r.idsyncResultAndStored) redis.defineCommand('idsyncResultAndStored', { numberOfKeys: 4, lua: RESULT_AND_STORED });
+  return r as Redis & RunStoreCommands;
+}
+
 export interface RunMeta {
   runId: string;
   command: string;
@@ -106,9 +113,7 @@ export class RunStore {
    */
   async setResult(result: RowResult, commit?: StoredCommit): Promise<void> {
     if (!commit) return this.setResults([result]);
-    const r = this.#redis as Redis & Partial<RunStoreCommands>;
-    if (!r.idsyncResultAndStored) this.#redis.defineCommand('idsyncResultAndStored', { numberOfKeys: 4, lua: RESULT_AND_STORED });
-    await (r as Redis & RunStoreCommands).idsyncResultAndStored(
+    await runStoreCommands(this.#redis).idsyncResultAndStored(
       this.#resultsKey,
       this.#countsKey,
       commit.storedKey,

@@ -13,8 +13,13 @@ export async function hashFile(file: string): Promise<{ sha256: string; bytes: n
   try {
     return await sha256OfFile(file);
   } catch (err) {
-    throw new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
+    throw readError(file, err);
   }
+}
+
+/** The FileError for a file that could not be read: its path and the system's code. */
+export function readError(file: string, err: unknown): FileError {
+  return new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
 }
 
 /** The same, with the file system's error as it is (callers word it for their context). */

@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import { open, statfs } from 'node:fs/promises';
 import path from 'node:path';
-import { FileError } from '../errors.ts';
-import { hashFile } from './file-hash.ts';
+import { hashFile, readError } from './file-hash.ts';
 
 /**
  * Files up to this size are read once, hashed and sent from memory; larger ones are streamed twice
@@ -78,7 +77,7 @@ export class SmallFileReader {
     try {
       data = (await this.#syncAllowed(file)) ? this.#readSync(file) : await this.#readAsync(file);
     } catch (err) {
-      throw new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
+      throw readError(file, err);
     }
     // Too large (or grown past the limit since validation): streamed like any large one.
     if (!data || data.length > READ_ONCE_MAX_BYTES) return hashFile(file);
