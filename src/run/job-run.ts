@@ -126,12 +126,16 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
   let ledger: Ledger | undefined;
   let host: WorkerHost | undefined;
   let queue: Queue | undefined;
+  // Redis (the private one takes a moment to start) is opened while the login is under way; a
+  // refused login still comes first, and the Redis opened for nothing is closed below.
+  const redisOpening = config.dryRun ? undefined : openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log: runLog, allowInstall: options.allowInstallRedis });
+  redisOpening?.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
   try {
     await loginWithRetries(client, config.attempts, log, signal);
     runLog.info({ manifest, apiUrl: api.apiUrl, username: api.username }, `${command}: logged in`);
     if (config.dryRun) return await dryRun({ spec, manifest, manifestDir, columns, reportDir, runId, command, startedAt, out });
 
-    redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log: runLog, allowInstall: options.allowInstallRedis });
+    redis = await redisOpening!;
     runLog.info({ redis: redis.where }, 'queue store ready');
     ledger = await Ledger.open(config.stateDir, api.apiUrl, { log: runLog });
     const connection = redis.connect('run');
@@ -186,6 +190,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     }
     return { summary, exitCode: exitCodeForOutcome({ failed: summary.counts.failed, rejected: summary.counts.rejected, interrupted: ending === 'interrupted' }) };
   } finally {
+    redis ??= await redisOpening?.catch(() => undefined);
     await closeRunResources({ host, queue, client, ledger, redis, graceMs: options.graceMs ?? 30_000 });
   }
 }

@@ -102,3 +102,26 @@ describe('private redis-server', () => {
     await client.quit();
   });
 });
+
+describe('a refused login while the private Redis starts', () => {
+  it('reports the login, and the private Redis started meanwhile is stopped', async () => {
+    const { startSandbox } = await import('../../src/sandbox/index.ts');
+    const { loadConfig } = await import('../../src/config/load.ts');
+    const { runJobCommand } = await import('../../src/run/job-run.ts');
+    const { writeFileSync } = await import('node:fs');
+    const sandbox = await startSandbox({ users: [{ username: 'u', password: 'right-password', permissions: ['Add Identity Files'] }] });
+    try {
+      const dir = tempDir();
+      const manifest = path.join(dir, 'm.csv');
+      writeFileSync(manifest, 'personId,file,name\n');
+      const stateDir = path.join(dir, 'state');
+      const config = loadConfig({ env: { IDSYNC_API_URL: sandbox.url, IDSYNC_USERNAME: 'u', IDSYNC_PASSWORD: 'wrong-password', IDSYNC_STATE_DIR: stateDir, IDSYNC_REPORT_DIR: path.join(dir, 'r') }, flags: {} });
+      const err = await runJobCommand({ command: 'import', manifest, config, log: silentLogger(), signal: new AbortController().signal, out: () => {}, tty: false }).catch((e: unknown) => e);
+      expect((err as Error).name).toBe('AuthRefusedError');
+      expect(existsSync(path.join(stateDir, 'redis'))).toBe(true); // it was started
+      expect(existsSync(path.join(stateDir, 'redis', 'owner.pid'))).toBe(false); // stopped and released
+    } finally {
+      await sandbox.close();
+    }
+  }, 30_000);
+});
