@@ -134,6 +134,37 @@ describe('what a job asks before it starts', () => {
     await ctx.ledger.close();
   });
 
+  it("an upload in flight stops when the job's signal fires (shutdown) or its document lock is lost", async () => {
+    for (const cause of ['job signal', 'lock lost'] as const) {
+      const { ctx, api } = await context();
+      ctx.locks = new DocumentLocks(redis, api, 750); // renewed every 250 ms
+      let sawAbort: unknown;
+      let started!: () => void;
+      const uploading = new Promise<void>((r) => (started = r));
+      ctx.client = {
+        uploadDocument: (_input: unknown, signal: AbortSignal) =>
+          new Promise((_resolve, reject) => {
+            started();
+            signal.addEventListener('abort', () => {
+              sawAbort = signal.reason;
+              reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+            });
+          }),
+      } as never;
+      const runId = testQueueName('run');
+      const file = path.join(tempDir(), 'g.bin');
+      writeFileSync(file, 'content');
+      const shutdown = new AbortController();
+      const running = createProcessor(ctx, { attempts: 3, queue: () => undefined as never })(uploadJob(runId, file), 'token', shutdown.signal).catch((e: unknown) => e);
+      await uploading;
+      if (cause === 'job signal') shutdown.abort(new Error('shutdown'));
+      else await redis.del(...(await redis.keys(`idsync:lock:${api}:*`)));
+      await running;
+      expect(String(sawAbort), cause).toMatch(cause === 'job signal' ? /shutdown/ : /lost the lock/);
+      await ctx.ledger.close();
+    }
+  });
+
   it('other job kinds ask it on their own', async () => {
     const { ctx, calls } = await context();
     const runId = testQueueName('run');
