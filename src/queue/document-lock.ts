@@ -131,12 +131,6 @@ export class DocumentLocks {
           clearInterval(renew);
           await redis.idsyncDocRelease(key, token);
         },
-        async storedAndRelease(sha256: string) {
-          if (done) return stored.add(docKey, sha256);
-          done = true;
-          clearInterval(renew);
-          await redis.idsyncDocStoredAndRelease(stored.key, key, docKey, sha256, token);
-        },
       },
     };
   }
@@ -162,11 +156,10 @@ export type ClaimResult =
 export interface ClaimedDocument {
   /** Releases the lock (does nothing once deferStored was called). */
   release(): Promise<void>;
-  /** Records the document as stored (for every worker) and releases the lock, in one step. */
-  storedAndRelease(sha256: string): Promise<void>;
   /**
-   * The same, but left to the step that records the row's result (RunStore.setResult with
-   * `commit`), so both happen in one Redis call. The lock stays held and renewed until then.
+   * Records the document as stored (for every worker) and releases the lock, left to the step
+   * that records the row's result (RunStore.setResult with `commit`), so both happen in one Redis
+   * call. The lock stays held and renewed until then.
    */
   deferStored(sha256: string): DeferredStored;
 }
@@ -205,8 +198,5 @@ export class StoredDocuments {
   }
   async get(docKey: string): Promise<string | undefined> {
     return (await this.#redis.hget(this.#key, docKey)) ?? undefined;
-  }
-  async add(docKey: string, sha256: string): Promise<void> {
-    await this.#redis.hset(this.#key, docKey, sha256);
   }
 }
