@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { lockCommands } from './document-lock.ts';
+import { runStoreCommands } from './run-store.ts';
 import { Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -101,6 +103,9 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
         connectionName: name ? `idsync:${name}` : undefined,
         ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
       });
+      // idsync's scripts exist on the connection before its first command (see lockCommands).
+      lockCommands(client);
+      runStoreCommands(client);
       // ioredis reports every failed reconnect; say it once per outage, and when it is over.
       let down = false;
       client.on('error', (err) => {

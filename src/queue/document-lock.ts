@@ -46,7 +46,12 @@ interface LockCommands {
   idsyncDocExtend(lock: string, token: string, ttlMs: string): Promise<number>;
 }
 
-function lockCommands(redis: Redis): LockCommands {
+/**
+ * Defines the scripts on a connection (once). Called by RedisHandle.connect for every connection
+ * before its first command: with auto-pipelining, a pipeline made before a defineCommand lacks
+ * the command, and ioredis then fails every call in it and never answers some (ioredis #1931).
+ */
+export function lockCommands(redis: Redis): LockCommands {
   const r = redis as Redis & Partial<LockCommands>;
   if (!r.idsyncDocClaim) {
     redis.defineCommand('idsyncDocClaim', { lua: CLAIM }); // 2 or 4 keys: given per call

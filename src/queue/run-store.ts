@@ -19,8 +19,8 @@ interface RunStoreCommands {
   idsyncResultAndStored(results: string, counts: string, stored: string, lock: string, row: string, json: string, status: string, docKey: string, sha256: string, token: string): Promise<number>;
 }
 
-/** The script as an ioredis command (sent by SHA), defined once per connection. */
-function runStoreCommands(redis: Redis): RunStoreCommands {
+/** The script as an ioredis command (sent by SHA), defined once per connection (see lockCommands). */
+export function runStoreCommands(redis: Redis): RunStoreCommands {
   const r = redis as Redis & Partial<RunStoreCommands>;
   if (!r.idsyncResultAndStored) redis.defineCommand('idsyncResultAndStored', { numberOfKeys: 4, lua: RESULT_AND_STORED });
   return r as Redis & RunStoreCommands;

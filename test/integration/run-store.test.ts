@@ -121,6 +121,29 @@ describe('document stored together with the row result', () => {
   });
 });
 
+describe('scripts on an auto-pipelined connection', () => {
+  it('are defined before the first command, so a script issued beside other commands in one tick is answered', async () => {
+    const { openRedis } = await import('../../src/queue/connection.ts');
+    const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
+    const { silentLogger } = await import('../../src/log.ts');
+    const { tempDir } = await import('../helpers/fixtures.ts');
+    const handle = await openRedis({ redisUrl: inject('redisUrl'), stateDir: tempDir(), log: silentLogger() });
+    const client = handle.connect('test', { autoPipelining: true });
+    try {
+      const api = testQueueName('api');
+      const claim = await new DocumentLocks(client, api).claim('p/d', new StoredDocuments(client, api));
+      if (claim.state !== 'claimed') throw new Error('not claimed');
+      const commit = claim.lock.deferStored('sha').commit;
+      // A plain command opens this tick's auto-pipeline first; the script joins it.
+      const both = Promise.all([client.get('some-key'), new RunStore(client, testQueueName('run')).setResult({ row: 1, status: 'succeeded', action: 'uploaded' }, commit)]);
+      const answered = await Promise.race([both.then(() => 'answered'), new Promise((r) => setTimeout(() => r('no answer'), 5_000))]);
+      expect(answered).toBe('answered');
+    } finally {
+      await handle.close();
+    }
+  });
+});
+
 describe('RunStore.anyRowQueued', () => {
   it('sees only this run\'s own jobs for rows without a result', async () => {
     const { Queue } = await import('bullmq');
