@@ -2,6 +2,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from '
 import { classify } from '../src/api/classify.ts';
 import { describeError, errorCode, HttpStatusError, ResultNotRecordedError } from '../src/errors.ts';
 import { scrubSecrets, type Logger } from '../src/log.ts';
+import { cutText } from '../src/text.ts';
 import type { RowResult } from '../src/report/row-result.ts';
 import { downloadFile } from './download-file.ts';
 import { archiveDetections } from './archive-detections.ts';
@@ -22,13 +23,6 @@ const FAILED_ACTION: Record<RowJobData['kind'], string> = {
   'archive-detections': 'archive-detections',
 };
 
-/** At most `max` UTF-16 units, never half of a surrogate pair (a lone one is not valid JSON for Redis's cjson). */
-function excerpt(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const code = text.charCodeAt(max - 1);
-  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
-}
-
 export function failedResult(job: Job<RowJobData>, err: unknown, attempts: number): RowResult {
   const item = job.data.item as unknown as Record<string, unknown>;
   return {
@@ -44,7 +38,7 @@ export function failedResult(job: Job<RowJobData>, err: unknown, attempts: numbe
     ...(typeof item.output === 'string' ? { output: item.output } : {}),
     attempts,
     ...(err instanceof HttpStatusError ? { httpStatus: err.status } : {}),
-    error: excerpt(scrubSecrets(describeError(err)), ERROR_EXCERPT),
+    error: cutText(scrubSecrets(describeError(err)), ERROR_EXCERPT),
     errorCode: errorCode(err),
     finishedAt: Date.now(),
   };

@@ -11,6 +11,7 @@ import { AdaptivePace } from '../pacing/adaptive-pace.ts';
 import { RequestSpacer } from '../pacing/request-spacer.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
 import { USER_AGENT } from '../version.ts';
+import { cutText } from '../text.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
@@ -361,7 +362,7 @@ export class ApiClient {
     const password = this.#password.reveal();
     if (password.length >= 4) text = text.split(password).join('[redacted]');
     const flat = scrubSecrets(text).replace(/\s+/g, ' ').trim();
-    return flat.length > EXCERPT_LENGTH ? `${flat.slice(0, EXCERPT_LENGTH - 1)}…` : flat;
+    return flat.length > EXCERPT_LENGTH ? `${cutText(flat, EXCERPT_LENGTH - 1)}…` : flat;
   }
 
   async #readJson(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<unknown> {

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { cutText } from '../text.ts';
 import { isGuid, normalizeGuid } from './guid.ts';
 
 /** Where a dropped file goes: `DIR/<personId>/<file>`. */
@@ -58,5 +59,5 @@ export function parseSidecar(text: string): SidecarFields {
 export function defaultDocumentName(fileName: string): string {
   const ext = path.extname(fileName);
   const stem = ext ? fileName.slice(0, -ext.length) : fileName;
-  return (stem || fileName).slice(0, MAX_NAME);
+  return cutText(stem || fileName, MAX_NAME);
 }
