@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { hashFile, readError } from './file-hash.ts';
@@ -43,6 +43,10 @@ export interface SmallFile {
   data?: Buffer;
 }
 
+const NOT_READ = Symbol('not read here');
+/** O_NOFOLLOW where the platform has it (not on Windows, where reads stay asynchronous anyway). */
+const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
+
 type FsType = (dir: string) => number | undefined | Promise<number | undefined>;
 
 export interface SmallFileReaderOptions {
@@ -75,7 +79,8 @@ export class SmallFileReader {
   async read(file: string): Promise<SmallFile> {
     let data: Buffer | undefined;
     try {
-      data = (await this.#syncAllowed(file)) ? this.#readSync(file) : await this.#readAsync(file);
+      const sync = (await this.#syncAllowed(file)) ? this.#readSync(file) : NOT_READ;
+      data = sync === NOT_READ ? await this.#readAsync(file) : sync;
     } catch (err) {
       throw readError(file, err);
     }
@@ -94,21 +99,32 @@ export class SmallFileReader {
       if (this.#localDirs.size > 10_000) this.#localDirs.clear();
       this.#localDirs.set(dir, local);
     }
-    if (!local) return false;
-    // The folder is local, so looking at the entry is too; a symlink may lead to a share.
-    try {
-      return !lstatSync(file).isSymbolicLink();
-    } catch {
-      return false; // the asynchronous path reports what is wrong with the file
-    }
+    return local;
   }
 
-  #readSync(file: string): Buffer | undefined {
-    this.syncReads++;
+  /**
+   * Four system calls: open, fstat, read, close. The open refuses a symlink (O_NOFOLLOW: it may
+   * lead to a share), and then, like any file that cannot be opened here, the thread pool reads
+   * it and reports what is wrong. A file that grew since its fstat comes back as undefined and
+   * is streamed.
+   */
+  #readSync(file: string): Buffer | undefined | typeof NOT_READ {
     const started = this.#now();
-    const fd = openSync(file, 'r');
+    let fd: number;
     try {
-      return fstatSync(fd).size <= READ_ONCE_MAX_BYTES ? readFileSync(fd) : undefined;
+      fd = openSync(file, constants.O_RDONLY | NO_FOLLOW);
+    } catch {
+      return NOT_READ;
+    }
+    this.syncReads++;
+    try {
+      const size = fstatSync(fd).size;
+      if (size > READ_ONCE_MAX_BYTES) return undefined;
+      // One byte more than the size: reading it means the file grew.
+      const buffer = Buffer.allocUnsafe(size + 1);
+      let filled = 0;
+      for (let n: number; filled < buffer.length && (n = readSync(fd, buffer, filled, buffer.length - filled, null)) > 0; ) filled += n;
+      return filled > size ? undefined : buffer.subarray(0, filled);
     } finally {
       closeSync(fd);
       if (this.#now() - started > SLOW_READ_MS) this.#asyncUntil = this.#now() + ASYNC_AFTER_SLOW_READ_MS;
