@@ -1,6 +1,6 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Ledger } from '../../src/state/ledger.ts';
+import { GROUP_COMMIT_MS, Ledger } from '../../src/state/ledger.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 const API = 'https://acme.example/identities';
@@ -58,6 +58,64 @@ for (const syncIo of [true, false]) {
         expect(lines).toHaveLength(201);
         const b = await openLedger(dir, API);
         expect(b.size).toBe(200);
+        await b.close();
+      });
+      it('a start resolves only after an fsync begun once it was written; stored and abort lines cause none', async () => {
+        const dir = tempDir();
+        const events: string[] = [];
+        let release: () => void = () => {};
+        let hold = false;
+        let file = '';
+        const a = await openLedger(dir, API, {
+          datasync: async (h) => {
+            // Lines in the file when the fsync begins (the header's own fsync comes before `file` is known).
+            if (file) events.push(`sync@${readFileSync(file, 'utf8').trim().split('\n').length}`);
+            if (hold) await new Promise<void>((r) => (release = r));
+            await h.datasync();
+          },
+        });
+        file = a.file;
+        await a.stored('p0', 'd0', 's0', 5);
+        await a.abort('p0', 'd0');
+        expect(events).toEqual([]);
+        hold = true;
+        let started = false;
+        const start = a.start('p1', 'd1', 's1').then(() => (started = true));
+        await new Promise((r) => setTimeout(r, 30));
+        expect(events).toEqual(['sync@4']);
+        expect(started).toBe(false);
+        hold = false;
+        release();
+        await start;
+        await a.close();
+        expect(events).toEqual(['sync@4']);
+      });
+
+      it(`starts fsyncs at most every ${GROUP_COMMIT_MS} ms however many starts come, and every start gets one`, async () => {
+        const dir = tempDir();
+        const syncs: number[] = [];
+        const a = await openLedger(dir, API, {
+          datasync: async (h) => {
+            syncs.push(performance.now());
+            await h.datasync();
+          },
+        });
+        syncs.length = 0;
+        const t0 = performance.now();
+        let n = 0;
+        // 16 writers, each starting documents one after another for ~120 ms.
+        await Promise.all(
+          Array.from({ length: 16 }, async (_, w) => {
+            while (performance.now() - t0 < 120) await a.start(`p${w}`, `d${n++}`, 's');
+          }),
+        );
+        await a.close();
+        const gaps = syncs.slice(1).map((t, i) => t - syncs[i]!);
+        // Timers may fire a little early by the clock (rounding): allow 1 ms.
+        expect(Math.min(...gaps)).toBeGreaterThanOrEqual(GROUP_COMMIT_MS - 1);
+        expect(n).toBeGreaterThan(syncs.length);
+        const b = await openLedger(dir, API);
+        expect(b.size).toBe(n);
         await b.close();
       });
     });
