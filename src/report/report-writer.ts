@@ -1,5 +1,5 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { stringify } from 'csv-stringify/sync';
@@ -33,10 +33,18 @@ async function close(stream: WriteStream): Promise<void> {
 /** Rows formatted and written together (one CSV formatting call and one write per file). */
 const ROWS_PER_WRITE = 256;
 
+/** The report's files, each written under a `.partial` name until the report is finished. */
+const FILES = ['report.csv', 'report.jsonl', 'failed.csv'] as const;
+const PARTIAL = '.partial';
+
 /**
  * Writes report.csv, report.jsonl and failed.csv as rows arrive (in manifest order), then
  * summary.json. Memory holds at most ROWS_PER_WRITE rows: formatting and writing each row on its
  * own cost ~40 µs per row, a few % of a short run's time.
+ *
+ * The files grow under `.partial` names and take their real names when the report is finished
+ * (or abandoned, keeping what it has): a report written while the run goes on never replaces the
+ * previous invocation's until it is complete.
  */
 export class ReportWriter {
   readonly dir: string;
@@ -62,9 +70,9 @@ export class ReportWriter {
     this.#manifestColumns = manifestColumns;
     const reserved = new Set<string>([...REPORT_COLUMNS, ...knownColumns]);
     this.#passThrough = manifestColumns.filter((c) => c !== '' && !reserved.has(c));
-    this.#csv = createWriteStream(path.join(dir, 'report.csv'));
-    this.#jsonl = createWriteStream(path.join(dir, 'report.jsonl'));
-    this.#failed = createWriteStream(path.join(dir, 'failed.csv'));
+    this.#csv = createWriteStream(path.join(dir, `report.csv${PARTIAL}`));
+    this.#jsonl = createWriteStream(path.join(dir, `report.jsonl${PARTIAL}`));
+    this.#failed = createWriteStream(path.join(dir, `failed.csv${PARTIAL}`));
     this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]]));
     // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
     this.#failed.write(stringify([manifestColumns]));
@@ -109,6 +117,18 @@ export class ReportWriter {
   async abort(): Promise<void> {
     await this.#flush().catch(() => undefined);
     await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]).catch(() => undefined);
+    await this.#publish().catch(() => undefined);
+  }
+
+  /** Closes the files and removes them: the report is not to be had (the run failed before its end). */
+  async discard(): Promise<void> {
+    await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]).catch(() => undefined);
+    for (const f of FILES) await rm(path.join(this.dir, `${f}${PARTIAL}`), { force: true }).catch(() => undefined);
+  }
+
+  /** Gives the `.partial` files their real names. */
+  async #publish(): Promise<void> {
+    for (const f of FILES) await rename(path.join(this.dir, `${f}${PARTIAL}`), path.join(this.dir, f));
   }
 
   /** Runs `fill`, and on a failure keeps what was added so far (abort) before passing it on. */
@@ -124,10 +144,13 @@ export class ReportWriter {
   async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
     await this.#flush();
     await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]);
+    await this.#publish();
     const done = this.counts.succeeded + this.counts.skipped;
     const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;
     const full: RunSummary = { ...summary, rows: this.rows, counts: { ...this.counts }, bytes: this.bytes, itemsPerSecond, reportDir: this.dir };
-    await writeFile(path.join(this.dir, 'summary.json'), `${JSON.stringify(full, null, 2)}\n`);
+    const summaryFile = path.join(this.dir, 'summary.json');
+    await writeFile(`${summaryFile}${PARTIAL}`, `${JSON.stringify(full, null, 2)}\n`);
+    await rename(`${summaryFile}${PARTIAL}`, summaryFile);
     return full;
   }
 }

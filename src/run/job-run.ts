@@ -12,6 +12,7 @@ import { RunStore, type RunMeta } from '../queue/run-store.ts';
 import type { WorkerHost } from '../queue/worker-host.ts';
 import { createProgress } from '../report/progress.ts';
 import { ReportWriter, type RunSummary } from '../report/report-writer.ts';
+import { RunReport } from './run-report.ts';
 import type { RowResult } from '../report/row-result.ts';
 import { EXPORT_KNOWN_COLUMNS, EXPORT_REQUIRED_COLUMNS, toExportItem, type ExportItem } from '../sources/export-items.ts';
 import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type ImportItem } from '../sources/import-items.ts';
@@ -126,6 +127,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
   let ledger: Ledger | undefined;
   let host: WorkerHost | undefined;
   let queue: Queue | undefined;
+  let report: RunReport | undefined;
   // Redis (the private one takes a moment to start) is opened while the login is under way; a
   // refused login still comes first, and the Redis opened for nothing is closed below.
   const redisOpening = config.dryRun ? undefined : openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log: runLog, allowInstall: options.allowInstallRedis });
@@ -160,29 +162,37 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     await runs.saveMeta({ ...meta, total: enqueue.total });
     runLog.info({ rows: enqueue.total, queued: enqueue.queued, rejected: enqueue.rejected, alreadyDone: enqueue.alreadyDone }, 'manifest queued');
 
-    const ending = signal.aborted ? 'interrupted' : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command, runId, workersElsewhere: host === undefined, idleCheckMs: options.idleCheckMs ?? 10_000, ...(host ? { local: host } : {}) });
+    // Written while the run goes on (rows in manifest order as their results come in).
+    report = new RunReport({
+      manifest,
+      requiredColumns: spec.required,
+      columns,
+      knownColumns: spec.known,
+      ...(spec.failedRow ? { failedRow: spec.failedRow(manifestDir) } : {}),
+      runs,
+      reportDir,
+      invocationStart,
+      action: spec.jobName,
+      idsOf,
+      log: runLog,
+    });
+    const ending = signal.aborted
+      ? 'interrupted'
+      : await waitForRun({ runs, queue, total: enqueue.total, signal, log: runLog, tty: options.tty, pollMs: options.pollMs ?? 250, command, runId, workersElsewhere: host === undefined, idleCheckMs: options.idleCheckMs ?? 10_000, onResults: () => void report!.advance(), ...(host ? { local: host } : {}) });
     await host?.close(ending === 'interrupted' ? (options.graceMs ?? 30_000) : 60_000);
     host = undefined;
     const fatal = (await runs.getMeta())?.fatal;
 
-    const summary = await writeReport({
-      spec,
-      manifest,
-      columns,
-      runs,
-      reportDir,
-      runId,
-      command,
-      startedAt,
-      invocationStart,
-      missingReason:
-        ending === 'interrupted'
-          ? { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume' }
-          : ending === 'fatal'
-            ? { code: 'E_FATAL', text: `not done: the run stopped: ${fatal ?? 'fatal error'}` }
-            : { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); run the same command again to retry it' },
-      interrupted: ending === 'interrupted',
-    });
+    const interrupted = ending === 'interrupted';
+    const summary = await report.finish(
+      interrupted
+        ? { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume' }
+        : ending === 'fatal'
+          ? { code: 'E_FATAL', text: `not done: the run stopped: ${fatal ?? 'fatal error'}` }
+          : { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); run the same command again to retry it' },
+      (endedAt) => ({ runId, command, manifest, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString(), interrupted, seconds: (endedAt.getTime() - startedAt.getTime()) / 1000 }),
+    );
+    report = undefined;
     printSummary(summary, out);
     if (ending === 'fatal') {
       out(`idsync: the run stopped: ${fatal}`);
@@ -190,6 +200,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     }
     return { summary, exitCode: exitCodeForOutcome({ failed: summary.counts.failed, rejected: summary.counts.rejected, interrupted: ending === 'interrupted' }) };
   } finally {
+    await report?.discard(); // the run ended in an error before its report was finished
     redis ??= await redisOpening?.catch(() => undefined);
     await closeRunResources({ host, queue, client, ledger, redis, graceMs: options.graceMs ?? 30_000 });
   }
@@ -311,6 +322,8 @@ async function waitForRun(args: {
   idleCheckMs: number;
   /** This process's own workers: their finished jobs wake the loop before pollMs is over. */
   local?: Pick<WorkerHost, 'processed' | 'onProcessed'>;
+  /** Called when more rows have results than at the last look (not awaited). */
+  onResults?: () => void;
 }): Promise<'done' | 'interrupted' | 'fatal' | 'lost'> {
   const progress = createProgress({ log: args.log, label: args.command, ...(args.tty !== undefined ? { tty: args.tty } : {}) });
   let lostChecks = 0;
@@ -333,6 +346,7 @@ async function waitForRun(args: {
         }
       }
       if (done !== lastDone) {
+        args.onResults?.();
         lastDone = done;
         lastChange = Date.now();
         lostChecks = 0;
@@ -396,55 +410,6 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T
 
 function* rowNumbers(total: number): Generator<number> {
   for (let row = 1; row <= total; row++) yield row;
-}
-
-async function writeReport(args: {
-  spec: CommandSpec;
-  manifest: string;
-  columns: string[];
-  runs: RunStore;
-  reportDir: string;
-  runId: string;
-  command: JobCommand;
-  startedAt: Date;
-  invocationStart: number;
-  missingReason: { code: string; text: string };
-  interrupted: boolean;
-}): Promise<RunSummary> {
-  const writer = new ReportWriter(args.reportDir, args.columns, args.spec.known, args.spec.failedRow?.(path.dirname(args.manifest)));
-  let batch: ManifestRecord[] = [];
-  const flush = async () => {
-    const results = await args.runs.getResults(batch.map((r) => r.row));
-    for (let i = 0; i < batch.length; i++) {
-      const record = batch[i]!;
-      let result = results[i];
-      if (!result) {
-        result = { row: record.row, status: 'failed', action: args.spec.jobName, ...idsOf(record.values), error: args.missingReason.text, errorCode: args.missingReason.code };
-      } else if (result.status === 'succeeded' && (result.finishedAt ?? 0) < args.invocationStart) {
-        // Done by an earlier invocation of this run: nothing was sent for it this time.
-        result = { ...result, status: 'skipped', action: `done-earlier (${result.action})` };
-      }
-      await writer.add(result, record.values);
-    }
-    batch = [];
-  };
-  await writer.guard(async () => {
-    for await (const record of readManifest(args.manifest, args.spec.required)) {
-      batch.push(record);
-      if (batch.length >= 1000) await flush();
-    }
-    await flush();
-  });
-  const endedAt = new Date();
-  return writer.finish({
-    runId: args.runId,
-    command: args.command,
-    manifest: args.manifest,
-    startedAt: args.startedAt.toISOString(),
-    endedAt: endedAt.toISOString(),
-    interrupted: args.interrupted,
-    seconds: (endedAt.getTime() - args.startedAt.getTime()) / 1000,
-  });
 }
 
 async function dryRun(args: {

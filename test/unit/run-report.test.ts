@@ -1,0 +1,132 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { describe, expect, it } from 'vitest';
+import type { RowResult } from '../../src/report/row-result.ts';
+import { REPORT_WINDOW, RunReport } from '../../src/run/run-report.ts';
+import { tempDir } from '../helpers/fixtures.ts';
+
+const INVOCATION = 1_000_000;
+
+/** A manifest of `rows` rows and a stand-in for the run store, whose results the test sets. */
+function setup(rows: number) {
+  const dir = tempDir('idsync-runreport');
+  const manifest = path.join(dir, 'm.csv');
+  writeFileSync(manifest, ['id,file', ...Array.from({ length: rows }, (_, i) => `${i + 1},f${i + 1}`)].join('\n') + '\n');
+  const results = new Map<number, RowResult>();
+  let maxAsked = 0;
+  let failNext = 0;
+  const runs = {
+    async getResults(asked: number[]) {
+      if (failNext > 0) {
+        failNext--;
+        throw new Error('Connection is closed.');
+      }
+      maxAsked = Math.max(maxAsked, ...asked);
+      return asked.map((r) => results.get(r));
+    },
+  };
+  const reportDir = path.join(dir, 'report');
+  const report = () =>
+    new RunReport({
+      manifest,
+      requiredColumns: ['id', 'file'],
+      columns: ['id', 'file'],
+      knownColumns: ['file'],
+      runs,
+      reportDir,
+      invocationStart: INVOCATION,
+      action: 'upload',
+      idsOf: (v) => ({ file: v.file }),
+    });
+  const done = (row: number, finishedAt = INVOCATION + 1): void => {
+    results.set(row, { row, status: 'succeeded', action: 'uploaded', finishedAt });
+  };
+  const csv = () => parse(readFileSync(path.join(reportDir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+  return { report, done, csv, reportDir, failOnce: () => (failNext = 1), maxAsked: () => maxAsked };
+}
+
+const summary = (endedAt: Date) => ({ runId: 'r', command: 'import', startedAt: new Date(0).toISOString(), endedAt: endedAt.toISOString(), interrupted: false, seconds: 1 });
+
+describe('RunReport', () => {
+  it('writes rows in manifest order as their results come in, never past a row without one', async () => {
+    const t = setup(10);
+    const r = t.report();
+    for (const row of [1, 2, 3, 5]) t.done(row);
+    await r.advance();
+    expect(r.written).toBe(3);
+    t.done(4);
+    await r.advance();
+    expect(r.written).toBe(5);
+    for (let row = 6; row <= 10; row++) t.done(row);
+    await r.advance();
+    expect(r.written).toBe(10);
+    const s = await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
+    expect(s.counts.succeeded).toBe(10);
+    expect(t.csv().map((l) => l.row)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9', '10']);
+  });
+
+  it('at the end gives each row still without a result the reason, and marks rows done by an earlier invocation', async () => {
+    const t = setup(4);
+    const r = t.report();
+    t.done(1, INVOCATION - 5); // an earlier invocation's
+    t.done(3);
+    await r.advance();
+    const s = await r.finish({ code: 'E_INTERRUPTED', text: 'not finished before the interrupt' }, summary);
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 1, failed: 2, rejected: 0 });
+    expect(t.csv().map((l) => [l.row, l.status, l.action, l.file, l.error])).toEqual([
+      ['1', 'skipped', 'done-earlier (uploaded)', '', ''],
+      ['2', 'failed', 'upload', 'f2', 'not finished before the interrupt'],
+      ['3', 'succeeded', 'uploaded', '', ''],
+      ['4', 'failed', 'upload', 'f4', 'not finished before the interrupt'],
+    ]);
+  });
+
+  it(`reads at most ${REPORT_WINDOW} rows ahead of the first row without a result`, async () => {
+    const t = setup(REPORT_WINDOW * 3);
+    const r = t.report();
+    for (let row = 2; row <= REPORT_WINDOW * 3; row++) t.done(row);
+    await r.advance();
+    await r.advance();
+    expect(r.written).toBe(0);
+    expect(t.maxAsked()).toBeLessThanOrEqual(REPORT_WINDOW);
+    t.done(1);
+    await r.advance();
+    expect(r.written).toBe(REPORT_WINDOW * 3);
+    await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
+  });
+
+  it('tries again later when Redis cannot answer', async () => {
+    const t = setup(3);
+    const r = t.report();
+    for (const row of [1, 2, 3]) t.done(row);
+    t.failOnce();
+    await r.advance(); // does not throw
+    expect(r.written).toBe(0);
+    await r.advance();
+    expect(r.written).toBe(3);
+    await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
+  });
+
+  it("leaves the previous invocation's report in place until the new one is finished, and when it is discarded", async () => {
+    const t = setup(3);
+    for (const row of [1, 2, 3]) t.done(row);
+    const first = t.report();
+    await first.finish({ code: 'E_LOST', text: 'lost' }, summary);
+    const before = readFileSync(path.join(t.reportDir, 'report.csv'), 'utf8');
+
+    const second = t.report();
+    await second.advance();
+    expect(second.written).toBe(3);
+    expect(readFileSync(path.join(t.reportDir, 'report.csv'), 'utf8')).toBe(before);
+    await second.discard();
+    expect(readFileSync(path.join(t.reportDir, 'report.csv'), 'utf8')).toBe(before);
+    expect(existsSync(path.join(t.reportDir, 'report.csv.partial'))).toBe(false);
+
+    const third = t.report();
+    t.done(2, INVOCATION - 1);
+    await third.finish({ code: 'E_LOST', text: 'lost' }, summary);
+    expect(t.csv()[1]!.status).toBe('skipped');
+    expect(existsSync(path.join(t.reportDir, 'report.csv.partial'))).toBe(false);
+  });
+});
