@@ -1,31 +1,52 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { QUEUE_PREFIX } from './queue-names.ts';
+import { TurnBatcher } from './turn-batcher.ts';
+
+/** Claims sent together at most (one Redis call). */
+export const CLAIMS_PER_CALL = 64;
 import type { RowResult } from '../report/row-result.ts';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 /**
- * KEYS: stored hash, lock, and (optional) the run's results hash and meta. ARGV: docKey, token,
+ * Claims documents, several at once (see TurnBatcher). Per claim, KEYS: stored hash, lock, and
+ * (optional) the run's results hash and meta; ARGV: its number of keys (2 or 4), docKey, token,
  * ttl, row. One round trip instead of check, lock, check again; with the run's keys it also
- * answers what a job asks first (a final result for its row already? the run stopped?).
+ * answers what a job asks first (a final result for its row already? the run stopped?). Returns
+ * one state per claim; of two claims of one document in a batch, the second finds it busy.
  */
-const CLAIM = `if #KEYS == 4 then
-  local prior = redis.call('hget', KEYS[3], ARGV[4])
-  if prior then
-    -- Only a readable, final result ends the job; a failed or rejected row is tried again.
-    local ok, r = pcall(cjson.decode, prior)
-    if ok and type(r) == 'table' and r.status ~= 'failed' and r.status ~= 'rejected' then return 'prior:' .. prior end
+const CLAIM = `local out = {}
+local k, a = 1, 1
+while a <= #ARGV do
+  local nkeys = tonumber(ARGV[a])
+  local docKey, token, ttl, row = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local state
+  if nkeys == 4 then
+    local prior = redis.call('hget', KEYS[k + 2], row)
+    if prior then
+      -- Only a readable, final result ends the job; a failed or rejected row is tried again.
+      local ok, r = pcall(cjson.decode, prior)
+      if ok and type(r) == 'table' and r.status ~= 'failed' and r.status ~= 'rejected' then state = 'prior:' .. prior end
+    end
+    if not state then
+      local meta = redis.call('get', KEYS[k + 3])
+      if meta then
+        local ok, m = pcall(cjson.decode, meta)
+        if ok and type(m) == 'table' and type(m.fatal) == 'string' then state = 'fatal:' .. m.fatal end
+      end
+    end
   end
-  local meta = redis.call('get', KEYS[4])
-  if meta then
-    local ok, m = pcall(cjson.decode, meta)
-    if ok and type(m.fatal) == 'string' then return 'fatal:' .. m.fatal end
+  if not state then
+    local sha = redis.call('hget', KEYS[k], docKey)
+    if sha then state = 'stored:' .. sha
+    elseif redis.call('set', KEYS[k + 1], token, 'PX', ttl, 'NX') then state = 'claimed'
+    else state = 'busy' end
   end
+  out[#out + 1] = state
+  k = k + nkeys
+  a = a + 5
 end
-local sha = redis.call('hget', KEYS[1], ARGV[1])
-if sha then return 'stored:' .. sha end
-if redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3], 'NX') then return 'claimed' end
-return 'busy'`;
+return out`;
 /** KEYS: stored hash, lock. ARGV: docKey, sha256, token. Records the document as stored, then releases the lock. */
 const STORED_AND_RELEASE = `redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end
@@ -40,7 +61,7 @@ const EXTEND = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call(
  */
 /** The scripts as ioredis commands: sent by SHA (EVALSHA), not as text on every call. */
 interface LockCommands {
-  idsyncDocClaim(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string>;
+  idsyncDocClaim(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string[]>;
   idsyncDocRelease(lock: string, token: string): Promise<number>;
   idsyncDocStoredAndRelease(stored: string, lock: string, docKey: string, sha256: string, token: string): Promise<number>;
   idsyncDocExtend(lock: string, token: string, ttlMs: string): Promise<number>;
@@ -54,7 +75,7 @@ interface LockCommands {
 export function lockCommands(redis: Redis): LockCommands {
   const r = redis as Redis & Partial<LockCommands>;
   if (!r.idsyncDocClaim) {
-    redis.defineCommand('idsyncDocClaim', { lua: CLAIM }); // 2 or 4 keys: given per call
+    redis.defineCommand('idsyncDocClaim', { lua: CLAIM }); // keys given per call
     redis.defineCommand('idsyncDocRelease', { numberOfKeys: 1, lua: RELEASE });
     redis.defineCommand('idsyncDocStoredAndRelease', { numberOfKeys: 2, lua: STORED_AND_RELEASE });
     redis.defineCommand('idsyncDocExtend', { numberOfKeys: 1, lua: EXTEND });
@@ -72,6 +93,17 @@ export class DocumentLocks {
     this.#api = api;
     this.#ttlMs = ttlMs;
   }
+
+  /** Claims made in the same turn of the event loop go to Redis together. */
+  readonly #claims = new TurnBatcher<{ keys: string[]; docKey: string; token: string; row: string }, string>((batch) => {
+    const keys: string[] = [];
+    const args: string[] = [];
+    for (const c of batch) {
+      keys.push(...c.keys);
+      args.push(String(c.keys.length), c.docKey, c.token, String(this.#ttlMs), c.row);
+    }
+    return this.#redis.idsyncDocClaim(keys.length, ...keys, ...args);
+  }, CLAIMS_PER_CALL);
 
   #key(docKey: string): string {
     return `${QUEUE_PREFIX}:lock:${this.#api}:${docKey}`;
@@ -92,9 +124,7 @@ export class DocumentLocks {
   ): Promise<ClaimResult> {
     const token = randomUUID();
     const key = this.#key(docKey);
-    const state = row
-      ? await this.#redis.idsyncDocClaim(4, stored.key, key, row.resultsKey, row.metaKey, docKey, token, String(this.#ttlMs), String(row.row))
-      : await this.#redis.idsyncDocClaim(2, stored.key, key, docKey, token, String(this.#ttlMs));
+    const state = await this.#claims.call({ keys: row ? [stored.key, key, row.resultsKey, row.metaKey] : [stored.key, key], docKey, token, row: row ? String(row.row) : '' });
     if (state.startsWith('prior:')) return { state: 'prior', prior: JSON.parse(state.slice('prior:'.length)) as RowResult };
     if (state.startsWith('fatal:')) return { state: 'fatal', fatal: state.slice('fatal:'.length) };
     if (state.startsWith('stored:')) return { state: 'stored', sha256: state.slice('stored:'.length) };

@@ -3,28 +3,40 @@ import type { RowResult } from '../report/row-result.ts';
 import type { Queue } from 'bullmq';
 import { jobIdFor, QUEUE_PREFIX } from './queue-names.ts';
 import type { StoredCommit } from './document-lock.ts';
+import { TurnBatcher } from './turn-batcher.ts';
 
 /**
- * KEYS: results, counts, stored documents, document lock. ARGV: row, result JSON, status, docKey,
- * sha256, lock token. A row's upload finished: the document is recorded as stored, its lock
- * released and the row's result recorded, in one step.
+ * Records rows' final results, several at once. KEYS: results, counts, then per result the stored
+ * documents hash and the document lock (both unused by a result without a document to commit).
+ * ARGV per result: row, result JSON, status, docKey ('' when none), sha256, lock token. A row
+ * whose upload finished is recorded as stored, its lock released and its result recorded in one
+ * step.
  */
-const RESULT_AND_STORED = `redis.call('hset', KEYS[3], ARGV[4], ARGV[5])
-if redis.call('get', KEYS[4]) == ARGV[6] then redis.call('del', KEYS[4]) end
-redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
-redis.call('hincrby', KEYS[2], ARGV[3], 1)
-return 1`;
+const RESULTS = `local n = (#ARGV) / 6
+for i = 0, n - 1 do
+  local a = i * 6
+  if ARGV[a + 4] ~= '' then
+    redis.call('hset', KEYS[3 + i * 2], ARGV[a + 4], ARGV[a + 5])
+    if redis.call('get', KEYS[4 + i * 2]) == ARGV[a + 6] then redis.call('del', KEYS[4 + i * 2]) end
+  end
+  redis.call('hset', KEYS[1], ARGV[a + 1], ARGV[a + 2])
+  redis.call('hincrby', KEYS[2], ARGV[a + 3], 1)
+end
+return n`;
 
 interface RunStoreCommands {
-  idsyncResultAndStored(results: string, counts: string, stored: string, lock: string, row: string, json: string, status: string, docKey: string, sha256: string, token: string): Promise<number>;
+  idsyncResults(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number>;
 }
 
 /** The script as an ioredis command (sent by SHA), defined once per connection (see lockCommands). */
 export function runStoreCommands(redis: Redis): RunStoreCommands {
   const r = redis as Redis & Partial<RunStoreCommands>;
-  if (!r.idsyncResultAndStored) redis.defineCommand('idsyncResultAndStored', { numberOfKeys: 4, lua: RESULT_AND_STORED });
+  if (!r.idsyncResults) redis.defineCommand('idsyncResults', { lua: RESULTS });
   return r as Redis & RunStoreCommands;
 }
+
+/** Results recorded together at most (one Redis call). */
+export const RESULTS_PER_CALL = 64;
 
 export interface RunMeta {
   runId: string;
@@ -108,24 +120,27 @@ export class RunStore {
   }
 
   /**
-   * Records a row's final result; per-status counts move with it in the same transaction. With
-   * `commit`, the row's document is recorded as stored and its lock released in the same step.
+   * Records a row's final result; per-status counts move with it in the same step. With `commit`,
+   * the row's document is recorded as stored and its lock released in the same step too.
+   *
+   * Results recorded by concurrent jobs in the same turn of the event loop go to Redis together,
+   * in one call of at most RESULTS_PER_CALL (TurnBatcher); if it fails, each of them fails, and
+   * each job handles that as before (ResultNotRecordedError: retried, the upload in doubt).
    */
-  async setResult(result: RowResult, commit?: StoredCommit): Promise<void> {
-    if (!commit) return this.setResults([result]);
-    await runStoreCommands(this.#redis).idsyncResultAndStored(
-      this.#resultsKey,
-      this.#countsKey,
-      commit.storedKey,
-      commit.lockKey,
-      String(result.row),
-      JSON.stringify(result),
-      result.status,
-      commit.docKey,
-      commit.sha256,
-      commit.token,
-    );
+  setResult(result: RowResult, commit?: StoredCommit): Promise<void> {
+    return this.#results.call({ result, commit });
   }
+
+  readonly #results = new TurnBatcher<{ result: RowResult; commit: StoredCommit | undefined }, void>(async (batch) => {
+    const keys = [this.#resultsKey, this.#countsKey];
+    const args: string[] = [];
+    for (const { result, commit } of batch) {
+      keys.push(commit?.storedKey ?? this.#resultsKey, commit?.lockKey ?? this.#resultsKey);
+      args.push(String(result.row), JSON.stringify(result), result.status, commit?.docKey ?? '', commit?.sha256 ?? '', commit?.token ?? '');
+    }
+    await runStoreCommands(this.#redis).idsyncResults(keys.length, ...keys, ...args);
+    return new Array<void>(batch.length);
+  }, RESULTS_PER_CALL);
 
   async setResults(results: RowResult[]): Promise<void> {
     if (results.length === 0) return;

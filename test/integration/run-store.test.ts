@@ -84,6 +84,44 @@ describe('document locks', () => {
   });
 });
 
+describe('claims made together', () => {
+  it('go to Redis in one call and each gets its own answer: claimed, busy, stored, prior result, stopped run', async () => {
+    const { DocumentLocks, StoredDocuments, lockCommands } = await import('../../src/queue/document-lock.ts');
+    const client = redis.duplicate();
+    lockCommands(client);
+    const calls: number[] = [];
+    const send = (client as unknown as { idsyncDocClaim: (...a: unknown[]) => Promise<string[]> }).idsyncDocClaim.bind(client);
+    (client as unknown as { idsyncDocClaim: unknown }).idsyncDocClaim = (n: number, ...rest: string[]) => {
+      calls.push((rest.length - n) / 5);
+      return send(n, ...rest);
+    };
+    const api = testQueueName('api');
+    const locks = new DocumentLocks(client, api, 5_000);
+    const stored = new StoredDocuments(client, api);
+    await client.hset(stored.key, 'p/stored', 'sha-s');
+    const done = new RunStore(client, testQueueName('run'));
+    await done.setResults([{ row: 4, status: 'succeeded', action: 'uploaded' }]);
+    const stopped = new RunStore(client, testQueueName('run'));
+    await stopped.saveMeta({ runId: stopped.runId, command: 'import', apiUrl: api, manifest: 'm', manifestSha256: 'x', createdAt: 0, fatal: 'credentials refused' });
+    calls.length = 0;
+    const states = await Promise.all([
+      locks.claim('p/a', stored),
+      locks.claim('p/a', stored),
+      locks.claim('p/stored', stored),
+      locks.claim('p/b', stored, undefined, { resultsKey: done.resultsKey, metaKey: done.metaKey, row: 4 }),
+      locks.claim('p/c', stored, undefined, { resultsKey: stopped.resultsKey, metaKey: stopped.metaKey, row: 1 }),
+      locks.claim('p/d', stored, undefined, { resultsKey: done.resultsKey, metaKey: done.metaKey, row: 5 }),
+    ]);
+    expect(calls).toEqual([6]);
+    expect(states.map((c) => c.state)).toEqual(['claimed', 'busy', 'stored', 'prior', 'fatal', 'claimed']);
+    expect(states[3]).toMatchObject({ prior: { row: 4, status: 'succeeded' } });
+    expect(states[4]).toEqual({ state: 'fatal', fatal: 'credentials refused' });
+    for (const c of states) if (c.state === 'claimed') await c.lock.release();
+    expect(await client.keys(`idsync:lock:${api}:*`)).toEqual([]);
+    await client.quit();
+  });
+});
+
 describe('document stored together with the row result', () => {
   it('records the document, releases its lock and records the result in one step; the lock is held until then', async () => {
     const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
@@ -118,6 +156,58 @@ describe('document stored together with the row result', () => {
     await deferred.fallback();
     expect(await stored.get('p/e')).toBe('sha-2');
     expect(await redis.keys(`idsync:lock:${api}:*`)).toEqual([]);
+  });
+});
+
+describe('results recorded together', () => {
+  it('sends the results of concurrent jobs in one Redis call, with or without a document to commit', async () => {
+    const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
+    const { RESULTS_PER_CALL, runStoreCommands } = await import('../../src/queue/run-store.ts');
+    const client = redis.duplicate();
+    runStoreCommands(client);
+    const api = testQueueName('api');
+    const locks = new DocumentLocks(client, api, 5_000);
+    const stored = new StoredDocuments(client, api);
+    const runs = new RunStore(client, testQueueName('run'));
+    const commits = [];
+    for (const doc of ['p/a', 'p/b']) {
+      const claim = await locks.claim(doc, stored);
+      if (claim.state !== 'claimed') throw new Error('not claimed');
+      commits.push(claim.lock.deferStored(`sha-${doc}`).commit);
+    }
+    const calls: number[] = [];
+    const send = (client as unknown as { idsyncResults: (...a: unknown[]) => Promise<number> }).idsyncResults.bind(client);
+    (client as unknown as { idsyncResults: unknown }).idsyncResults = (n: number, ...rest: string[]) => {
+      calls.push((rest.length - n) / 6);
+      return send(n, ...rest);
+    };
+    await Promise.all([
+      runs.setResult({ row: 1, status: 'succeeded', action: 'uploaded' }, commits[0]),
+      runs.setResult({ row: 2, status: 'failed', action: 'upload', error: 'x' }),
+      runs.setResult({ row: 3, status: 'succeeded', action: 'in-ledger' }, commits[1]),
+    ]);
+    expect(calls).toEqual([3]);
+    expect(await stored.get('p/a')).toBe('sha-p/a');
+    expect(await stored.get('p/b')).toBe('sha-p/b');
+    expect(await client.keys(`idsync:lock:${api}:*`)).toEqual([]);
+    expect((await runs.getResults([1, 2, 3])).map((r) => r?.status)).toEqual(['succeeded', 'failed', 'succeeded']);
+    expect(await runs.counts()).toEqual({ succeeded: 2, failed: 1 });
+
+    // Never more than RESULTS_PER_CALL in one call.
+    calls.length = 0;
+    await Promise.all(Array.from({ length: RESULTS_PER_CALL + 5 }, (_, i) => runs.setResult({ row: 10 + i, status: 'succeeded', action: 'uploaded' })));
+    expect(calls).toEqual([RESULTS_PER_CALL, 5]);
+    expect(await runs.countResults()).toBe(3 + RESULTS_PER_CALL + 5);
+    await client.quit();
+  });
+
+  it('fails every result of a call that fails', async () => {
+    const client = redis.duplicate();
+    const runs = new RunStore(client, testQueueName('run'));
+    (client as unknown as { idsyncResults: unknown }).idsyncResults = () => Promise.reject(new Error('Connection is closed.'));
+    const outcomes = await Promise.allSettled([runs.setResult({ row: 1, status: 'succeeded', action: 'uploaded' }), runs.setResult({ row: 2, status: 'succeeded', action: 'uploaded' })]);
+    expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+    await client.quit();
   });
 });
 
