@@ -151,8 +151,10 @@ export class Ledger {
     }
   }
 
+  /** Makes every line durable (stored and abort lines wait for no fsync of their own), then closes. */
   async close(): Promise<void> {
     await this.#flushing;
+    await this.#datasync(this.#handle).catch(() => undefined);
     await this.#handle.close();
   }
 
