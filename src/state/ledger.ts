@@ -14,11 +14,15 @@ interface LedgerLine {
   bytes?: number;
   at: number;
   apiUrl?: string;
+  /** On a start: which attempt wrote it, so that attempt can tell its own start from another's. */
+  attempt?: string;
 }
 
 interface Known {
   state: LedgerState;
   sha256?: string;
+  /** The attempt of the start that made it 'started'. */
+  attempt?: string;
 }
 
 /** Fsyncs start at most this often; a `start` waits at most this long beyond its own fsync. */
@@ -107,8 +111,8 @@ export class Ledger {
     return (await this.lookup(personId, publicId))?.state;
   }
 
-  /** The state and the content (sha256) recorded for a document. */
-  async lookup(personId: string, publicId: string): Promise<{ state: LedgerState; sha256?: string } | undefined> {
+  /** The state and the content (sha256) recorded for a document, and the attempt of its start. */
+  async lookup(personId: string, publicId: string): Promise<{ state: LedgerState; sha256?: string; attempt?: string } | undefined> {
     await this.#catchUp();
     const known = this.#known.get(ledgerKey(personId, publicId));
     return known ? { ...known } : undefined;
@@ -118,10 +122,13 @@ export class Ledger {
     return this.#known.size;
   }
 
-  /** Durable before it resolves: call it before the upload's first byte leaves. */
-  start(personId: string, publicId: string, sha256: string): Promise<void> {
-    this.#apply({ op: 'start', personId, publicId, sha256, at: 0 });
-    return this.#append({ op: 'start', personId, publicId, sha256, at: this.#now() }, true);
+  /**
+   * Durable before it resolves: call it before the upload's first byte leaves. `attempt` (any
+   * unique string) comes back from lookup() while this start is the document's latest word.
+   */
+  start(personId: string, publicId: string, sha256: string, attempt?: string): Promise<void> {
+    this.#apply({ op: 'start', personId, publicId, sha256, attempt, at: 0 });
+    return this.#append({ op: 'start', personId, publicId, sha256, ...(attempt ? { attempt } : {}), at: this.#now() }, true);
   }
 
   /** Resolves once written (not fsynced): see the class comment. */
@@ -164,7 +171,7 @@ export class Ledger {
     const current = this.#known.get(key);
     switch (line.op) {
       case 'start':
-        if (current?.state !== 'stored') this.#known.set(key, { state: 'started', sha256: line.sha256 });
+        if (current?.state !== 'stored') this.#known.set(key, { state: 'started', sha256: line.sha256, ...(line.attempt ? { attempt: line.attempt } : {}) });
         break;
       case 'stored':
         this.#known.set(key, { state: 'stored', sha256: line.sha256 ?? current?.sha256 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
@@ -22,13 +23,15 @@ afterAll(async () => {
 const PERSON = '3f2504e0-4f89-11d3-9a0c-0305e82c3301';
 
 /** A job context whose API client fails the test if anything reaches it. */
-async function context(): Promise<{ ctx: JobContext; api: string; calls: string[] }> {
+async function context(): Promise<{ ctx: JobContext; api: string; calls: string[]; stateDir: string; apiUrl: string }> {
   const api = testQueueName('api');
+  const stateDir = tempDir();
+  const apiUrl = `https://${api}.example`;
   const calls: string[] = [];
   const client = new Proxy({}, { get: (_t, name) => () => { calls.push(String(name)); throw new Error(`the API was called: ${String(name)}`); } });
   const ctx: JobContext = {
     client: client as never,
-    ledger: await Ledger.open(tempDir(), `https://${api}.example`),
+    ledger: await Ledger.open(stateDir, apiUrl),
     locks: new DocumentLocks(redis, api),
     stored: new StoredDocuments(redis, api),
     run: (runId) => new RunStore(redis, runId),
@@ -36,8 +39,10 @@ async function context(): Promise<{ ctx: JobContext; api: string; calls: string[
     redis,
     clock: systemClock,
   };
-  return { ctx, api, calls };
+  return { ctx, api, calls, stateDir, apiUrl };
 }
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 function fakeJob(data: JobData): Job<JobData> {
   return { id: 'job-1', data, attemptsMade: 0, stalledCounter: 0, opts: {}, updateData: async () => {}, moveToDelayed: async () => {} } as unknown as Job<JobData>;
@@ -163,6 +168,62 @@ describe('what a job asks before it starts', () => {
       expect(String(sawAbort), cause).toMatch(cause === 'job signal' ? /shutdown/ : /lost the lock/);
       await ctx.ledger.close();
     }
+  });
+
+  it("writes the ledger's start while the claim is under way; a claim not granted leaves doubt for the next attempt, which asks before sending", async () => {
+    const { ctx, api } = await context();
+    const runId = testQueueName('run');
+    const file = path.join(tempDir(), 'h.bin');
+    writeFileSync(file, 'content');
+    const docKey = `${PERSON}/16fd2706-8baf-433b-82eb-8c7fada847da`;
+    // Another worker holds the document: this attempt is put off (DocumentBusy → delayed).
+    const other = await new DocumentLocks(redis, api).claim(docKey, new StoredDocuments(redis, api));
+    if (other.state !== 'claimed') throw new Error('not claimed');
+    const job = uploadJob(runId, file);
+    let delayed = false;
+    (job as unknown as { moveToDelayed: () => Promise<void> }).moveToDelayed = async () => {
+      delayed = true;
+    };
+    const calls: string[] = [];
+    ctx.client = {
+      documentExists: async () => (calls.push('exists'), false),
+      uploadDocument: async () => (calls.push('upload'), { bytes: 7 }),
+    } as never;
+    const process = createProcessor(ctx, { attempts: 3, queue: () => undefined as never });
+    await process(job, 'token').catch(() => undefined);
+    expect(delayed).toBe(true);
+    expect(calls).toEqual([]);
+    expect(await ctx.ledger.state(PERSON, '16fd2706-8baf-433b-82eb-8c7fada847da')).toBe('started');
+    await other.lock.release();
+    // The next attempt cannot tell that start from one whose upload was cut short: it asks first.
+    await process(job, 'token');
+    expect(calls).toEqual(['exists', 'upload']);
+    expect(await ctx.ledger.state(PERSON, '16fd2706-8baf-433b-82eb-8c7fada847da')).toBe('stored');
+    await ctx.ledger.close();
+  });
+
+  it('a start another process wrote while the claim was under way is doubt, not taken for its own', async () => {
+    const { ctx, stateDir, apiUrl } = await context();
+    const runId = testQueueName('run');
+    const file = path.join(tempDir(), 'i.bin');
+    writeFileSync(file, 'content');
+    const calls: string[] = [];
+    ctx.client = {
+      documentExists: async () => (calls.push('exists'), false),
+      uploadDocument: async () => (calls.push('upload'), { bytes: 7 }),
+    } as never;
+    const claim = ctx.locks.claim.bind(ctx.locks);
+    ctx.locks.claim = async (...args: Parameters<typeof claim>) => {
+      const granted = await claim(...args);
+      // Meanwhile another idsync process on this machine (same ledger file) started the document.
+      const neighbour = await Ledger.open(stateDir, apiUrl);
+      await neighbour.start(PERSON, '16fd2706-8baf-433b-82eb-8c7fada847da', sha256('content'), 'their-attempt');
+      await neighbour.close();
+      return granted;
+    };
+    await createProcessor(ctx, { attempts: 3, queue: () => undefined as never })(uploadJob(runId, file), 'token');
+    expect(calls).toEqual(['exists', 'upload']);
+    await ctx.ledger.close();
   });
 
   it('other job kinds ask it on their own', async () => {
