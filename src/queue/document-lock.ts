@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { QUEUE_PREFIX } from './queue-names.ts';
 import { TurnBatcher } from './turn-batcher.ts';
+import type { RowResult } from '../report/row-result.ts';
 
 /** Claims sent together at most (one Redis call). */
 export const CLAIMS_PER_CALL = 64;
-import type { RowResult } from '../report/row-result.ts';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 /**
