@@ -1,7 +1,6 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { once } from 'node:events';
 import { stringify } from 'csv-stringify/sync';
 import { REPORT_COLUMNS, type RowResult, type RowStatus } from './row-result.ts';
 import { spreadsheetSafe } from './spreadsheet-cell.ts';
@@ -21,13 +20,54 @@ export interface RunSummary {
   reportDir: string;
 }
 
-async function write(stream: WriteStream, text: string): Promise<void> {
-  if (!stream.write(text)) await once(stream, 'drain');
-}
+/**
+ * One report file. Its stream's first error (disk full, say) is kept and makes every later write
+ * and the close reject: a stream 'error' with no listener would end the whole process, and the
+ * report is written while jobs are still running. Closing twice is closing once.
+ */
+class ReportFile {
+  readonly #stream: WriteStream;
+  #error: Error | undefined;
+  #closing: Promise<void> | undefined;
 
-async function close(stream: WriteStream): Promise<void> {
-  stream.end();
-  await once(stream, 'finish');
+  constructor(file: string) {
+    this.#stream = createWriteStream(file);
+    this.#stream.on('error', (err) => {
+      this.#error ??= err;
+    });
+  }
+
+  async write(text: string): Promise<void> {
+    if (this.#error) throw this.#error;
+    if (!this.#stream.write(text)) await this.#until('drain');
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#error) throw this.#error;
+      this.#stream.end();
+      await this.#until('finish');
+    })();
+    return this.#closing;
+  }
+
+  #until(event: 'drain' | 'finish'): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#error) return reject(this.#error);
+      const done = () => {
+        this.#stream.off(event, done);
+        this.#stream.off('error', failed);
+        resolve();
+      };
+      const failed = (err: Error) => {
+        this.#stream.off(event, done);
+        this.#stream.off('error', failed);
+        reject(err);
+      };
+      this.#stream.once(event, done);
+      this.#stream.once('error', failed);
+    });
+  }
 }
 
 /** Rows formatted and written together (one CSV formatting call and one write per file). */
@@ -48,9 +88,9 @@ const PARTIAL = '.partial';
  */
 export class ReportWriter {
   readonly dir: string;
-  readonly #csv: WriteStream;
-  readonly #jsonl: WriteStream;
-  readonly #failed: WriteStream;
+  readonly #csv: ReportFile;
+  readonly #jsonl: ReportFile;
+  readonly #failed: ReportFile;
   readonly #passThrough: string[];
   readonly #manifestColumns: string[];
   readonly counts: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
@@ -70,12 +110,13 @@ export class ReportWriter {
     this.#manifestColumns = manifestColumns;
     const reserved = new Set<string>([...REPORT_COLUMNS, ...knownColumns]);
     this.#passThrough = manifestColumns.filter((c) => c !== '' && !reserved.has(c));
-    this.#csv = createWriteStream(path.join(dir, `report.csv${PARTIAL}`));
-    this.#jsonl = createWriteStream(path.join(dir, `report.jsonl${PARTIAL}`));
-    this.#failed = createWriteStream(path.join(dir, `failed.csv${PARTIAL}`));
-    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]]));
+    this.#csv = new ReportFile(path.join(dir, `report.csv${PARTIAL}`));
+    this.#jsonl = new ReportFile(path.join(dir, `report.jsonl${PARTIAL}`));
+    this.#failed = new ReportFile(path.join(dir, `failed.csv${PARTIAL}`));
+    // Headers: a failure shows at the next write or at the close.
+    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]])).catch(() => undefined);
     // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
-    this.#failed.write(stringify([manifestColumns]));
+    this.#failed.write(stringify([manifestColumns])).catch(() => undefined);
   }
 
   #csvLines: unknown[][] = [];
@@ -102,9 +143,9 @@ export class ReportWriter {
   }
 
   async #flush(): Promise<void> {
-    if (this.#csvLines.length > 0) await write(this.#csv, stringify(this.#csvLines));
-    if (this.#jsonLines.length > 0) await write(this.#jsonl, `${this.#jsonLines.join('\n')}\n`);
-    if (this.#failedLines.length > 0) await write(this.#failed, stringify(this.#failedLines));
+    if (this.#csvLines.length > 0) await this.#csv.write(stringify(this.#csvLines));
+    if (this.#jsonLines.length > 0) await this.#jsonl.write(`${this.#jsonLines.join('\n')}\n`);
+    if (this.#failedLines.length > 0) await this.#failed.write(stringify(this.#failedLines));
     this.#csvLines = [];
     this.#jsonLines = [];
     this.#failedLines = [];
@@ -116,13 +157,13 @@ export class ReportWriter {
    */
   async abort(): Promise<void> {
     await this.#flush().catch(() => undefined);
-    await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]).catch(() => undefined);
+    await Promise.all([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]).catch(() => undefined);
     await this.#publish().catch(() => undefined);
   }
 
   /** Closes the files and removes them: the report is not to be had (the run failed before its end). */
   async discard(): Promise<void> {
-    await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]).catch(() => undefined);
+    await Promise.all([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]).catch(() => undefined);
     for (const f of FILES) await rm(path.join(this.dir, `${f}${PARTIAL}`), { force: true }).catch(() => undefined);
   }
 
@@ -143,7 +184,7 @@ export class ReportWriter {
 
   async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
     await this.#flush();
-    await Promise.all([close(this.#csv), close(this.#jsonl), close(this.#failed)]);
+    await Promise.all([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]);
     await this.#publish();
     const done = this.counts.succeeded + this.counts.skipped;
     const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;

@@ -190,7 +190,9 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     const fatal = (await runs.getMeta())?.fatal;
 
     const interrupted = ending === 'interrupted';
-    const summary = await report.finish(
+    const finishing = report;
+    report = undefined; // finish() keeps what it could write if it fails: nothing left to discard
+    const summary = await finishing.finish(
       interrupted
         ? { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume' }
         : ending === 'fatal'
@@ -198,7 +200,6 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
           : { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); run the same command again to retry it' },
       (endedAt) => ({ runId, command, manifest, startedAt: startedAt.toISOString(), endedAt: endedAt.toISOString(), interrupted, seconds: (endedAt.getTime() - startedAt.getTime()) / 1000 }),
     );
-    report = undefined;
     printSummary(summary, out);
     if (ending === 'fatal') {
       out(`idsync: the run stopped: ${fatal}`);

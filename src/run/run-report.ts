@@ -34,9 +34,10 @@ export interface RunReportOptions {
  * after it, ~40 µs per row). Call `advance()` whenever results may have come in, and `finish()`
  * once the run is over, which gives the rows still without a result the reason why.
  *
- * A row's result is final once it is in Redis for this invocation (a job that runs again finds it
- * and returns it), and the enqueue pass, which forgets the results of rows it retries, is over
- * before the run's report starts, so what is written never changes afterwards.
+ * A succeeded, skipped or rejected result is final once it is in Redis for this invocation (a job
+ * that runs again finds it and returns it); a failed one is written only at the end, since its
+ * job may still be retried. The enqueue pass, which forgets the results of rows it retries, is
+ * over before the run's report starts, so what is written never changes afterwards.
  */
 export class RunReport {
   readonly #o: RunReportOptions;
@@ -70,6 +71,7 @@ export class RunReport {
     this.#advancing ??= this.#fill(undefined)
       .catch((err: unknown) => {
         if (this.#broken === undefined) this.#o.log?.debug({ err }, 'report: results not read yet; trying again later');
+        else if (this.#broken === err) this.#o.log?.warn({ err }, 'cannot write the report; the run goes on, and the command will end in this error');
       })
       .finally(() => {
         this.#advancing = undefined;
@@ -83,11 +85,11 @@ export class RunReport {
    */
   async finish(missing: { code: string; text: string }, summary: (endedAt: Date) => Parameters<ReportWriter['finish']>[0]): Promise<RunSummary> {
     await this.#advancing;
-    await this.#writer.guard(async () => {
+    return this.#writer.guard(async () => {
       if (this.#broken !== undefined) throw this.#broken;
       await this.#fill(missing);
+      return this.#writer.finish(summary(new Date()));
     });
-    return this.#writer.finish(summary(new Date()));
   }
 
   async #fill(missing: { code: string; text: string } | undefined): Promise<void> {
@@ -108,6 +110,9 @@ export class RunReport {
         for (; n < head.length; n++) {
           const record = head[n]!;
           let result = results[n];
+          // A failed row may still be tried again (its job retried after its result was written,
+          // when a later step failed), so while the run goes on it waits like a row without one.
+          if (!missing && result?.status === 'failed') break;
           if (!result) {
             if (!missing) break;
             result = { row: record.row, status: 'failed', action: this.#o.action, ...this.#o.idsOf(record.values), error: missing.text, errorCode: missing.code };

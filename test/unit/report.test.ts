@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
@@ -71,5 +71,22 @@ describe('ReportWriter when the report cannot be completed', () => {
     expect(readFileSync(path.join(dir, 'report.csv'), 'utf8').trim().split('\n')).toHaveLength(301);
     expect(readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n')).toHaveLength(300);
     expect(readFileSync(path.join(dir, 'failed.csv'), 'utf8').trim().split('\n')).toHaveLength(151);
+  });
+});
+
+describe('ReportWriter when a file cannot be written', () => {
+  it.skipIf(process.platform !== 'linux')('rejects (disk full) instead of ending the process, and closing after that does not hang', async () => {
+    const dir = tempDir();
+    mkdirSync(dir, { recursive: true });
+    symlinkSync('/dev/full', path.join(dir, 'report.jsonl.partial')); // every write: ENOSPC
+    const w = new ReportWriter(dir, ['personId', 'file'], ['personId', 'file']);
+    const err = await (async () => {
+      for (let row = 1; row <= 600; row++) await w.add({ row, status: 'succeeded', action: 'upload' }, { personId: 'p', file: `f${row}` });
+      return w.finish({ runId: 'r', command: 'import', startedAt: 'a', endedAt: 'b', interrupted: false, seconds: 1 });
+    })().catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    const settled = await Promise.race([Promise.all([w.abort(), w.discard()]).then(() => 'settled'), new Promise((r) => setTimeout(() => r('hung'), 3000))]);
+    expect(settled).toBe('settled');
+    expect(existsSync(path.join(dir, 'report.csv.partial'))).toBe(false);
   });
 });

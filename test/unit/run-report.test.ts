@@ -42,8 +42,11 @@ function setup(rows: number) {
   const done = (row: number, finishedAt = INVOCATION + 1): void => {
     results.set(row, { row, status: 'succeeded', action: 'uploaded', finishedAt });
   };
+  const failed = (row: number): void => {
+    results.set(row, { row, status: 'failed', action: 'upload', error: 'HTTP 500', finishedAt: INVOCATION + 1 });
+  };
   const csv = () => parse(readFileSync(path.join(reportDir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
-  return { report, done, csv, reportDir, failOnce: () => (failNext = 1), maxAsked: () => maxAsked };
+  return { report, done, failed, csv, reportDir, failOnce: () => (failNext = 1), failAlways: () => (failNext = Number.POSITIVE_INFINITY), maxAsked: () => maxAsked };
 }
 
 const summary = (endedAt: Date) => ({ runId: 'r', command: 'import', startedAt: new Date(0).toISOString(), endedAt: endedAt.toISOString(), interrupted: false, seconds: 1 });
@@ -128,5 +131,42 @@ describe('RunReport', () => {
     await third.finish({ code: 'E_LOST', text: 'lost' }, summary);
     expect(t.csv()[1]!.status).toBe('skipped');
     expect(existsSync(path.join(t.reportDir, 'report.csv.partial'))).toBe(false);
+  });
+
+  it('holds a failed row (its job may still be retried) until the end, and writes it as it then stands', async () => {
+    const t = setup(3);
+    const r = t.report();
+    t.done(1);
+    t.failed(2);
+    t.done(3);
+    await r.advance();
+    expect(r.written).toBe(1);
+    t.done(2); // retried, and this time it went through
+    await r.advance();
+    expect(r.written).toBe(3);
+    t.failed(4);
+    const s = await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
+    expect(s.counts).toEqual({ succeeded: 3, skipped: 0, failed: 0, rejected: 0 });
+
+    const u = setup(2);
+    const q = u.report();
+    u.done(1);
+    u.failed(2);
+    const s2 = await q.finish({ code: 'E_LOST', text: 'lost' }, summary);
+    expect(s2.counts.failed).toBe(1);
+    expect(u.csv()[1]!.error).toBe('HTTP 500');
+  });
+
+  it('when finish fails (Redis gone), keeps what it wrote, and a discard after it does not hang', async () => {
+    const t = setup(3);
+    const r = t.report();
+    t.done(1);
+    await r.advance();
+    t.failAlways();
+    const err = await r.finish({ code: 'E_LOST', text: 'lost' }, summary).catch((e: unknown) => e);
+    expect((err as Error).message).toBe('Connection is closed.');
+    expect(t.csv().map((l) => l.row)).toEqual(['1']); // published as it stood
+    const settled = await Promise.race([r.discard().then(() => 'settled'), new Promise((res) => setTimeout(() => res('hung'), 3000))]);
+    expect(settled).toBe('settled');
   });
 });
