@@ -44,23 +44,32 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
 
   // When nothing on this machine knows the document and the job has no doubt of its own, its
   // ledger `start` is made durable while the claim below is on its way to Redis (the fsync and
-  // the round trip overlap: ~2.5 ms less per document under load). Should the claim not grant the
-  // document, the start stays behind unconfirmed: that only ever causes an "exists?" request.
-  const before = await ctx.ledger.lookup(item.personId, publicId);
+  // the round trip overlap: ~2.5 ms less per document under load). A claim that does not grant
+  // the document takes that start back (an abort naming this attempt, so nobody else's start).
+  const attempt = randomUUID();
   const noDoubt = job.data.ambiguous !== true && job.stalledCounter === 0 && !job.data.checkExisting;
-  const attempt = before === undefined && noDoubt ? randomUUID() : undefined;
-  const earlyStart = attempt ? ctx.ledger.start(item.personId, publicId, sha256, attempt) : undefined;
-  earlyStart?.catch(() => undefined); // awaited before the upload; a claim that is not granted drops it
+  const early = noDoubt ? await ctx.ledger.startIfUnknown(item.personId, publicId, sha256, attempt) : undefined;
+  early?.durable.catch(() => undefined); // awaited before the upload
+  const takeBack = async () => {
+    if (early) await ctx.ledger.abort(item.personId, publicId, attempt).catch(() => undefined);
+  };
 
   // If this job loses the document's lock (Redis unreachable longer than the lock lives), another
   // worker may take the document over: stop sending rather than race it.
   const lockLost = new AbortController();
   // The claim also answers the job's first questions (see process-job.ts): one round trip for both.
-  const claim = await ctx.locks.claim(docKey, ctx.stored, () => lockLost.abort(new Error('lost the lock on this document')), {
-    resultsKey: run.resultsKey,
-    metaKey: run.metaKey,
-    row: job.data.row,
-  });
+  let claim: Awaited<ReturnType<typeof ctx.locks.claim>>;
+  try {
+    claim = await ctx.locks.claim(docKey, ctx.stored, () => lockLost.abort(new Error('lost the lock on this document')), {
+      resultsKey: run.resultsKey,
+      metaKey: run.metaKey,
+      row: job.data.row,
+    });
+  } catch (err) {
+    await takeBack();
+    throw err;
+  }
+  if (claim.state !== 'claimed') await takeBack();
   if (claim.state === 'prior') throw new RowAlreadyDone(claim.prior);
   if (claim.state === 'fatal') throw new RunStopped(claim.fatal);
   if (claim.state === 'stored') {
@@ -79,9 +88,9 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
   signal = lockLost.signal;
   try {
     // Looked at again now that the document is ours: another process on this machine may have
-    // written meanwhile. Our own early start is not doubt; anyone else's is.
+    // written meanwhile (its start, read after ours, replaces ours). Our own start is no doubt.
     const entry = await ctx.ledger.lookup(item.personId, publicId);
-    const ours = attempt !== undefined && entry?.state === 'started' && entry.attempt === attempt;
+    const ours = early !== undefined && entry?.state === 'started' && entry.attempt === attempt;
     const known = ours ? undefined : entry?.state;
     if (entry?.sha256 && entry.sha256 !== sha256) throw new DocumentConflictError(publicId, entry.sha256, sha256);
     if (known === 'stored') {
@@ -97,8 +106,8 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
       return ourDoubt ? { ...base, action: 'uploaded-confirmed' } : { ...base, status: 'skipped', action: 'exists-on-server' };
     }
 
-    if (ours) await earlyStart;
-    else await ctx.ledger.start(item.personId, publicId, sha256);
+    if (ours) await early.durable;
+    else await ctx.ledger.start(item.personId, publicId, sha256, attempt);
     try {
       await ctx.client.uploadDocument(
         {
@@ -117,7 +126,7 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
         // The server may hold it now: the next attempt must ask before sending again.
         await job.updateData({ ...job.data, ambiguous: true });
       } else {
-        await ctx.ledger.abort(item.personId, publicId);
+        await ctx.ledger.abort(item.personId, publicId, attempt);
       }
       throw err;
     }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs, fstatSync, mkdirSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.ts';
@@ -14,8 +14,13 @@ interface LedgerLine {
   bytes?: number;
   at: number;
   apiUrl?: string;
-  /** On a start: which attempt wrote it, so that attempt can tell its own start from another's. */
+  /**
+   * On a start: the attempt that wrote it, so that attempt can tell its own start from another's.
+   * On an abort: the start it cancels (an abort without one cancels any, as older versions wrote).
+   */
   attempt?: string;
+  /** The Ledger instance (process) that wrote the line: it skips its own lines when reading back. */
+  w?: string;
 }
 
 interface Known {
@@ -79,6 +84,8 @@ export class Ledger {
   readonly #syncIo: boolean;
 
   readonly #datasync: (handle: fs.FileHandle) => Promise<void>;
+  /** Marks this instance's lines (see LedgerLine.w). */
+  readonly #writerId = randomUUID().slice(0, 8);
 
   private constructor(file: string, handle: fs.FileHandle, log: Logger | undefined, now: () => number, syncIo: boolean, datasync: (handle: fs.FileHandle) => Promise<void>) {
     this.file = file;
@@ -124,11 +131,23 @@ export class Ledger {
 
   /**
    * Durable before it resolves: call it before the upload's first byte leaves. `attempt` (any
-   * unique string) comes back from lookup() while this start is the document's latest word.
+   * unique string) comes back from lookup() while this start is the document's latest word: a
+   * start another process writes later (read back later) replaces it.
    */
   start(personId: string, publicId: string, sha256: string, attempt?: string): Promise<void> {
     this.#apply({ op: 'start', personId, publicId, sha256, attempt, at: 0 });
     return this.#append({ op: 'start', personId, publicId, sha256, ...(attempt ? { attempt } : {}), at: this.#now() }, true);
+  }
+
+  /**
+   * A start written only if, once caught up with the file, this machine knows nothing of the
+   * document: the check and the record are one step, so two jobs of this process cannot both
+   * find it unknown. Undefined when it was known (nothing written); else the durable write.
+   */
+  async startIfUnknown(personId: string, publicId: string, sha256: string, attempt: string): Promise<{ durable: Promise<void> } | undefined> {
+    await this.#catchUp();
+    if (this.#known.has(ledgerKey(personId, publicId))) return undefined;
+    return { durable: this.start(personId, publicId, sha256, attempt) };
   }
 
   /** Resolves once written (not fsynced): see the class comment. */
@@ -138,9 +157,9 @@ export class Ledger {
   }
 
   /** The attempt failed before anything could have reached the server: no doubt remains. */
-  abort(personId: string, publicId: string): Promise<void> {
-    this.#apply({ op: 'abort', personId, publicId, at: 0 });
-    return this.#append({ op: 'abort', personId, publicId, at: this.#now() }, false);
+  abort(personId: string, publicId: string, attempt?: string): Promise<void> {
+    this.#apply({ op: 'abort', personId, publicId, attempt, at: 0 });
+    return this.#append({ op: 'abort', personId, publicId, ...(attempt ? { attempt } : {}), at: this.#now() }, false);
   }
 
   /**
@@ -177,7 +196,8 @@ export class Ledger {
         this.#known.set(key, { state: 'stored', sha256: line.sha256 ?? current?.sha256 });
         break;
       case 'abort':
-        if (current?.state === 'started') this.#known.delete(key);
+        // Only the start it names: another attempt's start, written since, keeps its doubt.
+        if (current?.state === 'started' && (line.attempt === undefined || line.attempt === current.attempt)) this.#known.delete(key);
         break;
       default:
         break;
@@ -210,7 +230,10 @@ export class Ledger {
     for (const raw of text.split('\n')) {
       if (!raw) continue;
       try {
-        this.#apply(JSON.parse(raw) as LedgerLine);
+        const line = JSON.parse(raw) as LedgerLine;
+        // Our own lines were applied when written; applied again here, a line of ours that sits
+        // after another process's in the file would hide that other line.
+        if (line.w !== this.#writerId) this.#apply(line);
       } catch {
         // A line torn by a crash mid-write: what it recorded was never confirmed, so the job will check.
         this.#log?.warn({ file: this.file }, 'skipping a damaged ledger line');
@@ -220,7 +243,7 @@ export class Ledger {
 
   #append(line: LedgerLine, durable: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ line: `${JSON.stringify(line)}\n`, durable, resolve, reject });
+      this.#pending.push({ line: `${JSON.stringify({ ...line, w: this.#writerId })}\n`, durable, resolve, reject });
       if (!this.#flushing) this.#flushing = this.#flushLoop();
     });
   }

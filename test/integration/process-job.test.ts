@@ -170,12 +170,13 @@ describe('what a job asks before it starts', () => {
     }
   });
 
-  it("writes the ledger's start while the claim is under way; a claim not granted leaves doubt for the next attempt, which asks before sending", async () => {
+  it("writes the ledger's start while the claim is under way, and takes it back when the claim is not granted", async () => {
     const { ctx, api } = await context();
     const runId = testQueueName('run');
     const file = path.join(tempDir(), 'h.bin');
     writeFileSync(file, 'content');
-    const docKey = `${PERSON}/16fd2706-8baf-433b-82eb-8c7fada847da`;
+    const publicId = '16fd2706-8baf-433b-82eb-8c7fada847da';
+    const docKey = `${PERSON}/${publicId}`;
     // Another worker holds the document: this attempt is put off (DocumentBusy → delayed).
     const other = await new DocumentLocks(redis, api).claim(docKey, new StoredDocuments(redis, api));
     if (other.state !== 'claimed') throw new Error('not claimed');
@@ -189,16 +190,33 @@ describe('what a job asks before it starts', () => {
       documentExists: async () => (calls.push('exists'), false),
       uploadDocument: async () => (calls.push('upload'), { bytes: 7 }),
     } as never;
+    let starts = 0;
+    const start = ctx.ledger.start.bind(ctx.ledger);
+    ctx.ledger.start = (...args: Parameters<typeof start>) => (starts++, start(...args));
     const process = createProcessor(ctx, { attempts: 3, queue: () => undefined as never });
     await process(job, 'token').catch(() => undefined);
     expect(delayed).toBe(true);
+    expect(starts).toBe(1); // written before the claim's answer came
     expect(calls).toEqual([]);
-    expect(await ctx.ledger.state(PERSON, '16fd2706-8baf-433b-82eb-8c7fada847da')).toBe('started');
+    // Nothing was sent: the start is taken back, so no doubt is left behind.
+    expect(await ctx.ledger.state(PERSON, publicId)).toBeUndefined();
     await other.lock.release();
-    // The next attempt cannot tell that start from one whose upload was cut short: it asks first.
     await process(job, 'token');
-    expect(calls).toEqual(['exists', 'upload']);
-    expect(await ctx.ledger.state(PERSON, '16fd2706-8baf-433b-82eb-8c7fada847da')).toBe('stored');
+    expect(calls).toEqual(['upload']);
+    expect(await ctx.ledger.state(PERSON, publicId)).toBe('stored');
+    await ctx.ledger.close();
+  });
+
+  it('a document stored with other content is a conflict, and leaves no start behind that would later read as "exists"', async () => {
+    const { ctx, api } = await context();
+    const publicId = '16fd2706-8baf-433b-82eb-8c7fada847da';
+    await redis.hset(new StoredDocuments(redis, api).key, `${PERSON}/${publicId}`, 'f'.repeat(64));
+    const file = path.join(tempDir(), 'j.bin');
+    writeFileSync(file, 'content');
+    const err = await createProcessor(ctx, { attempts: 3, queue: () => undefined as never })(uploadJob(testQueueName('run'), file), 'token').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(String((err as Error).message)).toMatch(/conflict|other content|different/i);
+    expect(await ctx.ledger.state(PERSON, publicId)).toBeUndefined();
     await ctx.ledger.close();
   });
 

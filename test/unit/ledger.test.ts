@@ -124,6 +124,45 @@ for (const syncIo of [true, false]) {
       });
     });
 
+    describe('Ledger attempts (several processes on one file)', () => {
+      it("a start another process appended before ours replaces ours once read, whatever the order in the file", async () => {
+        const dir = tempDir();
+        const ours = await openLedger(dir, API);
+        const theirs = await openLedger(dir, API);
+        expect(await ours.lookup('p', 'd')).toBeUndefined();
+        await theirs.start('p', 'd', 'sha', 'their-attempt'); // in the file first
+        await ours.start('p', 'd', 'sha', 'our-attempt'); // then ours
+        expect(await ours.lookup('p', 'd')).toMatchObject({ state: 'started', attempt: 'their-attempt' });
+        await Promise.all([ours.close(), theirs.close()]);
+      });
+
+      it('an abort takes back only the start of its own attempt', async () => {
+        const dir = tempDir();
+        const ours = await openLedger(dir, API);
+        const theirs = await openLedger(dir, API);
+        await ours.start('p', 'd', 'sha', 'our-attempt');
+        await theirs.start('p', 'd', 'sha', 'their-attempt');
+        await ours.abort('p', 'd', 'our-attempt');
+        expect(await ours.state('p', 'd')).toBe('started');
+        const third = await openLedger(dir, API); // replaying the file gives the same answer
+        expect(await third.lookup('p', 'd')).toMatchObject({ state: 'started', attempt: 'their-attempt' });
+        await ours.abort('p', 'd', 'their-attempt');
+        expect(await ours.state('p', 'd')).toBeUndefined();
+        await Promise.all([ours.close(), theirs.close(), third.close()]);
+      });
+
+      it('startIfUnknown: of two jobs asking at once, one writes the start; a known document gets none', async () => {
+        const dir = tempDir();
+        const a = await openLedger(dir, API);
+        const [x, y] = await Promise.all([a.startIfUnknown('p', 'd', 'sha', 'x'), a.startIfUnknown('p', 'd', 'sha', 'y')]);
+        expect([x !== undefined, y !== undefined].sort()).toEqual([false, true]);
+        await (x ?? y)!.durable;
+        await a.stored('p', 'e', 'sha', 1);
+        expect(await a.startIfUnknown('p', 'e', 'sha', 'z')).toBeUndefined();
+        await a.close();
+      });
+    });
+
     describe('Ledger under concurrent lookups', () => {
       it('reads each appended line exactly once however many lookups run at once', async () => {
         const dir = tempDir();
