@@ -15,11 +15,7 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
  * answers what a job asks first (a final result for its row already? the run stopped?). Returns
  * one state per claim; of two claims of one document in a batch, the second finds it busy.
  */
-const CLAIM = `local out = {}
-local k, a = 1, 1
-while a <= #ARGV do
-  local nkeys = tonumber(ARGV[a])
-  local docKey, token, ttl, row = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+const CLAIM = `local function claim(k, nkeys, docKey, token, ttl, row)
   local state
   if nkeys == 4 then
     local prior = redis.call('hget', KEYS[k + 2], row)
@@ -42,7 +38,15 @@ while a <= #ARGV do
     elseif redis.call('set', KEYS[k + 1], token, 'PX', ttl, 'NX') then state = 'claimed'
     else state = 'busy' end
   end
-  out[#out + 1] = state
+  return state
+end
+-- Each claim on its own: one that fails (out of memory, say) answers 'error:…' and the others stand.
+local out = {}
+local k, a = 1, 1
+while a <= #ARGV do
+  local nkeys = tonumber(ARGV[a])
+  local ok, state = pcall(claim, k, nkeys, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  if ok then out[#out + 1] = state else out[#out + 1] = 'error:' .. tostring(state) end
   k = k + nkeys
   a = a + 5
 end
@@ -102,7 +106,7 @@ export class DocumentLocks {
       keys.push(...c.keys);
       args.push(String(c.keys.length), c.docKey, c.token, String(this.#ttlMs), c.row);
     }
-    return this.#redis.idsyncDocClaim(keys.length, ...keys, ...args);
+    return this.#redis.idsyncDocClaim(keys.length, ...keys, ...args).then((states) => states.map((state) => (state.startsWith('error:') ? new Error(state.slice('error:'.length)) : state)));
   }, CLAIMS_PER_CALL);
 
   #key(docKey: string): string {

@@ -12,20 +12,25 @@ import { TurnBatcher } from './turn-batcher.ts';
  * whose upload finished is recorded as stored, its lock released and its result recorded in one
  * step.
  */
-const RESULTS = `local n = (#ARGV) / 6
-for i = 0, n - 1 do
-  local a = i * 6
+const RESULTS = `local function record(i, a)
   if ARGV[a + 4] ~= '' then
     redis.call('hset', KEYS[3 + i * 2], ARGV[a + 4], ARGV[a + 5])
     if redis.call('get', KEYS[4 + i * 2]) == ARGV[a + 6] then redis.call('del', KEYS[4 + i * 2]) end
   end
   redis.call('hset', KEYS[1], ARGV[a + 1], ARGV[a + 2])
   redis.call('hincrby', KEYS[2], ARGV[a + 3], 1)
+  return 'ok'
 end
-return n`;
+-- Each result on its own: one that fails (out of memory, say) answers 'error:…' and the others stand.
+local out = {}
+for i = 0, (#ARGV) / 6 - 1 do
+  local ok, err = pcall(record, i, i * 6)
+  if ok then out[#out + 1] = 'ok' else out[#out + 1] = 'error:' .. tostring(err) end
+end
+return out`;
 
 interface RunStoreCommands {
-  idsyncResults(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  idsyncResults(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string[]>;
 }
 
 /** The script as an ioredis command (sent by SHA), defined once per connection (see lockCommands). */
@@ -138,8 +143,8 @@ export class RunStore {
       keys.push(commit?.storedKey ?? this.#resultsKey, commit?.lockKey ?? this.#resultsKey);
       args.push(String(result.row), JSON.stringify(result), result.status, commit?.docKey ?? '', commit?.sha256 ?? '', commit?.token ?? '');
     }
-    await runStoreCommands(this.#redis).idsyncResults(keys.length, ...keys, ...args);
-    return new Array<void>(batch.length);
+    const answers = await runStoreCommands(this.#redis).idsyncResults(keys.length, ...keys, ...args);
+    return answers.map((a) => (a === 'ok' ? undefined : new Error(a.replace(/^error:/, ''))));
   }, RESULTS_PER_CALL);
 
   async setResults(results: RowResult[]): Promise<void> {

@@ -6,7 +6,7 @@ import { hashFile, readError } from './file-hash.ts';
 
 /**
  * Files up to this size are read once, hashed and sent from memory; larger ones are streamed twice
- * (hash, then upload). Small enough that 2 x --concurrency jobs holding one each stay cheap.
+ * (hash, then upload). Small enough that the 3 x --concurrency jobs holding one each stay cheap.
  */
 export const READ_ONCE_MAX_BYTES = 1024 * 1024;
 

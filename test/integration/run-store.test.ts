@@ -211,6 +211,36 @@ describe('results recorded together', () => {
   });
 });
 
+describe('one failing entry in a batch', () => {
+  it('fails only its own claim or result; the others take effect and are answered', async () => {
+    const { DocumentLocks, StoredDocuments } = await import('../../src/queue/document-lock.ts');
+    const api = testQueueName('api');
+    const locks = new DocumentLocks(redis, api, 5_000);
+    const stored = new StoredDocuments(redis, api);
+    // A key of the wrong type makes an entry fail in Redis (WRONGTYPE), as memory exhaustion would.
+    const broken = new StoredDocuments(redis, testQueueName('api'));
+    await redis.set(broken.key, 'not a hash');
+    await redis.hset(`idsync:lock:${api}:p/bad`, 'x', 'y');
+    const claims = await Promise.allSettled([locks.claim('p/ok', stored), locks.claim('p/bad', broken), locks.claim('p/ok2', stored)]);
+    expect(claims.map((c) => (c.status === 'fulfilled' ? c.value.state : 'rejected'))).toEqual(['claimed', 'rejected', 'claimed']);
+    expect(String((claims[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
+
+    const runs = new RunStore(redis, testQueueName('run'));
+    const good = claims[0]!.status === 'fulfilled' && claims[0].value.state === 'claimed' ? claims[0].value.lock.deferStored('sha-ok').commit : undefined;
+    const bad = { storedKey: stored.key, docKey: 'p/bad', sha256: 'sha-bad', lockKey: `idsync:lock:${api}:p/bad`, token: 't' };
+    const results = await Promise.allSettled([
+      runs.setResult({ row: 1, status: 'succeeded', action: 'uploaded' }, good),
+      runs.setResult({ row: 2, status: 'succeeded', action: 'uploaded' }, bad),
+      runs.setResult({ row: 3, status: 'failed', action: 'upload', error: 'x' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((await runs.getResults([1, 2, 3])).map((r) => r?.status)).toEqual(['succeeded', undefined, 'failed']);
+    expect(await runs.counts()).toEqual({ succeeded: 1, failed: 1 });
+    for (const c of claims) if (c.status === 'fulfilled' && c.value.state === 'claimed') await c.value.lock.release();
+    await redis.del(`idsync:lock:${api}:p/bad`, broken.key);
+  });
+});
+
 describe('scripts on an auto-pipelined connection', () => {
   it('are defined before the first command, so a script issued beside other commands in one tick is answered', async () => {
     const { openRedis } = await import('../../src/queue/connection.ts');

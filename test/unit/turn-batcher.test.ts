@@ -31,4 +31,11 @@ describe('TurnBatcher', () => {
       expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).message : 'ok'))).toEqual([message, message]);
     }
   });
+
+  it('an answer that is an Error fails its own call only', async () => {
+    const b = new TurnBatcher<number, number>(async (items) => items.map((i) => (i === 2 ? new Error('two failed') : i * 10)), 10);
+    const outcomes = await Promise.allSettled([b.call(1), b.call(2), b.call(3)]);
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : (o.reason as Error).message))).toEqual([10, 'two failed', 30]);
+  });
 });
+
