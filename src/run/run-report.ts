@@ -62,7 +62,8 @@ export class RunReport {
   }
 
   /**
-   * Writes the rows, in order, up to the first one without a result. Never throws: a Redis error
+   * Writes the rows, in order, up to the first one without a final result (none yet, or failed
+   * and maybe to be retried). Never throws: a Redis error
    * leaves the rows for the next call or finish(); a failed write stops the report, and finish()
    * reports it.
    */
