@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { QUEUE_PREFIX } from './queue-names.ts';
-import { TurnBatcher } from './turn-batcher.ts';
+import { scriptAnswer, TurnBatcher } from './turn-batcher.ts';
 import type { RowResult } from '../report/row-result.ts';
 
 /** Claims sent together at most (one Redis call). */
@@ -106,7 +106,7 @@ export class DocumentLocks {
       keys.push(...c.keys);
       args.push(String(c.keys.length), c.docKey, c.token, String(this.#ttlMs), c.row);
     }
-    return this.#redis.idsyncDocClaim(keys.length, ...keys, ...args).then((states) => states.map((state) => (state.startsWith('error:') ? new Error(state.slice('error:'.length)) : state)));
+    return this.#redis.idsyncDocClaim(keys.length, ...keys, ...args).then((states) => states.map(scriptAnswer));
   }, CLAIMS_PER_CALL);
 
   #key(docKey: string): string {

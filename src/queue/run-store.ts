@@ -3,7 +3,7 @@ import type { RowResult } from '../report/row-result.ts';
 import type { Queue } from 'bullmq';
 import { jobIdFor, QUEUE_PREFIX } from './queue-names.ts';
 import type { StoredCommit } from './document-lock.ts';
-import { TurnBatcher } from './turn-batcher.ts';
+import { scriptAnswer, TurnBatcher } from './turn-batcher.ts';
 
 /**
  * Records rows' final results, several at once. KEYS: results, counts, then per result the stored
@@ -136,25 +136,28 @@ export class RunStore {
     return this.#results.call({ result, commit });
   }
 
-  readonly #results = new TurnBatcher<{ result: RowResult; commit: StoredCommit | undefined }, void>(async (batch) => {
+  readonly #results = new TurnBatcher<{ result: RowResult; commit?: StoredCommit | undefined }, void>((batch) => this.#record(batch), RESULTS_PER_CALL);
+
+  /** Records results at once (the rows an enqueue pass rejects, say); fails if any of them failed. */
+  async setResults(results: RowResult[]): Promise<void> {
+    if (results.length === 0) return;
+    const failed = (await this.#record(results.map((result) => ({ result })))).find((a) => a instanceof Error);
+    if (failed) throw failed;
+  }
+
+  /** One call of the RESULTS script; an Error in the answers for each entry that failed. */
+  async #record(entries: Array<{ result: RowResult; commit?: StoredCommit | undefined }>): Promise<Array<undefined | Error>> {
     const keys = [this.#resultsKey, this.#countsKey];
     const args: string[] = [];
-    for (const { result, commit } of batch) {
+    for (const { result, commit } of entries) {
       keys.push(commit?.storedKey ?? this.#resultsKey, commit?.lockKey ?? this.#resultsKey);
       args.push(String(result.row), JSON.stringify(result), result.status, commit?.docKey ?? '', commit?.sha256 ?? '', commit?.token ?? '');
     }
     const answers = await runStoreCommands(this.#redis).idsyncResults(keys.length, ...keys, ...args);
-    return answers.map((a) => (a === 'ok' ? undefined : new Error(a.replace(/^error:/, ''))));
-  }, RESULTS_PER_CALL);
-
-  async setResults(results: RowResult[]): Promise<void> {
-    if (results.length === 0) return;
-    const tx = this.#redis.multi();
-    for (const r of results) {
-      tx.hset(this.#resultsKey, String(r.row), JSON.stringify(r));
-      tx.hincrby(this.#countsKey, r.status, 1);
-    }
-    await tx.exec();
+    return answers.map((a) => {
+      const answer = scriptAnswer(a);
+      return answer instanceof Error ? answer : undefined;
+    });
   }
 
   async getResult(row: number): Promise<RowResult | undefined> {

@@ -47,3 +47,8 @@ export class TurnBatcher<In, Out> {
     });
   }
 }
+
+/** A batched script's answer per entry: `error:<message>` (that entry failed in Redis) becomes an Error. */
+export function scriptAnswer(answer: string): string | Error {
+  return answer.startsWith('error:') ? new Error(answer.slice('error:'.length)) : answer;
+}

@@ -1,6 +1,7 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { once } from 'node:events';
 import { stringify } from 'csv-stringify/sync';
 import { REPORT_COLUMNS, type RowResult, type RowStatus } from './row-result.ts';
 import { spreadsheetSafe } from './spreadsheet-cell.ts';
@@ -51,22 +52,10 @@ class ReportFile {
     return this.#closing;
   }
 
-  #until(event: 'drain' | 'finish'): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#error) return reject(this.#error);
-      const done = () => {
-        this.#stream.off(event, done);
-        this.#stream.off('error', failed);
-        resolve();
-      };
-      const failed = (err: Error) => {
-        this.#stream.off(event, done);
-        this.#stream.off('error', failed);
-        reject(err);
-      };
-      this.#stream.once(event, done);
-      this.#stream.once('error', failed);
-    });
+  /** The event, or the stream's error (events.once rejects on 'error'). */
+  async #until(event: 'drain' | 'finish'): Promise<void> {
+    if (this.#error) throw this.#error;
+    await once(this.#stream, event);
   }
 }
 

@@ -238,6 +238,11 @@ describe('one failing entry in a batch', () => {
     expect(await runs.counts()).toEqual({ succeeded: 1, failed: 1 });
     for (const c of claims) if (c.status === 'fulfilled' && c.value.state === 'claimed') await c.value.lock.release();
     await redis.del(`idsync:lock:${api}:p/bad`, broken.key);
+
+    // setResults (the enqueue's rejected rows) goes through the same script and says so when it fails.
+    await redis.set(runs.resultsKey, 'not a hash');
+    await expect(runs.setResults([{ row: 9, status: 'rejected', action: 'validate', error: 'x' }])).rejects.toThrow(/WRONGTYPE/);
+    await redis.del(runs.resultsKey);
   });
 });
 
