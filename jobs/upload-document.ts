@@ -6,6 +6,7 @@ import { mayHaveBeenProcessed } from '../src/api/classify.ts';
 import { SmallFileReader } from '../src/state/small-file.ts';
 import { ledgerKey } from '../src/state/ledger.ts';
 import { derivePublicId } from '../src/state/public-id.ts';
+import { mediaTypeOfFile } from '../src/sources/media-type.ts';
 import { DocumentBusy, RowAlreadyDone, RunStopped, throwIfRowSettled, type AfterJob, type JobContext, type JobOutcome, type UploadJobData } from './job-types.ts';
 
 /** One per process: it remembers which folders are local and whether reads have been slow. */
@@ -118,6 +119,7 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
           filePath: item.file,
           ...(data ? { data } : {}),
           fileName: path.basename(item.file),
+          contentType: await mediaTypeOfFile(item.file, data),
         },
         signal,
       );

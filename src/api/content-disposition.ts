@@ -1,24 +1,20 @@
 import path from 'node:path';
+import { parse } from 'content-disposition';
 
 /**
  * The file name a Content-Disposition header proposes, made safe to use as a single path
  * component: the server is not trusted to choose folders (`../../etc/x`) or odd characters.
+ * Parsed by the `content-disposition` package (quoted strings, RFC 8187 `filename*`, which wins
+ * over `filename`); a header it cannot parse proposes no name.
  */
 export function fileNameFromContentDisposition(header: string | string[] | undefined): string | undefined {
   const value = Array.isArray(header) ? header[0] : header;
   if (!value) return undefined;
   let name: string | undefined;
-  const extended = /filename\*\s*=\s*([^']*)'[^']*'([^;]+)/i.exec(value);
-  if (extended?.[2]) {
-    try {
-      name = decodeURIComponent(extended[2].trim());
-    } catch {
-      name = undefined;
-    }
-  }
-  if (name === undefined) {
-    const plain = /filename\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]+)/i.exec(value);
-    if (plain) name = plain[2] !== undefined ? plain[2].replace(/\\(.)/g, '$1') : plain[1]?.trim();
+  try {
+    name = parse(value).parameters.filename;
+  } catch {
+    return undefined;
   }
   return name === undefined ? undefined : sanitizeFileName(name);
 }

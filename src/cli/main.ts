@@ -3,7 +3,7 @@ import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../log.ts';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
-import { addConnectionOptions, addJobOptions, commonRedisOption, logLevelOption } from './options.ts';
+import { addConnectionOptions, addJobOptions, addManifestOptions, commonRedisOption, logLevelOption } from './options.ts';
 
 type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;
 
@@ -31,13 +31,13 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     });
 
   wire(
-    addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]'))).description(
+    addManifestOptions(addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]')))).description(
       'upload every document the manifest lists; waits until all are done, writes the report, exits',
     ),
     lazy(() => import('./import.ts')),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]')))
+    addManifestOptions(addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]'))))
       .requiredOption('--out <dir>', 'folder that receives the files')
       .description('download every photo/document the manifest lists into --out; waits, reports, exits'),
     lazy(() => import('./export.ts')),

@@ -41,6 +41,13 @@ export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
   return cmd;
 }
 
+/** How a CSV input is read (import and export manifests, archive's --faces/--persons). */
+export function addManifestOptions(cmd: Command): Command {
+  return cmd
+    .option('--delimiter <char>', 'cell separator of the CSV, one character or tab [env IDSYNC_DELIMITER] (default: "," unless the header line has none but ";" or a tab)')
+    .option('--encoding <name>', 'character encoding of the CSV, e.g. latin1, cp1252, utf-16le [env IDSYNC_ENCODING] (default: UTF-8; invalid UTF-8 stops the run)');
+}
+
 /** Maps commander's camelCase option names onto config keys. */
 export function flagsFromOptions(opts: Record<string, unknown>): Record<string, unknown> {
   const rename: Record<string, string> = {

@@ -27,6 +27,10 @@ export interface Config {
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** The manifests' cell separator; undefined = detected from each header line. */
+  delimiter: string | undefined;
+  /** The manifests' encoding (an iconv-lite name); undefined = strict UTF-8. */
+  encoding: string | undefined;
   lockDurationMs: number;
   stalledIntervalMs: number;
   /** Where each setting's value came from, for `--help`-style diagnostics and tests. */
@@ -164,6 +168,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     connectTimeoutMs: values.connectTimeoutMs as number,
     headersTimeoutMs: values.headersTimeoutMs as number,
     bodyTimeoutMs: values.bodyTimeoutMs as number,
+    delimiter: values.delimiter as string | undefined,
+    encoding: values.encoding as string | undefined,
     lockDurationMs: values.lockDurationMs as number,
     stalledIntervalMs: values.stalledIntervalMs as number,
     origins,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import iconv from 'iconv-lite';
 
 /**
  * Every setting shared by the commands: where it comes from (flag, environment variable,
@@ -64,6 +65,18 @@ const redisUrl = z
     { message: 'must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379' },
   );
 
+/** One character, or `\t` / `tab` for a tab; a quote or a line break cannot separate cells. */
+const delimiter = z
+  .string()
+  .transform((s) => (s === '\\t' || s.trim().toLowerCase() === 'tab' ? '\t' : s))
+  .refine((s) => [...s].length === 1, { message: 'must be one character, e.g. ; or , (or tab)' })
+  .refine((s) => !['"', '\n', '\r'].includes(s), { message: 'cannot be a quote or a line break' });
+
+const encoding = z
+  .string()
+  .trim()
+  .refine((s) => iconv.encodingExists(s), { message: 'is not an encoding idsync knows; use a name like utf-8, latin1, cp1252 or utf-16le' });
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -86,6 +99,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'connectTimeoutMs', flag: '--connect-timeout', env: 'IDSYNC_CONNECT_TIMEOUT_MS', schema: intIn(100, 600_000), default: 10_000, help: 'TCP+TLS connect timeout, ms' },
   { key: 'headersTimeoutMs', flag: '--headers-timeout', env: 'IDSYNC_HEADERS_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 120_000, help: 'wait for response headers, ms' },
   { key: 'bodyTimeoutMs', flag: '--body-timeout', env: 'IDSYNC_BODY_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 60_000, help: 'longest silence inside a body, ms' },
+  { key: 'delimiter', flag: '--delimiter', env: 'IDSYNC_DELIMITER', schema: delimiter, help: 'manifest cell separator (default: detected from the header line)' },
+  { key: 'encoding', flag: '--encoding', env: 'IDSYNC_ENCODING', schema: encoding, help: 'manifest encoding (default: UTF-8, strictly)' },
   { key: 'lockDurationMs', flag: 'IDSYNC_LOCK_DURATION_MS', env: 'IDSYNC_LOCK_DURATION_MS', schema: intIn(1000, 3_600_000), default: 30_000, help: 'job lock; a crashed worker\'s jobs are taken back after about this long' },
   { key: 'stalledIntervalMs', flag: 'IDSYNC_STALLED_INTERVAL_MS', env: 'IDSYNC_STALLED_INTERVAL_MS', schema: intIn(500, 3_600_000), default: 15_000, help: 'how often workers look for jobs of crashed workers' },
 ];
@@ -111,6 +126,8 @@ export interface SettingsInput {
   connectTimeoutMs?: number | string;
   headersTimeoutMs?: number | string;
   bodyTimeoutMs?: number | string;
+  delimiter?: string;
+  encoding?: string;
   lockDurationMs?: number | string;
   stalledIntervalMs?: number | string;
 }

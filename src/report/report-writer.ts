@@ -59,6 +59,14 @@ class ReportFile {
   }
 }
 
+/** How failed.csv repeats the manifest: its delimiter and its header as written. */
+export interface FailedCsvFormat {
+  /** Default `,`. */
+  delimiter?: string;
+  /** The header cells as the manifest wrote them; default: the manifest's column keys. */
+  header?: readonly string[];
+}
+
 /** Rows formatted and written together (one CSV formatting call and one write per file). */
 const ROWS_PER_WRITE = 256;
 
@@ -87,13 +95,22 @@ export class ReportWriter {
   rows = 0;
 
   readonly #failedRow: (values: Record<string, string>) => Record<string, string>;
+  readonly #failedDelimiter: string;
 
   /**
    * `failedRow` may adjust a failed row for failed.csv, which lives in another folder than the
    * manifest: import rewrites a relative `file` to an absolute path so the retry finds it.
+   * failed.csv is written in UTF-8 (whatever the manifest's encoding) with `failedFormat`'s delimiter.
    */
-  constructor(dir: string, manifestColumns: string[], knownColumns: readonly string[], failedRow: (values: Record<string, string>) => Record<string, string> = (v) => v) {
+  constructor(
+    dir: string,
+    manifestColumns: string[],
+    knownColumns: readonly string[],
+    failedRow: (values: Record<string, string>) => Record<string, string> = (v) => v,
+    failedFormat: FailedCsvFormat = {},
+  ) {
     this.#failedRow = failedRow;
+    this.#failedDelimiter = failedFormat.delimiter ?? ',';
     this.dir = dir;
     mkdirSync(dir, { recursive: true });
     this.#manifestColumns = manifestColumns;
@@ -105,14 +122,20 @@ export class ReportWriter {
     // Headers: a failure shows at the next write or at the close.
     this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]])).catch(() => undefined);
     // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
-    this.#failed.write(stringify([manifestColumns])).catch(() => undefined);
+    this.#failed.write(stringify([[...(failedFormat.header ?? manifestColumns)]], { delimiter: this.#failedDelimiter })).catch(() => undefined);
   }
 
   #csvLines: unknown[][] = [];
   #jsonLines: string[] = [];
-  #failedLines: string[][] = [];
+  /** Cells of rows that fitted the header, or the text of a row that did not, as read. */
+  #failedLines: Array<string[] | string> = [];
 
-  async add(result: RowResult, manifestValues: Record<string, string>): Promise<void> {
+  /**
+   * `raw`, given for a row whose cells did not fit the header, is what failed.csv gets for it:
+   * cells spread over the columns would shift (a `Smith, John` split in two sends "John" as the
+   * description), so the operator gets the row back as written, to fix it (#15.8).
+   */
+  async add(result: RowResult, manifestValues: Record<string, string>, raw?: string): Promise<void> {
     this.rows++;
     this.counts[result.status]++;
     if (result.status === 'succeeded' && result.bytes) this.bytes += result.bytes;
@@ -125,8 +148,12 @@ export class ReportWriter {
     for (const c of this.#passThrough) json[c] = manifestValues[c] ?? '';
     this.#jsonLines.push(JSON.stringify(json));
     if (result.status === 'failed' || result.status === 'rejected') {
-      const values = this.#failedRow(manifestValues);
-      this.#failedLines.push(this.#manifestColumns.map((c) => values[c] ?? ''));
+      if (raw !== undefined) {
+        this.#failedLines.push(raw);
+      } else {
+        const values = this.#failedRow(manifestValues);
+        this.#failedLines.push(this.#manifestColumns.map((c) => values[c] ?? ''));
+      }
     }
     if (this.#csvLines.length >= ROWS_PER_WRITE) await this.#flush();
   }
@@ -134,10 +161,30 @@ export class ReportWriter {
   async #flush(): Promise<void> {
     if (this.#csvLines.length > 0) await this.#csv.write(stringify(this.#csvLines));
     if (this.#jsonLines.length > 0) await this.#jsonl.write(`${this.#jsonLines.join('\n')}\n`);
-    if (this.#failedLines.length > 0) await this.#failed.write(stringify(this.#failedLines));
+    if (this.#failedLines.length > 0) await this.#failed.write(this.#failedText());
     this.#csvLines = [];
     this.#jsonLines = [];
     this.#failedLines = [];
+  }
+
+  /** The failed rows to write: runs of cells formatted in one call, raw rows as they are. */
+  #failedText(): string {
+    let text = '';
+    let cells: string[][] = [];
+    const format = () => {
+      if (cells.length > 0) text += stringify(cells, { delimiter: this.#failedDelimiter });
+      cells = [];
+    };
+    for (const line of this.#failedLines) {
+      if (typeof line !== 'string') {
+        cells.push(line);
+        continue;
+      }
+      format();
+      text += `${line}\n`;
+    }
+    format();
+    return text;
   }
 
   /**

@@ -11,12 +11,12 @@ import { jobIdFor, QUEUE_PREFIX, queueNameFor } from '../queue/queue-names.ts';
 import { RunStore, type RunMeta } from '../queue/run-store.ts';
 import type { WorkerHost } from '../queue/worker-host.ts';
 import { createProgress } from '../report/progress.ts';
-import { ReportWriter, type RunSummary } from '../report/report-writer.ts';
+import { ReportWriter, type FailedCsvFormat, type RunSummary } from '../report/report-writer.ts';
 import { RunReport } from './run-report.ts';
 import type { RowResult } from '../report/row-result.ts';
 import { EXPORT_KNOWN_COLUMNS, EXPORT_REQUIRED_COLUMNS, toExportItem, type ExportItem } from '../sources/export-items.ts';
 import { IMPORT_KNOWN_COLUMNS, IMPORT_REQUIRED_COLUMNS, toImportItem, type ImportItem } from '../sources/import-items.ts';
-import { hashManifest, readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
+import { hashManifest, readManifest, type ManifestHeader, type ManifestReadOptions, type ManifestRecord } from '../sources/manifest-reader.ts';
 import { Ledger } from '../state/ledger.ts';
 import type { JobData } from '../../jobs/job-types.ts';
 import { collectOldGarbage, ENQUEUE_COLLECT_EVERY_ROWS } from '../memory.ts';
@@ -92,10 +92,10 @@ function idsOf(values: Record<string, string>): Partial<RowResult> {
   return out;
 }
 
-async function readHeader(manifest: string, required: readonly string[]): Promise<string[]> {
-  let columns: string[] = [];
-  for await (const _ of readManifest(manifest, required, (h) => (columns = h.columns))) break;
-  return columns;
+async function readHeader(manifest: string, required: readonly string[], read: ManifestReadOptions): Promise<ManifestHeader> {
+  let header: ManifestHeader = { columns: [], labels: [], delimiter: ',' };
+  for await (const _ of readManifest(manifest, required, { ...read, onHeader: (h) => (header = h) })) break;
+  return header;
 }
 
 /**
@@ -110,8 +110,13 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
   // Local problems first: they are the cheapest to find and the likeliest.
   const manifest = path.resolve(options.manifest);
   const manifestDir = path.dirname(manifest);
-  const manifestSha256 = await hashManifest(manifest);
-  const columns = await readHeader(manifest, spec.required);
+  // Every read of the manifest reads it alike: the delimiter of its header, in its encoding.
+  const read: ManifestReadOptions = { known: spec.known, delimiter: config.delimiter, encoding: config.encoding };
+  const manifestSha256 = await hashManifest(manifest, read);
+  const header = await readHeader(manifest, spec.required, read);
+  read.delimiter = header.delimiter;
+  const columns = header.columns;
+  const failedFormat = { delimiter: header.delimiter, header: header.labels };
   const api = requireApiSettings(config);
   let outDir: string | undefined;
   if (command === 'export') {
@@ -141,7 +146,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
   try {
     await loginWithRetries(client, config.attempts, log, signal);
     runLog.info({ manifest, apiUrl: api.apiUrl, username: api.username }, `${command}: logged in`);
-    if (config.dryRun) return await dryRun({ spec, manifest, manifestDir, columns, reportDir, runId, command, startedAt, out });
+    if (config.dryRun) return await dryRun({ spec, manifest, manifestDir, columns, read, failedFormat, reportDir, runId, command, startedAt, out });
 
     redis = await redisOpening!;
     runLog.info({ redis: redis.where }, 'queue store ready');
@@ -164,7 +169,7 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
     }
 
     const invocationStart = Date.now();
-    const enqueue = await enqueueManifest({ spec, manifest, manifestDir, runs, queue, runId, config, outDir, signal, command, log: runLog, fresh: previous === undefined });
+    const enqueue = await enqueueManifest({ spec, manifest, manifestDir, read, runs, queue, runId, config, outDir, signal, command, log: runLog, fresh: previous === undefined });
     await runs.saveMeta({ ...meta, total: enqueue.total });
     runLog.info({ rows: enqueue.total, queued: enqueue.queued, rejected: enqueue.rejected, alreadyDone: enqueue.alreadyDone }, 'manifest queued');
 
@@ -174,6 +179,8 @@ export async function runJobCommand(options: JobRunOptions): Promise<JobRunResul
       requiredColumns: spec.required,
       columns,
       knownColumns: spec.known,
+      read,
+      failedFormat,
       ...(spec.failedRow ? { failedRow: spec.failedRow(manifestDir) } : {}),
       runs,
       reportDir,
@@ -217,6 +224,7 @@ async function enqueueManifest(args: {
   spec: CommandSpec;
   manifest: string;
   manifestDir: string;
+  read: ManifestReadOptions;
   runs: RunStore;
   queue: Queue;
   runId: string;
@@ -297,7 +305,7 @@ async function enqueueManifest(args: {
     writing = checked.then((c) => write(current, c));
     writing.catch(() => {}); // awaited (and thrown) by the next flush or at the end
   };
-  for await (const record of readManifest(args.manifest, spec.required)) {
+  for await (const record of readManifest(args.manifest, spec.required, args.read)) {
     total++;
     batch.push(record);
     if (batch.length >= batchSize) {
@@ -426,15 +434,17 @@ async function dryRun(args: {
   manifest: string;
   manifestDir: string;
   columns: string[];
+  read: ManifestReadOptions;
+  failedFormat: FailedCsvFormat;
   reportDir: string;
   runId: string;
   command: JobCommand;
   startedAt: Date;
   out: (line: string) => void;
 }): Promise<JobRunResult> {
-  const writer = new ReportWriter(args.reportDir, args.columns, args.spec.known, args.spec.failedRow?.(args.manifestDir));
+  const writer = new ReportWriter(args.reportDir, args.columns, args.spec.known, args.spec.failedRow?.(args.manifestDir), args.failedFormat);
   await writer.guard(async () => {
-    for await (const record of readManifest(args.manifest, args.spec.required)) {
+    for await (const record of readManifest(args.manifest, args.spec.required, args.read)) {
       let result: RowResult;
       try {
         const item = await args.spec.validate(record, args.manifestDir);
@@ -443,7 +453,7 @@ async function dryRun(args: {
         if (!(err instanceof RowInvalidError)) throw err;
         result = { row: record.row, status: 'rejected', action: 'validate', ...idsOf(record.values), error: err.message, errorCode: err.code };
       }
-      await writer.add(result, record.values);
+      await writer.add(result, record.values, record.raw);
     }
   });
   const endedAt = new Date();

@@ -1,8 +1,8 @@
 import type { Logger } from '../log.ts';
 import type { RunStore } from '../queue/run-store.ts';
-import { ReportWriter, type RunSummary } from '../report/report-writer.ts';
+import { ReportWriter, type FailedCsvFormat, type RunSummary } from '../report/report-writer.ts';
 import type { RowResult } from '../report/row-result.ts';
-import { readManifest, type ManifestRecord } from '../sources/manifest-reader.ts';
+import { readManifest, type ManifestReadOptions, type ManifestRecord } from '../sources/manifest-reader.ts';
 
 /** Manifest rows read ahead of the report at most (memory stays flat whatever the manifest). */
 export const REPORT_WINDOW = 1000;
@@ -16,6 +16,10 @@ export interface RunReportOptions {
   columns: string[];
   knownColumns: readonly string[];
   failedRow?: (values: Record<string, string>) => Record<string, string>;
+  /** How the manifest is read (delimiter, encoding, known columns): as for the enqueue. */
+  read?: ManifestReadOptions;
+  /** failed.csv's delimiter and header: the manifest's. */
+  failedFormat?: FailedCsvFormat;
   runs: Pick<RunStore, 'getResults'>;
   reportDir: string;
   /** Rows that succeeded before this time were done by an earlier invocation of the run. */
@@ -52,8 +56,8 @@ export class RunReport {
 
   constructor(options: RunReportOptions) {
     this.#o = options;
-    this.#writer = new ReportWriter(options.reportDir, options.columns, options.knownColumns, options.failedRow);
-    this.#records = readManifest(options.manifest, options.requiredColumns);
+    this.#writer = new ReportWriter(options.reportDir, options.columns, options.knownColumns, options.failedRow, options.failedFormat);
+    this.#records = readManifest(options.manifest, options.requiredColumns, options.read);
   }
 
   /** Rows written so far. */
@@ -121,7 +125,7 @@ export class RunReport {
             // Done by an earlier invocation of this run: nothing was sent for it this time.
             result = { ...result, status: 'skipped', action: `done-earlier (${result.action})` };
           }
-          await this.#writer.add(result, record.values);
+          await this.#writer.add(result, record.values, record.raw);
         }
       } catch (err) {
         this.#broken = err;

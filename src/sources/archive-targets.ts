@@ -1,6 +1,9 @@
 import type { ApiClient } from '../api/client.ts';
 import { isGuid, normalizeGuid } from './guid.ts';
-import { readManifest } from './manifest-reader.ts';
+import { readManifest, type ManifestReadOptions } from './manifest-reader.ts';
+
+/** --delimiter and --encoding, for FACES.csv and PERSONS.csv alike (each detects its own delimiter when none is given). */
+export type ArchiveCsvOptions = Pick<ManifestReadOptions, 'delimiter' | 'encoding'>;
 
 /** One line of an archive run: a face (enrollment photo) or a person (detection window). */
 export interface ArchiveTarget {
@@ -34,15 +37,15 @@ function target(row: number, kind: ArchiveTarget['kind'], raw: string, seen: Map
  * Reads FACES.csv and then PERSONS.csv or the people carrying a tag into one numbered list.
  * A missing file or column throws ManifestError (exit 2) before anything is queued.
  */
-export async function readArchiveTargets(options: { faces: string; persons?: string; tag?: string; client?: ApiClient; signal?: AbortSignal }): Promise<ArchiveTarget[]> {
+export async function readArchiveTargets(options: { faces: string; persons?: string; tag?: string; client?: ApiClient; signal?: AbortSignal; csv?: ArchiveCsvOptions }): Promise<ArchiveTarget[]> {
   const out: ArchiveTarget[] = [];
   const faces = new Map<string, number>();
-  for await (const record of readManifest(options.faces, FACES_REQUIRED_COLUMNS)) {
+  for await (const record of readManifest(options.faces, FACES_REQUIRED_COLUMNS, options.csv)) {
     out.push(target(out.length + 1, 'face', record.values.faceId ?? '', faces));
   }
   const people = new Map<string, number>();
   if (options.persons) {
-    for await (const record of readManifest(options.persons, PERSONS_REQUIRED_COLUMNS)) {
+    for await (const record of readManifest(options.persons, PERSONS_REQUIRED_COLUMNS, options.csv)) {
       out.push(target(out.length + 1, 'person', record.values.personId ?? '', people));
     }
   } else if (options.tag) {
@@ -55,7 +58,7 @@ export async function readArchiveTargets(options: { faces: string; persons?: str
 }
 
 /** Checks that the files can be read and carry their column, without keeping anything. */
-export async function checkArchiveInputs(options: { faces: string; persons?: string }): Promise<void> {
-  for await (const _ of readManifest(options.faces, FACES_REQUIRED_COLUMNS)) break;
-  if (options.persons) for await (const _ of readManifest(options.persons, PERSONS_REQUIRED_COLUMNS)) break;
+export async function checkArchiveInputs(options: { faces: string; persons?: string; csv?: ArchiveCsvOptions }): Promise<void> {
+  for await (const _ of readManifest(options.faces, FACES_REQUIRED_COLUMNS, options.csv)) break;
+  if (options.persons) for await (const _ of readManifest(options.persons, PERSONS_REQUIRED_COLUMNS, options.csv)) break;
 }

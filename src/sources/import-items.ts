@@ -20,6 +20,14 @@ export interface ImportItem {
 
 const MAX_NAME = 255;
 
+/**
+ * Manifests made on Windows name files as `C:\scans\a.pdf` or `scans\a.pdf`; on Linux and macOS
+ * a backslash is an ordinary character of a file name, so such a path names nothing here.
+ */
+function windowsHint(fileCell: string): string {
+  return fileCell.includes('\\') ? ' (Windows path? use / between folders, or run idsync where the files are)' : '';
+}
+
 /** Validates one import row; throws RowInvalidError with a reason a person can act on. */
 export async function toImportItem(record: ManifestRecord, manifestDir: string): Promise<ImportItem> {
   if (record.shapeError) throw new RowInvalidError(`row ${record.shapeError}`);
@@ -44,7 +52,8 @@ export async function toImportItem(record: ManifestRecord, manifestDir: string):
     accessSync(file, constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new RowInvalidError(code === 'ENOENT' ? `file ${fileCell} does not exist` : `file ${fileCell} cannot be read (${code ?? 'error'})`);
+    if (code === 'ENOENT') throw new RowInvalidError(`file ${fileCell} does not exist${windowsHint(fileCell)}`);
+    throw new RowInvalidError(`file ${fileCell} cannot be read (${code ?? 'error'})`);
   }
   if (!stat.isFile()) throw new RowInvalidError(`file ${fileCell} is not a regular file`);
   if (stat.size === 0) throw new RowInvalidError(`file ${fileCell} is empty (0 bytes)`);

@@ -22,8 +22,11 @@ export function readError(file: string, err: unknown): FileError {
   return new FileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, { cause: err });
 }
 
-/** The same, with the file system's error as it is (callers word it for their context). */
-export async function sha256OfFile(file: string): Promise<{ sha256: string; bytes: number }> {
+/**
+ * The same, with the file system's error as it is (callers word it for their context).
+ * `onChunk` sees each chunk read; it must not keep it (the buffer is reused) and may throw to stop.
+ */
+export async function sha256OfFile(file: string, onChunk?: (chunk: Buffer) => void): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
   const handle = await open(file, 'r');
@@ -33,6 +36,7 @@ export async function sha256OfFile(file: string): Promise<{ sha256: string; byte
       const { bytesRead } = await handle.read(buffer, 0, CHUNK, null);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
+      onChunk?.(buffer.subarray(0, bytesRead));
       bytes += bytesRead;
     }
   } finally {
