@@ -1,9 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts';
-import { AuthRefusedError } from '../../src/errors.ts';
+import { AuthRefusedError, ManifestError } from '../../src/errors.ts';
+import { exitCodeForError } from '../../src/cli/exit-codes.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { freshRedisUrl, PEOPLE, runJob, writeImportManifest, type RunArgs } from '../helpers/job-runs.ts';
 
@@ -165,4 +167,98 @@ describe('idsync import against the sandbox', () => {
     const perSecond = stats.requestsPerSecond.map((x) => x.count);
     expect(Math.max(...perSecond)).toBeLessThanOrEqual(15);
   }, 60_000);
+});
+
+describe('manifests as people write them, against the sandbox (#17.4, #15.8, #15.9)', () => {
+  function writeFiles(dir: string, names: string[]): void {
+    mkdirSync(path.join(dir, 'files'), { recursive: true });
+    for (const name of names) writeFileSync(path.join(dir, 'files', name), `content of ${name} ${randomUUID()}`);
+  }
+
+  it('imports `PersonID;File;Name` with --delimiter ";" and with the delimiter detected', async () => {
+    const s = await start();
+    const dir = tempDir();
+    writeFiles(dir, ['a.txt', 'b.txt']);
+    const manifest = path.join(dir, 'semicolons.csv');
+    writeFileSync(manifest, `PersonID;File;Name;Batch\r\n${PEOPLE[0]};files/a.txt;Smith, John;B1\r\n${PEOPLE[1]};files/b.txt;Müller, Eva;B2\r\n`);
+    const detected = await runJob(baseArgs(s, manifest, dir));
+    expect(detected.exitCode).toBe(0);
+    expect(detected.summary.counts.succeeded).toBe(2);
+    expect(s.documents().map((d) => d.name).sort()).toEqual(['Müller, Eva', 'Smith, John']);
+    expect(readReport(path.join(dir, 'report'))[0]).toMatchObject({ status: 'succeeded', personId: PEOPLE[0], Batch: 'B1' });
+
+    // The same with --delimiter ';' (another state folder and Redis database, so it sends again).
+    const other = tempDir();
+    writeFiles(other, ['a.txt']);
+    const second = path.join(other, 'semicolons.csv');
+    writeFileSync(second, `PersonID;File;Name\n${PEOPLE[2]};files/a.txt;Doe, Jane\n`);
+    const given = await runJob(baseArgs(s, second, other, { redisUrl: freshRedisUrl(), flags: { delimiter: ';' } }));
+    expect(given.exitCode).toBe(0);
+    expect(s.documents().find((d) => d.personId === PEOPLE[2])!.name).toBe('Doe, Jane');
+  });
+
+  it('stores José Müller from a latin1 manifest with --encoding latin1, and refuses it without (exit 2, nothing sent)', async () => {
+    const s = await start();
+    const dir = tempDir();
+    writeFiles(dir, ['a.txt']);
+    const manifest = path.join(dir, 'latin1.csv');
+    writeFileSync(manifest, Buffer.from(`personId,file,name\n${PEOPLE[0]},files/a.txt,José Müller\n`, 'latin1'));
+
+    const refused = await runJob(baseArgs(s, manifest, dir)).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ManifestError);
+    expect(exitCodeForError(refused)).toBe(2);
+    expect((refused as Error).message).toMatch(/not valid UTF-8: line 2 .*--encoding latin1/);
+    expect(s.stats().requests).toBe(0); // stopped before the login
+    expect(s.documents()).toHaveLength(0);
+
+    const run = await runJob(baseArgs(s, manifest, dir, { flags: { encoding: 'latin1' } }));
+    expect(run.exitCode).toBe(0);
+    expect(s.documents().map((d) => d.name)).toEqual(['José Müller']);
+  });
+
+  it('gives back a row that did not fit the header as written, so importing failed.csv cannot shift its cells', async () => {
+    const s = await start();
+    const dir = tempDir();
+    writeFiles(dir, ['a.txt', 'b.txt']);
+    const manifest = path.join(dir, 'import.csv');
+    const misshapen = `${PEOPLE[0]},files/a.txt,Smith, John,Passport front`;
+    writeFileSync(manifest, `personId,file,name,description\n${PEOPLE[1]},files/b.txt,Fine,ok\n${misshapen}\n${PEOPLE[1]},files/missing.txt,Gone,x\n`);
+    const first = await runJob(baseArgs(s, manifest, dir));
+    expect(first.exitCode).toBe(1);
+    expect(first.summary.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 2 });
+    const failedCsv = path.join(dir, 'report', 'failed.csv');
+    expect(readFileSync(failedCsv, 'utf8')).toBe(`personId,file,name,description\n${misshapen}\n${PEOPLE[1]},${path.join(dir, 'files/missing.txt')},Gone,x\n`);
+
+    // Importing failed.csv as it is (idsync suggests it) rejects the row again: no "Smith" / "John" upload.
+    const retry = await runJob(baseArgs(s, failedCsv, dir, { reportDir: path.join(dir, 'retry') }));
+    expect(retry.summary.counts.rejected).toBe(2);
+    expect(s.documents().map((d) => d.name)).toEqual(['Fine']);
+  });
+
+  it('uploads each file with its media type; the sandbox records it per document (#17.3)', async () => {
+    const s = await start();
+    const dir = tempDir();
+    mkdirSync(path.join(dir, 'files'));
+    const files: Array<[string, Buffer, string]> = [
+      ['scan.pdf', Buffer.from('%PDF-1.4\n1 0 obj\n'), 'application/pdf'],
+      ['photo.jpg', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0]), 'image/jpeg'],
+      ['page.png', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]), 'image/png'],
+      ['page.tif', Buffer.from([0x49, 0x49, 0x2a, 0, 8, 0, 0, 0]), 'image/tiff'],
+      ['notes.txt', Buffer.from('plain notes\n'), 'text/plain'],
+      // A PDF saved without its extension, and one above the 1 MiB read-whole limit (its first bytes are read apart).
+      ['scan0001', Buffer.from('%PDF-1.7\n'), 'application/pdf'],
+      ['big.tif', Buffer.concat([Buffer.from([0x4d, 0x4d, 0, 0x2a]), randomBytes(1024 * 1024 + 10)]), 'image/tiff'],
+    ];
+    const lines = ['personId,file,name'];
+    for (const [name, body] of files) {
+      writeFileSync(path.join(dir, 'files', name), Buffer.concat([body, Buffer.from(randomUUID())]));
+      lines.push(`${PEOPLE[0]},files/${name},${name}`);
+    }
+    const manifest = path.join(dir, 'import.csv');
+    writeFileSync(manifest, `${lines.join('\n')}\n`);
+    const run = await runJob(baseArgs(s, manifest, dir));
+    expect(run.exitCode).toBe(0);
+    const stored = (await (await fetch(`${s.origin}/_admin/documents`)).json()) as Array<{ name: string; fileName: string; contentType: string }>;
+    expect(Object.fromEntries(stored.map((d) => [d.fileName, d.contentType]))).toEqual(Object.fromEntries(files.map(([name, , type]) => [name, type])));
+  });
 });

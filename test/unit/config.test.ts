@@ -61,6 +61,16 @@ describe('loadConfig precedence', () => {
   });
 });
 
+describe('manifest settings', () => {
+  it('takes --delimiter as one character or tab, and --encoding by any iconv-lite name', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({ delimiter: undefined, encoding: undefined });
+    expect(loadConfig({ env: {}, flags: { delimiter: ';', encoding: 'latin1' } })).toMatchObject({ delimiter: ';', encoding: 'latin1' });
+    expect(loadConfig({ env: { IDSYNC_DELIMITER: 'tab', IDSYNC_ENCODING: 'Windows-1252' } })).toMatchObject({ delimiter: '\t', encoding: 'Windows-1252' });
+    expect(loadConfig({ env: {}, flags: { delimiter: '\\t' } }).delimiter).toBe('\t');
+    expect(loadConfig({ env: {}, flags: { delimiter: '|', encoding: ' utf-16le ' } })).toMatchObject({ delimiter: '|', encoding: 'utf-16le' });
+  });
+});
+
 describe('loadConfig validation', () => {
   const cases: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
     ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number \(got "lots"\)/],
@@ -71,6 +81,9 @@ describe('loadConfig validation', () => {
     ['bad log level', { env: {}, flags: { logLevel: 'loud' } }, /--log-level must be one of/],
     ['bad boolean', { env: { IDSYNC_INSECURE_TLS: 'maybe' } }, /IDSYNC_INSECURE_TLS \(environment\) must be 1\/0/],
     ['unreadable CA file', { env: {}, flags: { caFile: '/no/such/ca.pem' } }, /--ca-file \/no\/such\/ca.pem cannot be read/],
+    ['a two-character delimiter', { env: {}, flags: { delimiter: ';;' } }, /--delimiter must be one character/],
+    ['a quote as delimiter', { env: { IDSYNC_DELIMITER: '"' } }, /IDSYNC_DELIMITER \(environment\) cannot be a quote/],
+    ['an unknown encoding', { env: {}, flags: { encoding: 'klingon' } }, /--encoding is not an encoding idsync knows; use a name like utf-8, latin1, cp1252/],
   ];
   for (const [name, options, message] of cases) {
     it(`rejects ${name}`, () => {

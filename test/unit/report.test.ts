@@ -48,6 +48,33 @@ describe('ReportWriter', () => {
   });
 });
 
+describe('failed.csv (#15.8)', () => {
+  it("gives back a row that did not fit the header as it was read, in the manifest's delimiter and header", async () => {
+    const dir = tempDir();
+    const labels = ['PersonID', ' File ', 'Name', 'Description'];
+    const w = new ReportWriter(dir, ['personId', 'file', 'name', 'description'], ['personId', 'file', 'name', 'description', 'publicId'], (v) => ({ ...v, file: `/abs/${v.file}` }), {
+      delimiter: ';',
+      header: labels,
+    });
+    await w.add({ row: 1, status: 'rejected', action: 'validate', error: 'name is empty' }, { personId: 'p', file: 'a.pdf', name: '', description: 'x;y' });
+    // Five cells under four columns: "Smith" and " John" would land in name and description.
+    await w.add(
+      { row: 2, status: 'rejected', action: 'validate', error: 'row has 5 cells but the header has 4 columns' },
+      { personId: 'p', file: 'b.txt', name: 'Smith', description: ' John' },
+      'p;b.txt;Smith; John;Passport front',
+    );
+    await w.add({ row: 3, status: 'succeeded', action: 'uploaded' }, { personId: 'p', file: 'c.pdf', name: 'C', description: '' }, 'ignored: the row succeeded');
+    await w.add({ row: 4, status: 'failed', action: 'upload', error: 'x' }, { personId: 'p', file: 'd.pdf', name: 'José', description: '' });
+    await w.finish({ runId: 'r', command: 'import', startedAt: 'a', endedAt: 'b', interrupted: false, seconds: 1 });
+    expect(readFileSync(path.join(dir, 'failed.csv'), 'utf8')).toBe(
+      ['PersonID; File ;Name;Description', 'p;/abs/a.pdf;;"x;y"', 'p;b.txt;Smith; John;Passport front', 'p;/abs/d.pdf;José;', ''].join('\n'),
+    );
+    // report.csv stays comma-separated, with the cells as read.
+    const report = parse(readFileSync(path.join(dir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+    expect(report[1]).toMatchObject({ row: '2', status: 'rejected' });
+  });
+});
+
 describe('derivePublicId', () => {
   it('is stable for the same person and content, different otherwise', () => {
     const a = derivePublicId('3f2504e0-4f89-11d3-9a0c-0305e82c3301', 'aa'.repeat(32));
