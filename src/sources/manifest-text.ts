@@ -88,6 +88,9 @@ export class ManifestTextDecoder {
   /** Newlines before the current chunk: the line number of a problem is this plus those before it in the chunk. */
   #lines = 0;
   #carry: Buffer | undefined;
+  #started = false;
+  /** The file began with a UTF-16 byte order mark (Excel's "Unicode text"). */
+  #utf16: 'utf-16le' | 'utf-16be' | undefined;
 
   constructor(file: string, options: ManifestTextOptions = {}) {
     this.#file = file;
@@ -102,6 +105,10 @@ export class ManifestTextDecoder {
   write(chunk: Buffer): Buffer {
     if (this.#iconv) return this.#text(this.#iconv.write(chunk));
     const buf = this.#carry ? Buffer.concat([this.#carry, chunk]) : chunk;
+    if (!this.#started && buf.length >= 2) {
+      this.#started = true;
+      this.#utf16 = buf[0] === 0xff && buf[1] === 0xfe ? 'utf-16le' : buf[0] === 0xfe && buf[1] === 0xff ? 'utf-16be' : undefined;
+    }
     const cut = incompleteTail(buf);
     // Copied: the caller may reuse the chunk's memory for the next read.
     this.#carry = cut < buf.length ? Buffer.from(buf.subarray(cut)) : undefined;
@@ -127,6 +134,9 @@ export class ManifestTextDecoder {
     if (invalid !== -1 && (mangled === -1 || invalid < mangled)) {
       const line = this.#lines + countNewlines(buf, invalid) + 1;
       const byte = `byte 0x${buf[invalid]!.toString(16).padStart(2, '0')}${atEnd && invalid >= incompleteTail(buf) ? ' (an unfinished character at the end)' : ''}`;
+      if (this.#utf16) {
+        throw new ManifestError(`manifest ${this.#file} is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8: pass --encoding ${this.#utf16}, or save it again as "CSV UTF-8"`);
+      }
       throw new ManifestError(
         `manifest ${this.#file} is not valid UTF-8: line ${line} has ${byte}. If it was saved by Excel or an older system, pass --encoding latin1 (or cp1252, the Windows variant), or save it again as "CSV UTF-8"`,
       );

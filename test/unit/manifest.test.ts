@@ -109,6 +109,7 @@ describe('manifests as people write them (#17.4)', () => {
     // UTF-16 with its BOM (Excel's "Unicode text"), tab-separated.
     const utf16 = manifest(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('personId\tfile\tname\r\nP\ta.pdf\tJosé Müller\r\n', 'utf16le')]));
     expect((await collect(utf16, IMPORT, { encoding: 'utf-16le' }))[0]!.values).toEqual({ personId: 'P', file: 'a.pdf', name: 'José Müller' });
+    await expect(collect(utf16, IMPORT)).rejects.toThrowError(/is UTF-16 .*pass --encoding utf-16le/);
   });
 
   it('stops at invalid UTF-8 without --encoding, naming the line and the fix; the hash pass finds it first', async () => {
