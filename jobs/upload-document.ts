@@ -118,6 +118,7 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
           filePath: item.file,
           ...(data ? { data } : {}),
           fileName: path.basename(item.file),
+          expect: { sha256, bytes },
         },
         signal,
       );

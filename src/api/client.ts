@@ -4,7 +4,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
-import { AuthRefusedError, BadContentError, ConfigError, FileError, HttpStatusError, IdsyncError, ProtocolError } from '../errors.ts';
+import { AuthRefusedError, BadContentError, ConfigError, FileChangedError, FileError, HttpStatusError, IdsyncError, ProtocolError } from '../errors.ts';
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
 import { AdaptivePace } from '../pacing/adaptive-pace.ts';
@@ -175,6 +175,7 @@ export class ApiClient {
       } catch (err) {
         throw fileError('cannot read', filePath, err);
       }
+      if (input.expect && bytes !== input.expect.bytes) throw new FileChangedError(filePath, `${bytes} bytes now, ${input.expect.bytes} when it was hashed`);
     }
     const fileName = input.fileName ?? path.basename(filePath);
     const fields = [
@@ -188,7 +189,8 @@ export class ApiClient {
       if (input.data) return multipartBody(fields, { ...file, data: input.data });
       try {
         // Streamed from disk, so memory does not grow with the file.
-        return multipartBody(fields, { ...file, handle: await open(filePath, 'r') });
+        const verify = { path: filePath, ...(input.expect ? { sha256: input.expect.sha256 } : {}) };
+        return multipartBody(fields, { ...file, handle: await open(filePath, 'r'), verify });
       } catch (err) {
         throw fileError('cannot read', filePath, err);
       }
