@@ -257,10 +257,13 @@ export class TimeoutError extends IdsyncError {
 export class ProtocolError extends IdsyncError {
   readonly method: string;
   readonly path: string;
+  /** What was wrong with the answer, with a safe excerpt of it when that helps. */
+  readonly problem: string;
   constructor(init: { method: string; path: string; problem: string; cause?: unknown }) {
     super('E_PROTOCOL', `${init.method} ${init.path}: unexpected answer: ${init.problem}`, { cause: init.cause });
     this.method = init.method;
     this.path = init.path;
+    this.problem = init.problem;
   }
 }
 

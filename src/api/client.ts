@@ -157,6 +157,11 @@ export class ApiClient {
     });
   }
 
+  /** The base URL as given (path prefix included, no trailing slash), for messages. */
+  get baseUrl(): string {
+    return this.#origin + this.#prefix;
+  }
+
   /** Logs in now, so that wrong credentials or an untrusted certificate stop the run at once. */
   async login(signal?: AbortSignal): Promise<void> {
     await this.#tokens.login(signal);
@@ -387,7 +392,10 @@ export class ApiClient {
     try {
       return JSON.parse(text) as unknown;
     } catch (err) {
-      throw new ProtocolError({ method: spec.method, path: fullPath, problem: 'the body is not JSON', cause: err });
+      // Often a proxy's or a web app's HTML page: say what it was.
+      const type = headerValue(res.headers['content-type']);
+      const what = text.trim() === '' ? 'an empty body' : `the body is not JSON: ${JSON.stringify(this.#safeExcerpt(text.slice(0, EXCERPT_READ_LIMIT)))}`;
+      throw new ProtocolError({ method: spec.method, path: fullPath, problem: `${what} (${type ? `Content-Type ${type}` : 'no Content-Type'})`, cause: err });
     }
   }
 
