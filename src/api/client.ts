@@ -18,7 +18,7 @@ import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpe
 import { OutFolder, resolveInside } from './out-dir.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
-import { TokenSource } from './token-source.ts';
+import { TokenSource, type IssuedToken } from './token-source.ts';
 import { chunkStreamed } from '../memory.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
 import type { DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
@@ -407,7 +407,7 @@ export class ApiClient {
     return data as T[];
   }
 
-  async #authenticate(): Promise<string> {
+  async #authenticate(): Promise<IssuedToken> {
     const spec: RequestSpec = { method: 'POST', path: '/api/v1/authenticate', json: { username: this.#username, password: this.#password.reveal() } };
     let res: Dispatcher.ResponseData;
     try {
@@ -424,19 +424,21 @@ export class ApiClient {
     return this.#tokenFrom(res, spec);
   }
 
-  async #renewToken(token: string): Promise<string> {
+  async #renewToken(token: string): Promise<IssuedToken> {
     const spec: RequestSpec = { method: 'GET', path: '/api/v1/renewToken' };
     const res = await this.#send(spec, token);
     return this.#tokenFrom(res, spec);
   }
 
-  async #tokenFrom(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<string> {
+  /** The token and the server's clock when it answered (its `Date`): expiry is judged by the server's time. */
+  async #tokenFrom(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<IssuedToken> {
     const data = await this.#readJson(res, spec);
     const token = (data as { token?: unknown } | null)?.token;
     if (typeof token !== 'string' || token === '') {
       throw new ProtocolError({ method: spec.method, path: this.#fullPath(spec), problem: 'no "token" in the answer' });
     }
-    return token;
+    const date = Date.parse(headerValue(res.headers.date) ?? '');
+    return Number.isFinite(date) ? { token, serverDateMs: date } : { token };
   }
 
   /**
