@@ -1,4 +1,4 @@
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess
 import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpeg-content.ts';
 import { OutFolder, resolveInside } from './out-dir.ts';
+import { partFileName } from './part-files.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource, type IssuedToken } from './token-source.ts';
@@ -470,7 +471,7 @@ export class ApiClient {
       if (expect === 'jpeg') head = await this.#jpegStart(chunks, ctx, contentType);
       finalPath = path.resolve(typeof wanted === 'function' ? wanted(meta) : wanted);
       const dir = path.dirname(finalPath);
-      const tempName = `.${path.basename(finalPath)}.${randomBytes(6).toString('hex')}.part`;
+      const tempName = partFileName(path.basename(finalPath));
       if (confined) {
         resolveInside(confined.root, path.relative(confined.root, finalPath));
         folder = await OutFolder.open(confined.root, dir);
