@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OutFolder, prepareOutTarget, resolveInside } from '../../src/api/out-dir.ts';
 import { classify } from '../../src/api/classify.ts';
+import { archivePath } from '../../src/sources/archive-files.ts';
 import { FileError, OutsideOutError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
@@ -94,5 +95,17 @@ describe('prepareOutTarget / resolveInside', () => {
     const ok = await prepareOutTarget(root, 'enrollment/f.jpg');
     expect(ok).toEqual({ root, target: path.join(root, 'enrollment/f.jpg') });
     expect(existsSync(path.join(root, 'enrollment'))).toBe(true);
+  });
+});
+
+describe('archivePath', () => {
+  it('creates the archive folders without going through a link, and the refusal is permanent', async () => {
+    const { root, outside } = setup();
+    symlinkSync(outside, path.join(root, 'detections'));
+    const err = await rejection(archivePath(root, 'detections/p/2024-01-01/x.jpg'));
+    expect(err).toBeInstanceOf(OutsideOutError);
+    expect(classify(err).kind).toBe('permanent');
+    expect(readdirSync(outside)).toEqual([]);
+    expect(await archivePath(root, 'enrollment/f.jpg')).toBe(path.join(root, 'enrollment/f.jpg'));
   });
 });
