@@ -1,7 +1,8 @@
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { tempDir } from '../helpers/fixtures.ts';
 import { writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
@@ -84,5 +85,20 @@ describe('could-not-start errors at login exit 2 with the cause (issue #15)', ()
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`certificate at ${s.origin} is made out for IP Address:127.0.0.1, DNS:localhost, not for 127.0.0.2: the name does not match (ERR_TLS_CERT_ALTNAME_INVALID)`);
     expect(r.stderr).not.toContain('pass its certificate with --ca-file');
+  });
+
+  it('a state dir that cannot be written: exit 2 naming it, no stack', async () => {
+    const s = await withSandbox();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 1);
+    writeFileSync(path.join(dir, 'not-a-dir'), 'x');
+    const stateDir = path.join(dir, 'not-a-dir', 'state');
+    const env = { IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password, IDSYNC_STATE_DIR: stateDir, IDSYNC_REPORT_DIR: path.join(dir, 'rep'), REDIS_URL: inject('redisUrl') };
+    const r = await runCli(['import', manifest], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`idsync: the state dir ${stateDir} cannot be written (ENOTDIR on `);
+    expect(r.stderr).toContain('give a writable --state-dir (IDSYNC_STATE_DIR)');
+    expect(r.stderr).not.toMatch(/unexpected error|\n    at /);
+    expect(s.stats().uploads).toBe(0);
   });
 });
