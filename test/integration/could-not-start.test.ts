@@ -1,10 +1,14 @@
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { tempDir } from '../helpers/fixtures.ts';
-import { writeImportManifest } from '../helpers/job-runs.ts';
+import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
+import { exitCodeForError } from '../../src/cli/exit-codes.ts';
+import { ReportWriteError } from '../../src/errors.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
@@ -100,5 +104,52 @@ describe('could-not-start errors at login exit 2 with the cause (issue #15)', ()
     expect(r.stderr).toContain('give a writable --state-dir (IDSYNC_STATE_DIR)');
     expect(r.stderr).not.toMatch(/unexpected error|\n    at /);
     expect(s.stats().uploads).toBe(0);
+  });
+});
+
+/** A real small tmpfs, when this process may mount one (root in a container that allows it). */
+function mountTmpfs(size: string): { dir: string; unmount: () => void } | undefined {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return undefined;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'idsync-tmpfs-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  }
+  return {
+    dir,
+    unmount: () => {
+      execFileSync('umount', [dir], { stdio: 'ignore' });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('a report dir on a full disk (issue #15, item 7)', () => {
+  it('the import ends in ReportWriteError (exit 2, naming the file and ENOSPC); the previous report stays whole', async (ctx) => {
+    const fs = mountTmpfs('512k');
+    if (!fs) return ctx.skip();
+    try {
+      const s = await withSandbox();
+      const dir = tempDir();
+      const reportDir = path.join(fs.dir, 'report');
+      const common = { apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir };
+      const small = await runJob({ command: 'import', manifest: writeImportManifest(path.join(dir, 'a'), 3), ...common });
+      expect(small.exitCode).toBe(0);
+      const names = ['report.csv', 'report.jsonl', 'failed.csv', 'summary.json'];
+      const previous = names.map((n) => readFileSync(path.join(reportDir, n), 'utf8'));
+      // Leave about 24 KB: 400 report rows take several times that.
+      writeFileSync(path.join(fs.dir, 'filler'), Buffer.alloc(512 * 1024 - 24 * 1024));
+      const err = await runJob({ command: 'import', manifest: writeImportManifest(path.join(dir, 'b'), 400), ...common }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ReportWriteError);
+      expect(err).toMatchObject({ code: 'E_REPORT', sysCode: 'ENOSPC' });
+      expect((err as Error).message).toMatch(new RegExp(`cannot write the report file ${reportDir}/[a-z.]+\\.partial \\(ENOSPC`));
+      expect(exitCodeForError(err)).toBe(2);
+      expect(names.map((n) => readFileSync(path.join(reportDir, n), 'utf8'))).toEqual(previous);
+      expect(existsSync(path.join(reportDir, 'report.csv.partial'))).toBe(true);
+    } finally {
+      fs.unmount();
+    }
   });
 });
