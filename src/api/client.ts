@@ -473,6 +473,7 @@ export class ApiClient {
       const dir = path.dirname(finalPath);
       const tempName = partFileName(path.basename(finalPath));
       if (confined) {
+        // The name may come from the answer (a document's extension): it must still be under the root.
         resolveInside(confined.root, path.relative(confined.root, finalPath));
         folder = await OutFolder.open(confined.root, dir);
         tempPath = folder.entry(tempName);
