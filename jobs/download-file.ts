@@ -2,32 +2,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Job } from 'bullmq';
 import type { DownloadResult, ResponseMeta } from '../src/api/client.ts';
-import { FileError } from '../src/errors.ts';
+import { prepareOutTarget } from '../src/api/out-dir.ts';
 import { hashFile } from '../src/state/file-hash.ts';
 import { extensionFor } from '../src/sources/content-type.ts';
 import type { DownloadJobData, JobContext, JobOutcome } from './job-types.ts';
-
-/** Resolves `relative` under `outDir` and refuses anything that a link would take outside it. */
-async function safeTarget(outDir: string, relative: string): Promise<string> {
-  const root = await fs.realpath(outDir);
-  const target = path.resolve(root, relative);
-  if (target !== root && !target.startsWith(root + path.sep)) {
-    throw new FileError(`output ${relative} leaves --out`, target);
-  }
-  const dir = path.dirname(target);
-  await fs.mkdir(dir, { recursive: true });
-  const realDir = await fs.realpath(dir);
-  if (realDir !== root && !realDir.startsWith(root + path.sep)) {
-    throw new FileError(`output ${relative} leaves --out through a link`, target);
-  }
-  try {
-    const st = await fs.lstat(target);
-    if (st.isSymbolicLink()) throw new FileError(`output ${relative} is a link; idsync does not write through links`, target);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  return target;
-}
 
 /** For a document whose extension is decided by the server's answer: an earlier download of it, if any. */
 async function findExistingDocument(target: string): Promise<string | undefined> {
@@ -58,7 +36,8 @@ async function existing(file: string): Promise<boolean> {
  */
 export async function downloadFile(job: Job<DownloadJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
   const { item, outDir } = job.data;
-  const target = await safeTarget(outDir, item.output);
+  // Folders created level by level, never through a link; the client checks again before its rename.
+  const { root, target } = await prepareOutTarget(outDir, item.output);
   const ids = {
     ...(item.personId ? { personId: item.personId } : {}),
     ...(item.faceId ? { faceId: item.faceId } : {}),
@@ -76,16 +55,16 @@ export async function downloadFile(job: Job<DownloadJobData>, ctx: JobContext, s
   let result: DownloadResult;
   switch (item.type) {
     case 'enrollmentPhoto':
-      result = await ctx.client.downloadEnrollmentPhoto(item.faceId!, target, signal);
+      result = await ctx.client.downloadEnrollmentPhoto(item.faceId!, { root, path: target }, signal);
       break;
     case 'detectionPhoto':
-      result = await ctx.client.downloadDetectionPhoto(item.faceId!, item.detectionId!, target, signal);
+      result = await ctx.client.downloadDetectionPhoto(item.faceId!, item.detectionId!, { root, path: target }, signal);
       break;
     case 'document':
       result = await ctx.client.downloadDocument(
         item.personId!,
         item.documentId!,
-        item.explicitOutput ? target : (meta: ResponseMeta) => `${target}${extensionFor(meta)}`,
+        { root, path: item.explicitOutput ? target : (meta: ResponseMeta) => `${target}${extensionFor(meta)}` },
         signal,
       );
       break;

@@ -120,6 +120,7 @@ export async function uploadDocument(job: Job<UploadJobData>, ctx: JobContext, s
           ...(data ? { data } : {}),
           fileName: path.basename(item.file),
           contentType: await mediaTypeOfFile(item.file, data),
+          expect: { sha256, bytes },
         },
         signal,
       );

@@ -12,6 +12,13 @@ export type ErrorCode =
   | 'E_MANIFEST'
   | 'E_ROW_INVALID'
   | 'E_FILE'
+  | 'E_FILE_EMPTY'
+  | 'E_FILE_CHANGED'
+  | 'E_OUTSIDE_OUT'
+  | 'E_BAD_CONTENT'
+  | 'E_REPORT'
+  | 'E_API_UNREACHABLE'
+  | 'E_API_UNUSABLE'
   | 'E_AUTH_REFUSED'
   | 'E_TLS'
   | 'E_HTTP_STATUS'
@@ -83,6 +90,87 @@ export class FileError extends IdsyncError {
     this.path = path;
     const cause = options?.cause as NodeJS.ErrnoException | undefined;
     this.sysCode = cause?.code;
+  }
+}
+
+/** A file to upload is empty when it is read for sending (emptied after validation, say): never uploaded. */
+export class EmptyFileError extends IdsyncError {
+  readonly path: string;
+  constructor(path: string) {
+    super('E_FILE_EMPTY', `${path} is empty (0 bytes) now; an empty file is not uploaded: check the file and run the same command again`);
+    this.path = path;
+  }
+}
+
+/**
+ * A file changed between hashing and sending (rewritten, grown, shrunk). The request was cut
+ * before its last bytes, so the server never received a complete upload: worth another try,
+ * which hashes the file again, and nothing is in doubt.
+ */
+export class FileChangedError extends IdsyncError {
+  readonly path: string;
+  constructor(path: string, what: string) {
+    super('E_FILE_CHANGED', `${path} changed while it was being sent (${what}); the upload was cut short and will be tried again`);
+    this.path = path;
+  }
+}
+
+/** An output path leaves --out (`..`, or a link on the way, also one swapped in meanwhile). Never retried. */
+export class OutsideOutError extends IdsyncError {
+  readonly path: string;
+  constructor(message: string, path: string) {
+    super('E_OUTSIDE_OUT', message);
+    this.path = path;
+  }
+}
+
+/**
+ * The API answered 200 with something other than what the endpoint serves (an HTML login page
+ * or a JSON error instead of a JPEG, an empty body). Says what came instead; never retried.
+ */
+export class BadContentError extends IdsyncError {
+  readonly method: string;
+  readonly path: string;
+  readonly contentType: string | undefined;
+  /** A short, secret-free excerpt of what came. */
+  readonly excerpt: string;
+  constructor(init: { method: string; path: string; expected: string; contentType?: string | undefined; excerpt: string; problem: string }) {
+    const type = init.contentType ? `Content-Type ${init.contentType}` : 'no Content-Type';
+    const excerpt = init.excerpt ? `: ${JSON.stringify(init.excerpt)}` : '';
+    super('E_BAD_CONTENT', `${init.method} ${init.path} answered 200 with ${init.problem} (${type}), not ${init.expected}${excerpt}`);
+    this.method = init.method;
+    this.path = init.path;
+    this.contentType = init.contentType;
+    this.excerpt = init.excerpt;
+  }
+}
+
+/** A report file could not be written (disk full, say). Its `.partial` name stays; the previous report is untouched. Exit 2. */
+export class ReportWriteError extends IdsyncError {
+  readonly path: string;
+  readonly sysCode: string | undefined;
+  constructor(path: string, cause: unknown) {
+    const sysCode = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const why = sysCode === 'ENOSPC' ? 'ENOSPC: no space left on the device' : (sysCode ?? describeError(cause));
+    super('E_REPORT', `cannot write the report file ${path} (${why}); the incomplete report keeps its .partial names and the previous report in that folder is unchanged`, { cause });
+    this.path = path;
+    this.sysCode = sysCode;
+  }
+}
+
+/** The API could not be reached at the start (refused, DNS, no route, timeouts), after the login's retries. Exit 2. */
+export class ApiUnreachableError extends IdsyncError {
+  readonly sysCode: string | undefined;
+  constructor(message: string, sysCode?: string, options?: { cause?: unknown }) {
+    super('E_API_UNREACHABLE', message, options);
+    this.sysCode = sysCode;
+  }
+}
+
+/** The API answered the first login with something that is not a login answer (404, HTML, 5xx). Exit 2. */
+export class ApiUnusableError extends IdsyncError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_API_UNUSABLE', message, options);
   }
 }
 
@@ -169,10 +257,13 @@ export class TimeoutError extends IdsyncError {
 export class ProtocolError extends IdsyncError {
   readonly method: string;
   readonly path: string;
+  /** What was wrong with the answer, with a safe excerpt of it when that helps. */
+  readonly problem: string;
   constructor(init: { method: string; path: string; problem: string; cause?: unknown }) {
     super('E_PROTOCOL', `${init.method} ${init.path}: unexpected answer: ${init.problem}`, { cause: init.cause });
     this.method = init.method;
     this.path = init.path;
+    this.problem = init.problem;
   }
 }
 

@@ -1,5 +1,8 @@
 import {
+  ApiUnreachableError,
+  ApiUnusableError,
   AuthRefusedError,
+  FileChangedError,
   FileError,
   HttpStatusError,
   IdsyncError,
@@ -36,7 +39,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
 /** authenticate answering one of these means "wrong credentials" (or a locked account). */
 const CREDENTIALS_REFUSED_STATUS = new Set([400, 401, 403]);
 /** Errno codes of local files that no retry can fix. */
-const PERMANENT_FILE_CODES = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG']);
+const PERMANENT_FILE_CODES = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP']);
 /** Connection broke after it was set up (the classic stale keep-alive socket). */
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED']);
 
@@ -45,7 +48,11 @@ function isIdempotent(method: string): boolean {
 }
 
 export function classify(err: unknown): Classification {
-  if (err instanceof TlsError || err instanceof AuthRefusedError) return { kind: 'fatal', ambiguous: false };
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError) {
+    return { kind: 'fatal', ambiguous: false };
+  }
+  // Cut before its last bytes: the server never had a complete upload. Hashed afresh next time.
+  if (err instanceof FileChangedError) return { kind: 'retry', ambiguous: false };
   if (err instanceof HttpStatusError) {
     const sentAndMaybeProcessed = err.requestSent && !isIdempotent(err.method) && !NOT_PROCESSED_STATUS.has(err.status);
     if (err.status === 401) return { kind: 'refresh-auth', ambiguous: false };
@@ -101,6 +108,6 @@ export function isSuccess(status: number): boolean {
 export function mayHaveBeenProcessed(err: unknown): boolean {
   if (err instanceof HttpStatusError) return err.requestSent && err.status >= 500;
   if (err instanceof NetworkError || err instanceof TimeoutError) return err.requestSent;
-  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof FileError) return false;
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof FileError || err instanceof FileChangedError) return false;
   return true;
 }

@@ -1,10 +1,10 @@
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
-import { AuthRefusedError, ConfigError, FileError, HttpStatusError, ProtocolError } from '../errors.ts';
+import { AuthRefusedError, BadContentError, ConfigError, FileChangedError, FileError, HttpStatusError, IdsyncError, ProtocolError } from '../errors.ts';
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
 import { AdaptivePace } from '../pacing/adaptive-pace.ts';
@@ -14,14 +14,17 @@ import { USER_AGENT } from '../version.ts';
 import { cutText } from '../text.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
+import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpeg-content.ts';
+import { OutFolder, resolveInside } from './out-dir.ts';
+import { partFileName } from './part-files.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
-import { TokenSource } from './token-source.ts';
+import { TokenSource, type IssuedToken } from './token-source.ts';
 import { chunkStreamed } from '../memory.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
-import type { DetectionItem, DetectionQuery, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+import type { DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
 
-export type { DetectionItem, DetectionQuery, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+export type { ConfinedDest, DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
 
 export interface ApiClientOptions {
   /** Base URL, path prefix included (`https://x.econnectcloud.com/identities`). */
@@ -155,6 +158,11 @@ export class ApiClient {
     });
   }
 
+  /** The base URL as given (path prefix included, no trailing slash), for messages. */
+  get baseUrl(): string {
+    return this.#origin + this.#prefix;
+  }
+
   /** Logs in now, so that wrong credentials or an untrusted certificate stop the run at once. */
   async login(signal?: AbortSignal): Promise<void> {
     await this.#tokens.login(signal);
@@ -173,6 +181,7 @@ export class ApiClient {
       } catch (err) {
         throw fileError('cannot read', filePath, err);
       }
+      if (input.expect && bytes !== input.expect.bytes) throw new FileChangedError(filePath, `${bytes} bytes now, ${input.expect.bytes} when it was hashed`);
     }
     const fileName = input.fileName ?? path.basename(filePath);
     const fields = [
@@ -186,7 +195,8 @@ export class ApiClient {
       if (input.data) return multipartBody(fields, { ...file, data: input.data });
       try {
         // Streamed from disk, so memory does not grow with the file.
-        return multipartBody(fields, { ...file, handle: await open(filePath, 'r') });
+        const verify = { path: filePath, ...(input.expect ? { sha256: input.expect.sha256 } : {}) };
+        return multipartBody(fields, { ...file, handle: await open(filePath, 'r'), verify });
       } catch (err) {
         throw fileError('cannot read', filePath, err);
       }
@@ -209,16 +219,18 @@ export class ApiClient {
     }
   }
 
-  downloadDocument(personId: string, documentId: string, dest: string | ((meta: ResponseMeta) => string), signal?: AbortSignal): Promise<DownloadResult> {
+  downloadDocument(personId: string, documentId: string, dest: DownloadDest, signal?: AbortSignal): Promise<DownloadResult> {
     return this.#download(`/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data`, dest, signal);
   }
 
-  downloadEnrollmentPhoto(faceId: string, dest: string, signal?: AbortSignal): Promise<DownloadResult> {
-    return this.#download(`/api/v1/people/enrollmentPhoto/${seg(faceId)}`, dest, signal);
+  /** Only JPEG bytes are saved: anything else answered with 200 is BadContentError (E_BAD_CONTENT). */
+  downloadEnrollmentPhoto(faceId: string, dest: DownloadDest, signal?: AbortSignal): Promise<DownloadResult> {
+    return this.#download(`/api/v1/people/enrollmentPhoto/${seg(faceId)}`, dest, signal, 'jpeg');
   }
 
-  downloadDetectionPhoto(faceId: string, detectionId: string, dest: string, signal?: AbortSignal): Promise<DownloadResult> {
-    return this.#download(`/api/v1/people/detectionPhoto/${seg(faceId)}/${seg(detectionId)}`, dest, signal);
+  /** Only JPEG bytes are saved, as for enrollment photos. */
+  downloadDetectionPhoto(faceId: string, detectionId: string, dest: DownloadDest, signal?: AbortSignal): Promise<DownloadResult> {
+    return this.#download(`/api/v1/people/detectionPhoto/${seg(faceId)}/${seg(detectionId)}`, dest, signal, 'jpeg');
   }
 
   listDetectionsByPerson(personId: string, query?: DetectionQuery, signal?: AbortSignal): Promise<DetectionItem[]> {
@@ -359,9 +371,14 @@ export class ApiClient {
     } finally {
       release(body);
     }
+    return this.#safeExcerpt(text);
+  }
+
+  /** Secrets out, whitespace collapsed, unprintable bytes shown as `.`, at most EXCERPT_LENGTH characters. */
+  #safeExcerpt(text: string): string {
     const password = this.#password.reveal();
     if (password.length >= 4) text = text.split(password).join('[redacted]');
-    const flat = scrubSecrets(text).replace(/\s+/g, ' ').trim();
+    const flat = scrubSecrets(text).replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f\ufffd]/g, '.').trim();
     return flat.length > EXCERPT_LENGTH ? `${cutText(flat, EXCERPT_LENGTH - 1)}…` : flat;
   }
 
@@ -376,7 +393,10 @@ export class ApiClient {
     try {
       return JSON.parse(text) as unknown;
     } catch (err) {
-      throw new ProtocolError({ method: spec.method, path: fullPath, problem: 'the body is not JSON', cause: err });
+      // Often a proxy's or a web app's HTML page: say what it was.
+      const type = headerValue(res.headers['content-type']);
+      const what = text.trim() === '' ? 'an empty body' : `the body is not JSON: ${JSON.stringify(this.#safeExcerpt(text.slice(0, EXCERPT_READ_LIMIT)))}`;
+      throw new ProtocolError({ method: spec.method, path: fullPath, problem: `${what} (${type ? `Content-Type ${type}` : 'no Content-Type'})`, cause: err });
     }
   }
 
@@ -388,7 +408,7 @@ export class ApiClient {
     return data as T[];
   }
 
-  async #authenticate(): Promise<string> {
+  async #authenticate(): Promise<IssuedToken> {
     const spec: RequestSpec = { method: 'POST', path: '/api/v1/authenticate', json: { username: this.#username, password: this.#password.reveal() } };
     let res: Dispatcher.ResponseData;
     try {
@@ -405,27 +425,32 @@ export class ApiClient {
     return this.#tokenFrom(res, spec);
   }
 
-  async #renewToken(token: string): Promise<string> {
+  async #renewToken(token: string): Promise<IssuedToken> {
     const spec: RequestSpec = { method: 'GET', path: '/api/v1/renewToken' };
     const res = await this.#send(spec, token);
     return this.#tokenFrom(res, spec);
   }
 
-  async #tokenFrom(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<string> {
+  /** The token and the server's clock when it answered (its `Date`): expiry is judged by the server's time. */
+  async #tokenFrom(res: Dispatcher.ResponseData, spec: RequestSpec): Promise<IssuedToken> {
     const data = await this.#readJson(res, spec);
     const token = (data as { token?: unknown } | null)?.token;
     if (typeof token !== 'string' || token === '') {
       throw new ProtocolError({ method: spec.method, path: this.#fullPath(spec), problem: 'no "token" in the answer' });
     }
-    return token;
+    const date = Date.parse(headerValue(res.headers.date) ?? '');
+    return Number.isFinite(date) ? { token, serverDateMs: date } : { token };
   }
 
   /**
    * Streams a body to `<dir>/.<name>.<random>.part` (sha256 and size computed on the way),
    * fsyncs and renames it to the final name. On any failure the temp file is removed, so a
-   * final name never holds a partial file.
+   * final name never holds a partial file. A confined destination is written inside its folder
+   * held open from creation to rename (src/api/out-dir.ts), so no link swapped in meanwhile
+   * leads the file out of --out. `expect: 'jpeg'` refuses anything but JPEG bytes before a file
+   * is created.
    */
-  async #download(apiPath: string, dest: string | ((meta: ResponseMeta) => string), signal?: AbortSignal): Promise<DownloadResult> {
+  async #download(apiPath: string, dest: DownloadDest, signal?: AbortSignal, expect?: 'jpeg'): Promise<DownloadResult> {
     const spec: RequestSpec = { method: 'GET', path: apiPath };
     const res = await this.#authed(spec, signal);
     const ctx: RequestContext = { method: 'GET', path: this.#fullPath(spec), origin: this.#origin };
@@ -434,43 +459,69 @@ export class ApiClient {
     if (contentType) meta.contentType = contentType;
     const fileName = fileNameFromContentDisposition(res.headers['content-disposition']);
     if (fileName) meta.fileName = fileName;
+    const confined = typeof dest === 'object' ? dest : undefined;
+    const wanted = confined ? confined.path : (dest as DownloadPath);
+    const chunks = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    let head: Buffer[] = [];
     let finalPath: string;
+    let folder: OutFolder | undefined;
     let tempPath: string;
     let handle: Awaited<ReturnType<typeof open>>;
     try {
-      finalPath = path.resolve(typeof dest === 'function' ? dest(meta) : dest);
+      if (expect === 'jpeg') head = await this.#jpegStart(chunks, ctx, contentType);
+      finalPath = path.resolve(typeof wanted === 'function' ? wanted(meta) : wanted);
       const dir = path.dirname(finalPath);
-      tempPath = path.join(dir, `.${path.basename(finalPath)}.${randomBytes(6).toString('hex')}.part`);
+      const tempName = partFileName(path.basename(finalPath));
+      if (confined) {
+        // The name may come from the answer (a document's extension): it must still be under the root.
+        resolveInside(confined.root, path.relative(confined.root, finalPath));
+        folder = await OutFolder.open(confined.root, dir);
+        tempPath = folder.entry(tempName);
+      } else {
+        tempPath = path.join(dir, tempName);
+        try {
+          await mkdir(dir, { recursive: true });
+        } catch (err) {
+          throw fileError('cannot write', dir, err);
+        }
+      }
       try {
-        await mkdir(dir, { recursive: true });
         handle = await open(tempPath, 'wx');
       } catch (err) {
-        throw fileError('cannot write', tempPath ?? dir, err);
+        throw fileError('cannot write', path.join(dir, tempName), err);
       }
     } catch (err) {
       release(res.body);
+      await folder?.close();
       throw err;
     }
     const hash = createHash('sha256');
     let bytes = 0;
     try {
       try {
-        for await (const chunk of res.body) {
-          const buf = chunk as Buffer;
-          hash.update(buf);
-          bytes += buf.length;
-          chunkStreamed(buf.length);
+        for (;;) {
+          const next = head.shift() ?? (await nextChunk(chunks));
+          if (next === undefined) break;
+          hash.update(next);
+          bytes += next.length;
+          chunkStreamed(next.length);
           // Awaiting each write is the back-pressure: the socket is read no faster than the disk takes it.
-          await writeAll(handle, buf, tempPath);
+          await writeAll(handle, next, finalPath);
         }
       } catch (err) {
-        if (err instanceof FileError) throw err;
+        if (err instanceof IdsyncError) throw err;
         throw toTransportError(err, ctx);
       }
       try {
         await handle.sync();
         await handle.close();
-        await rename(tempPath, finalPath);
+        if (folder) {
+          // As late as Node allows: the check and the rename are the last two steps (see OutFolder.verify).
+          await folder.verify();
+          await rename(tempPath, folder.entry(path.basename(finalPath)));
+        } else {
+          await rename(tempPath, finalPath);
+        }
       } catch (err) {
         throw fileError('cannot write', finalPath, err);
       }
@@ -479,12 +530,58 @@ export class ApiClient {
       await handle.close().catch(() => undefined);
       await rm(tempPath, { force: true }).catch(() => undefined);
       throw err;
+    } finally {
+      await folder?.close();
     }
     const result: DownloadResult = { path: finalPath, bytes, sha256: hash.digest('hex') };
     if (meta.contentType) result.contentType = meta.contentType;
     if (meta.fileName) result.fileName = meta.fileName;
     return result;
   }
+
+  /**
+   * The first chunks of a photo, once they prove it is a JPEG (Content-Type, when sent, and the
+   * signature). Anything else throws BadContentError with what came instead.
+   */
+  async #jpegStart(chunks: AsyncIterator<Buffer>, ctx: RequestContext, contentType: string | undefined): Promise<Buffer[]> {
+    const head: Buffer[] = [];
+    let got = 0;
+    let ended = false;
+    if (isJpegContentType(contentType)) {
+      while (got < JPEG_SIGNATURE_BYTES) {
+        const next = await nextChunk(chunks).catch((err: unknown) => {
+          throw toTransportError(err, ctx);
+        });
+        if (next === undefined) {
+          ended = true;
+          break;
+        }
+        head.push(next);
+        got += next.length;
+      }
+      if (hasJpegSignature(Buffer.concat(head))) return head;
+    }
+    // What came instead, for the report: a short, secret-free excerpt of it.
+    let text = Buffer.concat(head).toString('utf8');
+    try {
+      for (let next; text.length < EXCERPT_READ_LIMIT && !ended && (next = await nextChunk(chunks)) !== undefined; ) text += next.toString('utf8');
+    } catch {
+      // Only the excerpt is lost.
+    }
+    throw new BadContentError({
+      method: ctx.method,
+      path: ctx.path,
+      expected: 'a JPEG photo',
+      contentType,
+      excerpt: this.#safeExcerpt(text),
+      problem: got === 0 && ended ? 'an empty body' : 'other content',
+    });
+  }
+}
+
+async function nextChunk(chunks: AsyncIterator<Buffer>): Promise<Buffer | undefined> {
+  const next = await chunks.next();
+  return next.done ? undefined : next.value;
 }
 
 type Body = Dispatcher.ResponseData['body'];
@@ -516,8 +613,8 @@ async function writeAll(handle: Awaited<ReturnType<typeof open>>, buf: Buffer, f
   }
 }
 
-function fileError(what: string, filePath: string, err: unknown): FileError {
-  if (err instanceof FileError) return err;
+function fileError(what: string, filePath: string, err: unknown): IdsyncError {
+  if (err instanceof IdsyncError) return err;
   const code = (err as NodeJS.ErrnoException).code ?? 'error';
   return new FileError(`${what} ${filePath}: ${code}`, filePath, { cause: err });
 }

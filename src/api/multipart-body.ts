@@ -1,6 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { FileChangedError } from '../errors.ts';
 import { chunkStreamed } from '../memory.ts';
 
 /** A text part or the file part of a multipart/form-data upload. */
@@ -18,6 +19,12 @@ export interface MultipartFile {
   /** Otherwise streamed from this open file (closed when the stream ends); `size` must be its length. */
   handle?: FileHandle;
   size: number;
+  /**
+   * For a streamed file: its path (for the error) and, when known, the sha256 it must have. The
+   * bytes are hashed as they go and the last chunk is held back until the size and the hash
+   * match, so a file changed since it was hashed never reaches the server complete.
+   */
+  verify?: { path: string; sha256?: string };
 }
 
 export interface MultipartBody {
@@ -59,13 +66,29 @@ export function multipartBody(fields: MultipartField[], file: MultipartFile): Mu
   const contentType = `multipart/form-data; boundary=${boundary}`;
   if (file.data) return { contentType, length, body: Buffer.concat([headBuf, file.data, tailBuf], length) };
   const handle = file.handle!;
+  const verify = file.verify;
+  const changed = (what: string) => new FileChangedError(verify?.path ?? file.fileName, what);
   async function* stream(): AsyncGenerator<Buffer> {
     try {
       yield headBuf;
+      const hash = verify?.sha256 ? createHash('sha256') : undefined;
+      let read = 0;
+      // The last chunk waits until the end of the file proves size and hash: a request cut before
+      // its last bytes (and the closing boundary) is never a complete upload for the server.
+      let held: Buffer | undefined;
       for await (const chunk of handle.createReadStream({ highWaterMark: 256 * 1024, autoClose: false })) {
-        chunkStreamed((chunk as Buffer).length);
-        yield chunk as Buffer;
+        const buf = chunk as Buffer;
+        read += buf.length;
+        // More than promised in Content-Length: stop here rather than let undici fail on the length.
+        if (read > file.size) throw changed(`it grew past the ${file.size} bytes it had`);
+        hash?.update(buf);
+        chunkStreamed(buf.length);
+        if (held) yield held;
+        held = buf;
       }
+      if (read !== file.size) throw changed(`${read} bytes instead of ${file.size}`);
+      if (hash && hash.digest('hex') !== verify!.sha256) throw changed('its content is not what was hashed');
+      if (held) yield held;
       yield tailBuf;
     } finally {
       await handle.close().catch(() => undefined);

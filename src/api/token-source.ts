@@ -4,12 +4,19 @@ import type { Logger } from '../log.ts';
 import type { Clock } from '../pacing/clock.ts';
 import { classify } from './classify.ts';
 
+/** A token as issued, with the server's clock at that moment when its answer said (`Date`). */
+export interface IssuedToken {
+  token: string;
+  /** Epoch ms of the answer's `Date` header (whole seconds), when it had a readable one. */
+  serverDateMs?: number;
+}
+
 /** The two calls a TokenSource needs; the client supplies them (they do the HTTP). */
 export interface TokenExchange {
   /** POST authenticate with the password; throws AuthRefusedError when the server says no. */
-  login(): Promise<string>;
+  login(): Promise<string | IssuedToken>;
   /** GET renewToken with the current, still-valid token. */
-  renew(token: string): Promise<string>;
+  renew(token: string): Promise<string | IssuedToken>;
 }
 
 export interface TokenSourceOptions {
@@ -128,10 +135,9 @@ export class TokenSource {
     const expired = held?.expiresAt !== undefined && now >= held.expiresAt;
     if (!held || expired) return this.#login();
     try {
-      const token = await this.#exchange.renew(held.token);
+      const issued = await this.#exchange.renew(held.token);
       this.#stats.renewals++;
-      this.#hold(token, 'renewed');
-      return token;
+      return this.#hold(issued, 'renewed');
     } catch (err) {
       const kind = classify(err).kind;
       // A rejected or revoked token cannot be renewed: log in again with the password.
@@ -148,10 +154,9 @@ export class TokenSource {
 
   async #login(): Promise<string> {
     try {
-      const token = await this.#exchange.login();
+      const issued = await this.#exchange.login();
       this.#stats.logins++;
-      this.#hold(token, 'logged in');
-      return token;
+      return this.#hold(issued, 'logged in');
     } catch (err) {
       if (err instanceof AuthRefusedError) {
         // Remembered: every later call fails at once instead of hammering authenticate.
@@ -162,9 +167,10 @@ export class TokenSource {
     }
   }
 
-  #hold(token: string, what: string): void {
+  #hold(issued: string | IssuedToken, what: string): string {
+    const { token, serverDateMs } = typeof issued === 'string' ? { token: issued, serverDateMs: undefined } : issued;
     const now = this.#clock.now();
-    const expiresAt = localExpiry(token, now);
+    const expiresAt = localExpiry(token, now, serverDateMs);
     let renewAt: number | undefined;
     if (expiresAt !== undefined) {
       const lifetime = Math.max(0, expiresAt - now);
@@ -174,14 +180,19 @@ export class TokenSource {
     this.#held = { token, expiresAt, renewAt };
     if (expiresAt === undefined) this.#log.debug(`${what}; token expiry unreadable, relying on 401 answers`);
     else this.#log.debug({ validForMs: expiresAt - now, renewInMs: (renewAt ?? now) - now }, what);
+    return token;
   }
 }
 
 /**
- * When the token stops working, on the local clock. With `iat` the lifetime is measured on the
- * server's clock and added to our own, which absorbs clock skew; the earlier estimate wins.
+ * When the token stops working, on the local clock. `exp` is a time on the SERVER's clock, which
+ * may be hours off ours (issue #15: a server behind by more than the token's lifetime made every
+ * token look expired on arrival, and idsync logged in every few requests). So the remaining life
+ * is measured on the server's clock, from its `Date` at issue to `exp`, and the lifetime from
+ * `iat` to `exp`; each is added to our own clock and the earlier one wins. Only without either
+ * is `exp` read on the local clock.
  */
-function localExpiry(token: string, now: number): number | undefined {
+export function localExpiry(token: string, now: number, serverDateMs?: number): number | undefined {
   let exp: unknown;
   let iat: unknown;
   try {
@@ -190,7 +201,9 @@ function localExpiry(token: string, now: number): number | undefined {
     return undefined;
   }
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return undefined;
-  const byExp = exp * 1000;
-  if (typeof iat === 'number' && Number.isFinite(iat) && iat <= exp) return Math.min(byExp, now + (exp - iat) * 1000);
-  return byExp;
+  const expMs = exp * 1000;
+  const estimates: number[] = [];
+  if (serverDateMs !== undefined && Number.isFinite(serverDateMs)) estimates.push(now + (expMs - serverDateMs));
+  if (typeof iat === 'number' && Number.isFinite(iat) && iat <= exp) estimates.push(now + (exp - iat) * 1000);
+  return estimates.length > 0 ? Math.min(...estimates) : expMs;
 }

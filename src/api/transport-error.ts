@@ -32,7 +32,36 @@ function codesOf(err: unknown): string[] {
   return codes;
 }
 
+/** The error in a chain that carries `code` (undici may wrap Node's). */
+function findCode(err: unknown, code: string): Record<string, unknown> | undefined {
+  let current: unknown = err;
+  for (let depth = 0; current && depth < 5; depth++) {
+    if (codeOf(current) === code) return current as Record<string, unknown>;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * A certificate that is valid but made out for other names: trusting another CA would not help,
+ * so the message says which names it has (Node puts the peer certificate on the error).
+ */
+function nameMismatch(origin: string, code: string, cause: unknown): TlsError {
+  const err = findCode(cause, code);
+  const names = (err?.cert as { subjectaltname?: unknown; subject?: { CN?: unknown } } | undefined)?.subjectaltname;
+  const commonName = (err?.cert as { subject?: { CN?: unknown } } | undefined)?.subject?.CN;
+  const host = typeof err?.host === 'string' ? err.host : new URL(origin).hostname;
+  const has = typeof names === 'string' && names !== '' ? `is made out for ${names}` : typeof commonName === 'string' ? `is made out for ${commonName}` : 'is made out for other names';
+  return new TlsError(
+    `the server's TLS certificate at ${origin} ${has}, not for ${host}: the name does not match (${code}). ` +
+      `Use a host name in --api-url that the certificate names, or have the certificate reissued for ${host}; --ca-file does not change this.`,
+    code,
+    { cause },
+  );
+}
+
 export function tlsErrorFor(origin: string, code: string, cause: unknown): TlsError {
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') return nameMismatch(origin, code, cause);
   if (CERT_CODE.test(code)) {
     return new TlsError(
       `the server's TLS certificate at ${origin} could not be verified (${code}). If the server uses a private or self-signed CA, ` +

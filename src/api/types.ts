@@ -46,6 +46,20 @@ export interface ResponseMeta {
   fileName?: string;
 }
 
+/** Where a download goes: a path, or a path decided from the answer's headers. */
+export type DownloadPath = string | ((meta: ResponseMeta) => string);
+
+/**
+ * A download confined to `root` (the real path of --out): every folder level is created and
+ * checked without following links, and checked again just before the rename (src/api/out-dir.ts).
+ */
+export interface ConfinedDest {
+  root: string;
+  path: DownloadPath;
+}
+
+export type DownloadDest = DownloadPath | ConfinedDest;
+
 export interface UploadInput {
   personId: string;
   name: string;
@@ -57,4 +71,10 @@ export interface UploadInput {
   /** Name sent with the file part; default: the file's base name. */
   fileName?: string;
   contentType?: string;
+  /**
+   * What the caller hashed (sha256 hex and size). A file streamed from disk is hashed again
+   * while it is sent and its last bytes are held back until both match, so the server never
+   * gets a complete request with other bytes (FileChangedError instead).
+   */
+  expect?: { sha256: string; bytes: number };
 }

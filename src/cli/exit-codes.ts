@@ -6,7 +6,7 @@ export const ExitCode = {
   Ok: 0,
   /** The run finished and at least one row failed or was rejected. */
   RowsFailed: 1,
-  /** The run could not start: usage, config, credentials, Redis, manifest. */
+  /** The run could not start or had to stop: usage, config, credentials, API unreachable, Redis, manifest, report not writable. */
   CannotStart: 2,
   /** Interrupted; the same command resumes. */
   Interrupted: 130,
@@ -37,6 +37,9 @@ export function exitCodeForError(err: unknown): ExitCodeValue {
       case 'E_MANIFEST':
       case 'E_AUTH_REFUSED':
       case 'E_TLS':
+      case 'E_API_UNREACHABLE':
+      case 'E_API_UNUSABLE':
+      case 'E_REPORT':
         return ExitCode.CannotStart;
       default:
         return ExitCode.RowsFailed;

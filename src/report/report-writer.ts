@@ -1,7 +1,9 @@
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { ReportWriteError } from '../errors.ts';
 import { stringify } from 'csv-stringify/sync';
 import { REPORT_COLUMNS, type RowResult, type RowStatus } from './row-result.ts';
 import { spreadsheetSafe } from './spreadsheet-cell.ts';
@@ -21,20 +23,32 @@ export interface RunSummary {
   reportDir: string;
 }
 
+/** Opens one report file for writing; injectable so tests can make a disk fill up. */
+export type ReportFileOpener = (file: string) => Writable;
+
 /**
- * One report file. Its stream's first error (disk full, say) is kept and makes every later write
- * and the close reject: a stream 'error' with no listener would end the whole process, and the
- * report is written while jobs are still running. Closing twice is closing once.
+ * fsync'd before the close completes (`flush`): on most disks a full disk shows only when the
+ * data is written back, and a report must not take its real name before that has succeeded.
+ */
+const openForReport: ReportFileOpener = (file) => createWriteStream(file, { flush: true });
+
+/**
+ * One report file. Its stream's first error (disk full, say) is kept, as a ReportWriteError naming
+ * the file, and makes every later write and the close reject: a stream 'error' with no listener
+ * would end the whole process, and the report is written while jobs are still running. Closing
+ * twice is closing once.
  */
 class ReportFile {
-  readonly #stream: WriteStream;
-  #error: Error | undefined;
+  readonly path: string;
+  readonly #stream: Writable;
+  #error: ReportWriteError | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(file: string) {
-    this.#stream = createWriteStream(file);
+  constructor(file: string, openFile: ReportFileOpener) {
+    this.path = file;
+    this.#stream = openFile(file);
     this.#stream.on('error', (err) => {
-      this.#error ??= err;
+      this.#error ??= new ReportWriteError(file, err);
     });
   }
 
@@ -47,15 +61,21 @@ class ReportFile {
     this.#closing ??= (async () => {
       if (this.#error) throw this.#error;
       this.#stream.end();
-      await this.#until('finish');
+      // 'close' (not 'finish'): only then has the flush (fsync) of the file been done.
+      await this.#until('close');
+      if (this.#error) throw this.#error;
     })();
     return this.#closing;
   }
 
   /** The event, or the stream's error (events.once rejects on 'error'). */
-  async #until(event: 'drain' | 'finish'): Promise<void> {
+  async #until(event: 'drain' | 'close'): Promise<void> {
     if (this.#error) throw this.#error;
-    await once(this.#stream, event);
+    try {
+      await once(this.#stream, event);
+    } catch (err) {
+      throw (this.#error ??= new ReportWriteError(this.path, err));
+    }
   }
 }
 
@@ -72,6 +92,7 @@ const ROWS_PER_WRITE = 256;
 
 /** The report's files, each written under a `.partial` name until the report is finished. */
 const FILES = ['report.csv', 'report.jsonl', 'failed.csv'] as const;
+const SUMMARY = 'summary.json';
 const PARTIAL = '.partial';
 
 /**
@@ -79,9 +100,9 @@ const PARTIAL = '.partial';
  * summary.json. Memory holds at most ROWS_PER_WRITE rows: formatting and writing each row on its
  * own cost ~40 µs per row, a few % of a short run's time.
  *
- * The files grow under `.partial` names and take their real names when the report is finished
- * (or abandoned, keeping what it has): a report written while the run goes on never replaces the
- * previous invocation's until it is complete.
+ * The files grow under `.partial` names and take their real names only when the whole report,
+ * summary.json included, has been written and flushed: a report that fails (disk full) or is
+ * abandoned keeps its `.partial` names, and the previous invocation's report stays whole.
  */
 export class ReportWriter {
   readonly dir: string;
@@ -96,6 +117,7 @@ export class ReportWriter {
 
   readonly #failedRow: (values: Record<string, string>) => Record<string, string>;
   readonly #failedDelimiter: string;
+  readonly #openFile: ReportFileOpener;
 
   /**
    * `failedRow` may adjust a failed row for failed.csv, which lives in another folder than the
@@ -108,17 +130,23 @@ export class ReportWriter {
     knownColumns: readonly string[],
     failedRow: (values: Record<string, string>) => Record<string, string> = (v) => v,
     failedFormat: FailedCsvFormat = {},
+    openFile: ReportFileOpener = openForReport,
   ) {
     this.#failedRow = failedRow;
     this.#failedDelimiter = failedFormat.delimiter ?? ',';
     this.dir = dir;
-    mkdirSync(dir, { recursive: true });
+    this.#openFile = openFile;
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new ReportWriteError(dir, err);
+    }
     this.#manifestColumns = manifestColumns;
     const reserved = new Set<string>([...REPORT_COLUMNS, ...knownColumns]);
     this.#passThrough = manifestColumns.filter((c) => c !== '' && !reserved.has(c));
-    this.#csv = new ReportFile(path.join(dir, `report.csv${PARTIAL}`));
-    this.#jsonl = new ReportFile(path.join(dir, `report.jsonl${PARTIAL}`));
-    this.#failed = new ReportFile(path.join(dir, `failed.csv${PARTIAL}`));
+    this.#csv = new ReportFile(path.join(dir, `report.csv${PARTIAL}`), openFile);
+    this.#jsonl = new ReportFile(path.join(dir, `report.jsonl${PARTIAL}`), openFile);
+    this.#failed = new ReportFile(path.join(dir, `failed.csv${PARTIAL}`), openFile);
     // Headers: a failure shows at the next write or at the close.
     this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]])).catch(() => undefined);
     // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
@@ -189,23 +217,41 @@ export class ReportWriter {
 
   /**
    * When the report cannot be completed (the manifest became unreadable mid-way, say): what was
-   * added so far still reaches the files, and they are closed. Best effort; never throws.
+   * added so far still reaches the files, which are closed under their `.partial` names; the
+   * previous report keeps its real names. Best effort; never throws.
    */
   async abort(): Promise<void> {
     await this.#flush().catch(() => undefined);
-    await Promise.all([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]).catch(() => undefined);
-    await this.#publish().catch(() => undefined);
+    await this.#closeAll().catch(() => undefined);
   }
 
   /** Closes the files and removes them: the report is not to be had (the run failed before its end). */
   async discard(): Promise<void> {
-    await Promise.all([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]).catch(() => undefined);
-    for (const f of FILES) await rm(path.join(this.dir, `${f}${PARTIAL}`), { force: true }).catch(() => undefined);
+    await this.#closeAll().catch(() => undefined);
+    for (const f of [...FILES, SUMMARY]) await rm(path.join(this.dir, `${f}${PARTIAL}`), { force: true }).catch(() => undefined);
   }
 
-  /** Gives the `.partial` files their real names. */
+  /** Closes every file, waiting for all of them (not only up to the first failure), then throws the first error. */
+  async #closeAll(): Promise<void> {
+    const closed = await Promise.allSettled([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]);
+    const failed = closed.find((c) => c.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /**
+   * Gives the `.partial` files their real names, once every one is complete. Renames within one
+   * folder need no space, so a full disk cannot stop this half-way; the summary goes last, so a
+   * summary.json always describes the report.csv beside it.
+   */
   async #publish(): Promise<void> {
-    for (const f of FILES) await rename(path.join(this.dir, `${f}${PARTIAL}`), path.join(this.dir, f));
+    for (const f of [...FILES, SUMMARY]) {
+      const from = path.join(this.dir, `${f}${PARTIAL}`);
+      try {
+        await rename(from, path.join(this.dir, f));
+      } catch (err) {
+        throw new ReportWriteError(from, err);
+      }
+    }
   }
 
   /** Runs `fill`, and on a failure keeps what was added so far (abort) before passing it on. */
@@ -218,16 +264,18 @@ export class ReportWriter {
     }
   }
 
+  /** Writes the last rows and summary.json, then publishes all; a write failure is a ReportWriteError and publishes nothing. */
   async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
     await this.#flush();
-    await Promise.all([this.#csv.close(), this.#jsonl.close(), this.#failed.close()]);
-    await this.#publish();
+    await this.#closeAll();
     const done = this.counts.succeeded + this.counts.skipped;
     const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;
     const full: RunSummary = { ...summary, rows: this.rows, counts: { ...this.counts }, bytes: this.bytes, itemsPerSecond, reportDir: this.dir };
-    const summaryFile = path.join(this.dir, 'summary.json');
-    await writeFile(`${summaryFile}${PARTIAL}`, `${JSON.stringify(full, null, 2)}\n`);
-    await rename(`${summaryFile}${PARTIAL}`, summaryFile);
+    const summaryFile = new ReportFile(path.join(this.dir, `${SUMMARY}${PARTIAL}`), this.#openFile);
+    // A failed write destroys its stream (and closes the file); close() then rejects with that error.
+    await summaryFile.write(`${JSON.stringify(full, null, 2)}\n`).catch(() => undefined);
+    await summaryFile.close();
+    await this.#publish();
     return full;
   }
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient, type ApiClientOptions } from '../api/client.ts';
 import { classify } from '../api/classify.ts';
+import { loginFailure } from '../api/login-failure.ts';
 import { retryDelay } from '../pacing/backoff.ts';
 import type { ApiSettings, Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
@@ -57,6 +58,7 @@ export function createJobContext(options: { redis: RedisHandle; client: ApiClien
 /**
  * The first login of a run: refused credentials and certificate problems stop the run at
  * once (exit 2), but a reset, timeout or 5xx on the way in is retried with the usual backoff.
+ * What still fails says why the run cannot start (loginFailure: exit 2).
  */
 export async function loginWithRetries(client: ApiClient, attempts: number, log: Logger, signal?: AbortSignal): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -66,7 +68,7 @@ export async function loginWithRetries(client: ApiClient, attempts: number, log:
     } catch (err) {
       const c = classify(err);
       const delay = c.kind === 'fatal' || c.kind === 'permanent' || attempt >= attempts ? 0 : retryDelay(attempt, c, Math.random);
-      if (delay <= 0 || signal?.aborted) throw err;
+      if (delay <= 0 || signal?.aborted) throw signal?.aborted ? err : loginFailure(err, client.baseUrl, attempt);
       log.warn({ err, attempt, retryInMs: delay }, 'login failed; retrying');
       await sleep(delay, undefined, signal ? { signal } : {});
     }

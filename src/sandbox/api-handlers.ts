@@ -4,6 +4,7 @@ import { DEFAULT_WINDOW_MS, MAX_TAKE, type DetectionQuery } from './detection-sc
 import { readJson, sendBuffer, sendJson, sendStatus, sendStream, type BodyPacing } from './http-response.ts';
 import type { Permission } from './permissions.ts';
 import type { RouteName } from './route-table.ts';
+import type { BadPhotoKind } from './fault-injector.ts';
 import type { SandboxContext } from './sandbox-context.ts';
 import type { TokenClaims } from './token-issuer.ts';
 import { handleUpload } from './upload-handler.ts';
@@ -43,9 +44,9 @@ export async function handleApi(ctx: SandboxContext, req: IncomingMessage, res: 
     case 'renewToken':
       return renew(ctx, res, check.claims, r);
     case 'enrollmentPhoto':
-      return sendPhoto(res, ctx.photos.enrollmentPhoto(r.params.faceId!), r);
+      return sendPhoto(ctx, res, ctx.photos.enrollmentPhoto(r.params.faceId!), r);
     case 'detectionPhoto':
-      return sendPhoto(res, ctx.photos.detectionPhoto(r.params.faceId!, r.params.detectionId!), r);
+      return sendPhoto(ctx, res, ctx.photos.detectionPhoto(r.params.faceId!, r.params.detectionId!), r);
     case 'upload':
       return handleUpload(ctx, req, res, r.loseResponse);
     case 'documentData':
@@ -90,8 +91,17 @@ async function renew(ctx: SandboxContext, res: ServerResponse, claims: TokenClai
   sendJson(res, 200, { username: user.username, token: await ctx.tokens.issue(user.username, user.permissions) }, r.pacing);
 }
 
-function sendPhoto(res: ServerResponse, bytes: Buffer | undefined, r: ApiRequest): void {
-  if (!bytes) sendStatus(res, 404);
+/** What the badPhotoRate fault sends with 200 instead of the JPEG. */
+const BAD_PHOTO: Record<BadPhotoKind, { type: string; body: string }> = {
+  html: { type: 'text/html; charset=utf-8', body: '<!DOCTYPE html><html><head><title>Sign in</title></head><body><form method="post" action="/login"><input name="user"></form></body></html>' },
+  json: { type: 'application/json; charset=utf-8', body: '{"error":"session expired","status":401}' },
+  empty: { type: 'image/jpeg', body: '' },
+};
+
+function sendPhoto(ctx: SandboxContext, res: ServerResponse, bytes: Buffer | undefined, r: ApiRequest): void {
+  if (!bytes) return sendStatus(res, 404);
+  const bad = ctx.faults.badPhoto();
+  if (bad) sendBuffer(res, 200, BAD_PHOTO[bad].body, { 'Content-Type': BAD_PHOTO[bad].type }, r.pacing);
   else sendBuffer(res, 200, bytes, { 'Content-Type': 'image/jpeg' }, r.pacing);
 }
 

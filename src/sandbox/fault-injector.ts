@@ -14,6 +14,10 @@ export interface FaultPlan {
 
 const FAIL_STATUSES = [500, 502, 503] as const;
 
+/** What a bad photo answer holds instead of the JPEG; they take turns, so a test meets each. */
+export const BAD_PHOTO_KINDS = ['html', 'json', 'empty'] as const;
+export type BadPhotoKind = (typeof BAD_PHOTO_KINDS)[number];
+
 /**
  * Decides, per request, which fault hits it. Every request draws the same number of values
  * from the seeded PRNG whatever the settings, so a run with the same seed and the same
@@ -22,6 +26,9 @@ const FAIL_STATUSES = [500, 502, 503] as const;
 export class FaultInjector {
   private settings: FaultSettings = {};
   private random: () => number = mulberry32(0);
+  /** Its own sequence: bad photos must not shift the faults that a seed gives every other request. */
+  private photoRandom: () => number = mulberry32(0);
+  private badPhotos = 0;
 
   constructor(settings: FaultSettings = {}) {
     this.set(settings);
@@ -30,6 +37,8 @@ export class FaultInjector {
   set(settings: FaultSettings): void {
     this.settings = { ...settings };
     this.random = mulberry32(settings.seed ?? 1);
+    this.photoRandom = mulberry32((settings.seed ?? 1) ^ 0x5eed7070);
+    this.badPhotos = 0;
   }
 
   get(): FaultSettings {
@@ -44,6 +53,12 @@ export class FaultInjector {
     else if (r2 < (s.throttleRate ?? 0)) early = { kind: 'throttle', retryAfterSeconds: s.retryAfterSeconds ?? 1 };
     else if (r3 < (s.failRate ?? 0)) early = { kind: 'fail', status: FAIL_STATUSES[Math.floor(r6 * 3)]! };
     return { latencyMs: s.latencyMs ?? 0, early, loseResponse: r4 < (s.lostResponseRate ?? 0), slowBody: r5 < (s.slowBodyRate ?? 0) };
+  }
+
+  /** For a photo answer: undefined (send the photo) or what to send instead. */
+  badPhoto(): BadPhotoKind | undefined {
+    if (this.photoRandom() >= (this.settings.badPhotoRate ?? 0)) return undefined;
+    return BAD_PHOTO_KINDS[this.badPhotos++ % BAD_PHOTO_KINDS.length];
   }
 
   slowBodyDelayMs(): number {

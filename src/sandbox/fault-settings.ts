@@ -20,6 +20,11 @@ export interface FaultSettings {
   slowBodyDelayMs?: number;
   /** revoke every outstanding token this often (by the injected clock) */
   revokeEverySeconds?: number;
+  /**
+   * share of photo answers (enrollment, detection) sent as 200 with something else: in turn an
+   * HTML login page, a JSON error, an empty body (what a proxy or a broken server sends)
+   */
+  badPhotoRate?: number;
 }
 
 export const FAULT_KEYS = [
@@ -33,9 +38,10 @@ export const FAULT_KEYS = [
   'slowBodyRate',
   'slowBodyDelayMs',
   'revokeEverySeconds',
+  'badPhotoRate',
 ] as const satisfies ReadonlyArray<keyof FaultSettings>;
 
-const RATES = new Set<string>(['failRate', 'throttleRate', 'resetRate', 'lostResponseRate', 'slowBodyRate']);
+const RATES = new Set<string>(['failRate', 'throttleRate', 'resetRate', 'lostResponseRate', 'slowBodyRate', 'badPhotoRate']);
 
 /** Checks settings from JSON or flags; returns a message per problem (empty when fine). */
 export function faultSettingsProblems(input: unknown): string[] {

@@ -198,6 +198,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
 }
 
 async function handle(ctx: SandboxContext, actions: AdminActions, admin: boolean, prefix: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // The server's own time, as a real server's clock would say it (a client may judge token expiry by it).
+  res.setHeader('Date', new Date(ctx.now()).toUTCString());
   const raw = req.url ?? '/';
   const q = raw.indexOf('?');
   const pathname = q === -1 ? raw : raw.slice(0, q);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, link, lstat, mkdir, open, realpath, rm } from 'node:fs/promises';
+import { copyFile, link, lstat, open, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { prepareOutTarget } from '../api/out-dir.ts';
 import { FileError } from '../errors.ts';
 import { hashFile } from '../state/file-hash.ts';
 
@@ -15,19 +16,12 @@ function fileError(what: string, file: string, err: unknown): FileError {
   return new FileError(`${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, file, { cause: err });
 }
 
-/** `outDir/relative` after making sure no link in between leads out of the archive. */
+/**
+ * `outDir/relative` after making sure no link in between leads out of the archive: its folders
+ * are created one level at a time, never through a link (OutsideOutError, not retried).
+ */
 export async function archivePath(outDir: string, relative: string): Promise<string> {
-  const root = await realpath(outDir);
-  const target = path.resolve(root, relative);
-  const dir = path.dirname(target);
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (err) {
-    throw fileError('cannot create', dir, err);
-  }
-  const realDir = await realpath(dir);
-  if (realDir !== root && !realDir.startsWith(root + path.sep)) throw new FileError(`${relative} leaves --out through a link`, target);
-  return target;
+  return (await prepareOutTarget(outDir, relative)).target;
 }
 
 /** sha256 of a regular file at `file`, or undefined when there is none. Links are refused. */

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs, fstatSync, mkdirSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { isLocalFilesystem } from './small-file.ts';
 
@@ -102,10 +103,17 @@ export class Ledger {
     options: { log?: Logger; now?: () => number; syncIo?: boolean; /** Test hook: the fsync of the group commit. */ datasync?: (handle: fs.FileHandle) => Promise<void> } = {},
   ): Promise<Ledger> {
     const dir = path.join(stateDir, 'ledger');
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const apiKey = createHash('sha256').update(apiUrl).digest('hex').slice(0, 16);
     const file = path.join(dir, `${apiKey}.jsonl`);
-    const handle = await fs.open(file, 'a+', 0o600);
+    let handle: fs.FileHandle;
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      handle = await fs.open(file, 'a+', 0o600);
+    } catch (err) {
+      // A could-not-start error (exit 2) naming the setting, not an unexpected one with a stack.
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new ConfigError(`the state dir ${stateDir} cannot be written (${code} on ${(err as NodeJS.ErrnoException).path ?? file}); give a writable --state-dir (IDSYNC_STATE_DIR)`, '--state-dir');
+    }
     const ledger = new Ledger(file, handle, options.log, options.now ?? Date.now, options.syncIo ?? (await isLocalFilesystem(dir)), options.datasync ?? ((h) => h.datasync()));
     await ledger.#catchUp();
     if (ledger.#offset === 0) await ledger.#append({ op: 'header', apiUrl, at: ledger.#now() }, true);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open, statfs } from 'node:fs/promises';
 import path from 'node:path';
+import { EmptyFileError } from '../errors.ts';
 import { hashFile, readError } from './file-hash.ts';
 
 /**
@@ -76,6 +77,7 @@ export class SmallFileReader {
     this.#fsType = options.fsType ?? defaultFsType;
   }
 
+  /** Throws EmptyFileError (permanent) for a file that has 0 bytes now. */
   async read(file: string): Promise<SmallFile> {
     let data: Buffer | undefined;
     try {
@@ -85,7 +87,13 @@ export class SmallFileReader {
       throw readError(file, err);
     }
     // Too large (or grown past the limit since validation): streamed like any large one.
-    if (!data || data.length > READ_ONCE_MAX_BYTES) return hashFile(file);
+    if (!data || data.length > READ_ONCE_MAX_BYTES) {
+      const hashed = await hashFile(file);
+      if (hashed.bytes === 0) throw new EmptyFileError(file);
+      return hashed;
+    }
+    // Emptied since the manifest was checked: an empty document is never what was meant.
+    if (data.length === 0) throw new EmptyFileError(file);
     return { sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length, data };
   }
 

@@ -54,8 +54,8 @@ describe('ApiClient against a controllable test server', () => {
     const dir = tempDir();
     const file = path.join(dir, 'card.pdf');
     writeFileSync(file, 'PDF bytes');
-    s.photos.set('face-1', { data: Buffer.from('jpeg') });
-    s.photos.set('face-1/det-1', { data: Buffer.from('jpeg2') });
+    s.photos.set('face-1', { data: Buffer.from('ffd8ffe000', 'hex') });
+    s.photos.set('face-1/det-1', { data: Buffer.from('ffd8ffe1', 'hex') });
     await c.login();
     await c.uploadDocument({ personId: 'p1', name: 'ID', publicId: 'doc-1', filePath: file });
     expect(await c.documentExists('p1', 'doc-1')).toBe(true);
@@ -115,7 +115,7 @@ describe('ApiClient against a controllable test server', () => {
     s.fault = (req, res) => {
       if (!req.url?.includes('enrollmentPhoto')) return false;
       res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '100000' });
-      res.write(Buffer.alloc(10_000));
+      res.write(Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), Buffer.alloc(10_000)]));
       setTimeout(() => res.destroy(), 20);
       return true;
     };
@@ -295,7 +295,7 @@ describe('ApiClient against a controllable test server', () => {
       if (req.url?.includes('/people/slow')) return true; // never answers
       if (req.url?.includes('enrollmentPhoto')) {
         res.writeHead(200);
-        res.write('partial');
+        res.write(Buffer.from([0xff, 0xd8, 0xff, 0xe0]));
         return true; // then silence
       }
       return false;

@@ -241,6 +241,6 @@ describe('export rows', () => {
     symlinkSync(outside, path.join(dir, 'out', 'escape'));
     const { downloadFile } = await import('../../jobs/download-file.ts');
     const job = { data: { kind: 'download', runId: 'r', row: 1, outDir: path.join(dir, 'out'), item: { type: 'enrollmentPhoto', faceId: P, output: 'escape/x.jpg', explicitOutput: true } } };
-    await expect(downloadFile(job as never, {} as never)).rejects.toThrowError(/leaves --out through a link/);
+    await expect(downloadFile(job as never, {} as never)).rejects.toMatchObject({ code: 'E_OUTSIDE_OUT', message: expect.stringMatching(/escape under --out is a link; idsync does not write through links/) });
   });
 });

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -7,6 +7,8 @@ import busboy from 'busboy';
 import { describe, expect, it } from 'vitest';
 import { multipartBody, type MultipartBody } from '../../src/api/multipart-body.ts';
 import { tempDir } from '../helpers/fixtures.ts';
+import { FileChangedError } from '../../src/errors.ts';
+import { classify, mayHaveBeenProcessed } from '../../src/api/classify.ts';
 
 async function parse(body: MultipartBody): Promise<{ fields: Record<string, string>; file: { name: string; filename: string; type: string; bytes: Buffer }; length: number }> {
   const chunks: Buffer[] = [];
@@ -57,5 +59,54 @@ describe('multipartBody', () => {
     expect(got.length).toBe(body.length);
     expect(got.file.bytes.equals(data)).toBe(true);
     await expect(handle.stat()).rejects.toThrow();
+  });
+
+  describe('a streamed file checked against what was hashed (issue #15, item 6)', () => {
+    const size = 700_000; // three read chunks of 256 KiB
+    async function sent(change: (file: string) => void): Promise<{ bytes: number; length: number; tailSent: boolean; err: unknown }> {
+      const data = randomBytes(size);
+      const file = path.join(tempDir(), 'doc.bin');
+      writeFileSync(file, data);
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      change(file);
+      const body = multipartBody(fields, { field: 'file', fileName: 'doc.bin', contentType: 'application/octet-stream', handle: await open(file, 'r'), size, verify: { path: file, sha256 } });
+      const chunks: Buffer[] = [];
+      let err: unknown;
+      try {
+        for await (const c of body.body as Readable) chunks.push(c as Buffer);
+      } catch (e) {
+        err = e;
+      }
+      const raw = Buffer.concat(chunks);
+      return { bytes: raw.length, length: body.length, tailSent: raw.subarray(-50).toString('latin1').includes('--\r\n'), err };
+    }
+
+    it('unchanged: the whole body', async () => {
+      const r = await sent(() => undefined);
+      expect(r.err).toBeUndefined();
+      expect(r.bytes).toBe(r.length);
+    });
+
+    it('rewritten with the same size: stops before the last chunk and the closing boundary', async () => {
+      const r = await sent((file) => writeFileSync(file, randomBytes(size)));
+      expect(r.err).toBeInstanceOf(FileChangedError);
+      expect((r.err as FileChangedError).code).toBe('E_FILE_CHANGED');
+      expect(r.bytes).toBeLessThan(r.length);
+      expect(r.tailSent).toBe(false);
+      expect(classify(r.err)).toEqual({ kind: 'retry', ambiguous: false });
+      expect(mayHaveBeenProcessed(r.err)).toBe(false);
+    });
+
+    it('grown: stops without sending more than Content-Length', async () => {
+      const r = await sent((file) => appendFileSync(file, randomBytes(300_000)));
+      expect(r.err).toBeInstanceOf(FileChangedError);
+      expect(r.bytes).toBeLessThan(r.length);
+    });
+
+    it('shrunk: stops before the end', async () => {
+      const r = await sent((file) => truncateSync(file, 100_000));
+      expect(r.err).toBeInstanceOf(FileChangedError);
+      expect(r.tailSent).toBe(false);
+    });
   });
 });

@@ -85,7 +85,7 @@ describe('derivePublicId', () => {
 });
 
 describe('ReportWriter when the report cannot be completed', () => {
-  it('keeps the rows added so far (they are written in groups) and closes the files', async () => {
+  it('keeps the rows added so far (they are written in groups) under the .partial names and closes the files', async () => {
     const dir = tempDir();
     const w = new ReportWriter(dir, ['personId', 'file'], ['personId', 'file']);
     const err = await w
@@ -95,9 +95,11 @@ describe('ReportWriter when the report cannot be completed', () => {
       })
       .catch((e: unknown) => e);
     expect((err as Error).message).toBe('manifest became unreadable');
-    expect(readFileSync(path.join(dir, 'report.csv'), 'utf8').trim().split('\n')).toHaveLength(301);
-    expect(readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n')).toHaveLength(300);
-    expect(readFileSync(path.join(dir, 'failed.csv'), 'utf8').trim().split('\n')).toHaveLength(151);
+    expect(readFileSync(path.join(dir, 'report.csv.partial'), 'utf8').trim().split('\n')).toHaveLength(301);
+    expect(readFileSync(path.join(dir, 'report.jsonl.partial'), 'utf8').trim().split('\n')).toHaveLength(300);
+    expect(readFileSync(path.join(dir, 'failed.csv.partial'), 'utf8').trim().split('\n')).toHaveLength(151);
+    // An incomplete report never takes the real names (issue #15, item 7).
+    expect(existsSync(path.join(dir, 'report.csv'))).toBe(false);
   });
 });
 
@@ -111,7 +113,7 @@ describe('ReportWriter when a file cannot be written', () => {
       for (let row = 1; row <= 600; row++) await w.add({ row, status: 'succeeded', action: 'upload' }, { personId: 'p', file: `f${row}` });
       return w.finish({ runId: 'r', command: 'import', startedAt: 'a', endedAt: 'b', interrupted: false, seconds: 1 });
     })().catch((e: unknown) => e);
-    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    expect(err).toMatchObject({ code: 'E_REPORT', sysCode: 'ENOSPC', path: path.join(dir, 'report.jsonl.partial') });
     const settled = await Promise.race([Promise.all([w.abort(), w.discard()]).then(() => 'settled'), new Promise((r) => setTimeout(() => r('hung'), 3000))]);
     expect(settled).toBe('settled');
     expect(existsSync(path.join(dir, 'report.csv.partial'))).toBe(false);

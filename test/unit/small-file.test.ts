@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FileError } from '../../src/errors.ts';
+import { EmptyFileError, FileError } from '../../src/errors.ts';
+import { classify } from '../../src/api/classify.ts';
 import { ASYNC_AFTER_SLOW_READ_MS, READ_ONCE_MAX_BYTES, SLOW_READ_MS, SmallFileReader } from '../../src/state/small-file.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
@@ -18,6 +19,16 @@ function file(bytes: number): { file: string; body: Buffer } {
 }
 
 describe('SmallFileReader', () => {
+  it('refuses a file emptied since validation, on both read paths (issue #15, item 6): permanent, never uploaded empty', async () => {
+    for (const fsType of [() => EXT4, () => NFS]) {
+      const { file: f } = file(0);
+      const err = await new SmallFileReader({ fsType }).read(f).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EmptyFileError);
+      expect((err as EmptyFileError).code).toBe('E_FILE_EMPTY');
+      expect(classify(err)).toEqual({ kind: 'permanent', ambiguous: false });
+    }
+  });
+
   it('reads a small file on a local filesystem synchronously, with its content and hash', async () => {
     const { file: f, body } = file(64 * 1024);
     const r = new SmallFileReader({ fsType: () => EXT4 });

@@ -1,0 +1,111 @@
+import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { OutFolder, prepareOutTarget, resolveInside } from '../../src/api/out-dir.ts';
+import { classify } from '../../src/api/classify.ts';
+import { archivePath } from '../../src/sources/archive-files.ts';
+import { FileError, OutsideOutError } from '../../src/errors.ts';
+import { tempDir } from '../helpers/fixtures.ts';
+
+function setup(): { root: string; outside: string } {
+  const dir = realpathSync(tempDir());
+  const root = path.join(dir, 'out');
+  const outside = path.join(dir, 'outside');
+  mkdirSync(root);
+  mkdirSync(outside);
+  return { root, outside };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: unknown) => err,
+  );
+}
+
+describe('OutFolder', () => {
+  it('creates missing levels one by one and writes and renames inside the folder it holds', async () => {
+    const { root } = setup();
+    const folder = await OutFolder.open(root, path.join(root, 'a/b/c'));
+    try {
+      const handle = await open(folder.entry('.x.part'), 'wx');
+      await handle.writeFile('bytes');
+      await handle.close();
+      await folder.verify();
+      await rename(folder.entry('.x.part'), folder.entry('x'));
+    } finally {
+      await folder.close();
+    }
+    expect(readdirSync(path.join(root, 'a/b/c'))).toEqual(['x']);
+  });
+
+  it('refuses a link on the way before creating anything below it', async () => {
+    const { root, outside } = setup();
+    symlinkSync(outside, path.join(root, 'link'));
+    const err = await rejection(OutFolder.open(root, path.join(root, 'link/deep/er')));
+    expect(err).toBeInstanceOf(OutsideOutError);
+    expect(classify(err)).toEqual({ kind: 'permanent', ambiguous: false });
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('refuses a file where a folder should be (permanent, not a link)', async () => {
+    const { root } = setup();
+    writeFileSync(path.join(root, 'plain'), 'x');
+    const err = await rejection(OutFolder.open(root, path.join(root, 'plain/sub')));
+    expect(err).toBeInstanceOf(FileError);
+    expect(classify(err).kind).toBe('permanent');
+  });
+
+  it('verify() fails when the folder was swapped for a link, or moved out of --out, after it was opened', async () => {
+    const { root, outside } = setup();
+    const swapped = await OutFolder.open(root, path.join(root, 'race'));
+    renameSync(path.join(root, 'race'), path.join(root, 'race.real'));
+    symlinkSync(outside, path.join(root, 'race'));
+    await expect(swapped.verify()).rejects.toBeInstanceOf(OutsideOutError);
+    await swapped.close();
+
+    const moved = await OutFolder.open(root, path.join(root, 'gone'));
+    renameSync(path.join(root, 'gone'), path.join(outside, 'gone'));
+    await expect(moved.verify()).rejects.toBeInstanceOf(OutsideOutError);
+    await moved.close();
+    expect(readdirSync(outside)).toEqual(['gone']);
+    expect(readdirSync(path.join(outside, 'gone'))).toEqual([]);
+  });
+
+  it('entry() takes plain names only', async () => {
+    const { root } = setup();
+    const folder = await OutFolder.open(root, root);
+    expect(() => folder.entry('..')).toThrow(OutsideOutError);
+    expect(() => folder.entry('a/b')).toThrow(OutsideOutError);
+    await folder.close();
+  });
+});
+
+describe('prepareOutTarget / resolveInside', () => {
+  it('refuses paths that leave --out and a target that is a link', async () => {
+    const { root, outside } = setup();
+    expect(() => resolveInside(root, '../x.jpg')).toThrow(OutsideOutError);
+    expect(() => resolveInside(root, '/etc/x.jpg')).toThrow(OutsideOutError);
+    symlinkSync(path.join(outside, 'x.jpg'), path.join(root, 'x.jpg'));
+    await expect(prepareOutTarget(root, 'x.jpg')).rejects.toBeInstanceOf(OutsideOutError);
+    expect(existsSync(path.join(outside, 'x.jpg'))).toBe(false);
+    const ok = await prepareOutTarget(root, 'enrollment/f.jpg');
+    expect(ok).toEqual({ root, target: path.join(root, 'enrollment/f.jpg') });
+    expect(existsSync(path.join(root, 'enrollment'))).toBe(true);
+  });
+});
+
+describe('archivePath', () => {
+  it('creates the archive folders without going through a link, and the refusal is permanent', async () => {
+    const { root, outside } = setup();
+    symlinkSync(outside, path.join(root, 'detections'));
+    const err = await rejection(archivePath(root, 'detections/p/2024-01-01/x.jpg'));
+    expect(err).toBeInstanceOf(OutsideOutError);
+    expect(classify(err).kind).toBe('permanent');
+    expect(readdirSync(outside)).toEqual([]);
+    expect(await archivePath(root, 'enrollment/f.jpg')).toBe(path.join(root, 'enrollment/f.jpg'));
+  });
+});
