@@ -1,12 +1,11 @@
-import type { Job } from 'bullmq';
 import type { DetectionItem } from '../src/api/client.ts';
 import { FileError } from '../src/errors.ts';
-import { appendIndex, type IndexEntry } from '../src/sources/archive-index.ts';
-import { archivePath, existingFile, sha256Of, storeNew } from '../src/sources/archive-files.ts';
-import { compactUtc, detectionPath, undatedDetectionPath } from '../src/sources/archive-names.ts';
-import { WatermarkStore } from '../src/sources/archive-watermarks.ts';
-import type { ArchiveDetectionsJobData } from './archive-job-data.ts';
-import type { JobContext, JobOutcome } from './job-types.ts';
+import { appendIndex, type IndexEntry } from '../src/outputs/archive-index.ts';
+import { archivePath, existingFile, sha256Of, storeNew } from '../src/outputs/archive-files.ts';
+import { compactUtc, detectionPath, undatedDetectionPath } from '../src/outputs/archive-names.ts';
+import { WatermarkStore } from '../src/store/archive-state.ts';
+import type { ArchiveDetectionsPayload } from './archive-job-data.ts';
+import type { JobContext, JobOutcome, RowJobKind } from './job-kind.ts';
 
 /** A name taken by other content moves the item to the next n; this bounds that search. */
 const MAX_SAME_TIME = 1000;
@@ -34,16 +33,23 @@ interface Photo {
  * window's end only after the last page was stored, so any failure leaves it where it was
  * and the next run (or this job's retry) lists the same window again, skipping what is there.
  */
-export async function archiveDetections(job: Job<ArchiveDetectionsJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
-  const { item, outDir, windowEndMs, pageSize } = job.data;
-  const personId = item.personId;
-  const marks = new WatermarkStore(ctx.redis, job.data.archiveKey, outDir);
+export const archiveDetections: RowJobKind<ArchiveDetectionsPayload> = {
+  type: 'row',
+  name: 'archive-detections',
+  action: 'archive-detections',
+  ids: ({ personId }) => ({ personId }),
+  run: (job, ctx) => archiveWindow(job.payload, ctx, job.signal),
+};
+
+async function archiveWindow(payload: ArchiveDetectionsPayload, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
+  const { personId, outDir, windowEndMs, pageSize } = payload;
+  const marks = new WatermarkStore(ctx.store.redis, ctx.store.keys.archive(payload.archiveKey), outDir);
   const known = await marks.get(personId);
-  const startMs = known.watermarkMs !== undefined ? known.watermarkMs + 1 : job.data.explicitSince ? job.data.firstStartMs : (known.startMs ?? job.data.firstStartMs);
+  const startMs = known.watermarkMs !== undefined ? known.watermarkMs + 1 : payload.explicitSince ? payload.firstStartMs : (known.startMs ?? payload.firstStartMs);
   const window = `${new Date(startMs).toISOString()} .. ${new Date(windowEndMs).toISOString()}`;
   const output = `detections/${personId}`;
   if (startMs > windowEndMs) return { status: 'skipped', action: `up to date (watermark ${new Date(known.watermarkMs ?? startMs).toISOString()})`, personId, output };
-  if (known.watermarkMs === undefined) await marks.recordStart(personId, startMs, job.data.explicitSince);
+  if (known.watermarkMs === undefined) await marks.recordStart(personId, startMs, payload.explicitSince);
 
   const counts: Counts = { listed: 0, written: 0, existing: 0, noImage: 0, bytes: 0 };
   const archivedAt = new Date(ctx.clock.now()).toISOString();

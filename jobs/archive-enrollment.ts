@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Job } from 'bullmq';
+import type { ApiClient } from '../src/api/client.ts';
 import { FileError } from '../src/errors.ts';
-import { appendIndex, type IndexEntry } from '../src/sources/archive-index.ts';
-import { archivePath, existingFile, linkNew } from '../src/sources/archive-files.ts';
-import { enrollmentPath, enrollmentVersionPath } from '../src/sources/archive-names.ts';
-import type { ArchiveEnrollmentJobData } from './archive-job-data.ts';
-import type { JobContext, JobOutcome } from './job-types.ts';
+import type { Logger } from '../src/log.ts';
+import { appendIndex, type IndexEntry } from '../src/outputs/archive-index.ts';
+import { archivePath, existingFile, linkNew } from '../src/outputs/archive-files.ts';
+import { enrollmentPath, enrollmentVersionPath } from '../src/outputs/archive-names.ts';
+import type { ArchiveEnrollmentPayload } from './archive-job-data.ts';
+import type { JobOutcome, RowJobKind } from './job-kind.ts';
 
 /** Enough tries to find a free name for the kept version when several changes land in one second. */
 const MAX_VERSION_SUFFIX = 100;
@@ -19,16 +20,23 @@ const MAX_VERSION_SUFFIX = 100;
  * first linked to `<faceId>.<UTC time>.jpg` and only then replaced by a rename, so at every
  * moment both names hold complete files.
  */
-export async function archiveEnrollment(job: Job<ArchiveEnrollmentJobData>, ctx: JobContext, signal?: AbortSignal): Promise<JobOutcome> {
-  const { item, outDir, runAtMs } = job.data;
-  const faceId = item.faceId;
+export const archiveEnrollment: RowJobKind<ArchiveEnrollmentPayload> = {
+  type: 'row',
+  name: 'archive-enrollment',
+  action: 'archive-enrollment',
+  ids: ({ faceId }) => ({ faceId }),
+  run: (job, ctx) => archiveOne(job.payload, ctx.client, ctx.clock.now(), ctx.log, job.signal),
+};
+
+async function archiveOne(payload: ArchiveEnrollmentPayload, client: ApiClient, now: number, log: Logger, signal?: AbortSignal): Promise<JobOutcome> {
+  const { faceId, outDir, runAtMs } = payload;
   const relative = enrollmentPath(faceId);
   const target = await archivePath(outDir, relative);
   const incoming = path.join(path.dirname(target), `.${faceId}.incoming-${randomBytes(6).toString('hex')}.jpg`);
   try {
-    const fresh = await ctx.client.downloadEnrollmentPhoto(faceId, incoming, signal);
+    const fresh = await client.downloadEnrollmentPhoto(faceId, incoming, signal);
     const current = await existingFile(target);
-    const archivedAt = new Date(ctx.clock.now()).toISOString();
+    const archivedAt = new Date(now).toISOString();
     const ids = { faceId, output: relative, bytes: fresh.bytes, sha256: fresh.sha256 };
     if (current?.sha256 === fresh.sha256) return { status: 'skipped', action: 'unchanged', ...ids };
 
@@ -44,7 +52,7 @@ export async function archiveEnrollment(job: Job<ArchiveEnrollmentJobData>, ctx:
     }
     entries.push({ path: relative, kind: 'enrollment', faceId, bytes: fresh.bytes, sha256: fresh.sha256, archivedAt });
     await appendIndex(outDir, entries);
-    ctx.log.debug({ faceId, changed: current !== undefined }, 'enrollment photo archived');
+    log.debug({ faceId, changed: current !== undefined }, 'enrollment photo archived');
     return { status: 'succeeded', action: current ? 'changed (previous kept)' : 'archived', ...ids };
   } finally {
     await rm(incoming, { force: true }).catch(() => undefined);

@@ -1,4 +1,4 @@
-/** Job data of `idsync archive` (see docs/archive.md). Kept JSON-plain: it lives in Redis. */
+/** Payloads of `idsync archive`'s jobs (see docs/archive.md). Kept JSON-plain: they live in Redis. */
 
 /** What a scheduled tick needs to plan one archive run on whichever worker takes it. */
 export interface ArchiveSpec {
@@ -21,22 +21,17 @@ export interface ArchiveSpec {
   reportRoot: string;
 }
 
-export interface ArchiveEnrollmentJobData {
-  kind: 'archive-enrollment';
-  runId: string;
-  row: number;
-  item: { faceId: string };
+/** Payload of an archive-enrollment job: one face's enrollment photo. */
+export interface ArchiveEnrollmentPayload {
+  faceId: string;
   outDir: string;
   /** The run's time: names the kept previous version of a changed photo. */
   runAtMs: number;
-  throttles?: number;
 }
 
-export interface ArchiveDetectionsJobData {
-  kind: 'archive-detections';
-  runId: string;
-  row: number;
-  item: { personId: string };
+/** Payload of an archive-detections job: one person's detection window. */
+export interface ArchiveDetectionsPayload {
+  personId: string;
   outDir: string;
   archiveKey: string;
   /** Start for a person seen for the first time (explicit --since, or 24 h before the run). */
@@ -46,27 +41,20 @@ export interface ArchiveDetectionsJobData {
   /** Inclusive end of the window: the run's time. */
   windowEndMs: number;
   pageSize: number;
-  throttles?: number;
 }
 
-/** Added by the job scheduler at each tick: plans and enqueues one run. */
-export interface ArchiveTickJobData {
-  kind: 'archive-tick';
-  runId: '';
-  row: 0;
+/** Added by the job scheduler at each tick: plans and queues one run. */
+export interface ArchiveTickPayload {
   spec: ArchiveSpec;
-  throttles?: number;
 }
 
 /** Waits (as a delayed job, holding no worker slot) until a scheduled run is done, then writes its report. */
-export interface ArchiveReportJobData {
-  kind: 'archive-report';
+export interface ArchiveReportPayload {
+  spec: ArchiveSpec;
   runId: string;
-  row: 0;
   reportDir: string;
   startedAtMs: number;
   /** Progress seen by the previous check, to notice a run whose jobs vanished. */
   lastDone?: number;
   lastChangeMs?: number;
-  throttles?: number;
 }

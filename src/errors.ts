@@ -7,8 +7,8 @@
 export type ErrorCode =
   | 'E_USAGE'
   | 'E_CONFIG'
-  | 'E_NOT_IMPLEMENTED'
   | 'E_REDIS_UNAVAILABLE'
+  | 'E_REDIS_OOM'
   | 'E_MANIFEST'
   | 'E_ROW_INVALID'
   | 'E_FILE'
@@ -28,6 +28,7 @@ export type ErrorCode =
   | 'E_INTERRUPTED'
   | 'E_RESULT_NOT_RECORDED'
   | 'E_CONFLICT'
+  | 'E_JOB_REFUSED'
   | 'E_INTERNAL';
 
 export class IdsyncError extends Error {
@@ -52,12 +53,6 @@ export class ConfigError extends IdsyncError {
   constructor(message: string, setting?: string) {
     super('E_CONFIG', message);
     this.setting = setting;
-  }
-}
-
-export class NotImplementedError extends IdsyncError {
-  constructor(what: string) {
-    super('E_NOT_IMPLEMENTED', `${what} is not implemented yet in this version of idsync; see the README for what works today.`);
   }
 }
 
@@ -280,9 +275,21 @@ export class DocumentConflictError extends IdsyncError {
   }
 }
 
-export class InterruptedError extends IdsyncError {
-  constructor(signal: string) {
-    super('E_INTERRUPTED', `interrupted by ${signal}`);
+/**
+ * A job whose payload is not signed with this deployment's key, or was altered: refused before
+ * anything is read or written (a process with write access to Redis alone must not be able to
+ * make a worker upload a file or write one).
+ */
+export class JobRefusedError extends IdsyncError {
+  constructor(message: string) {
+    super('E_JOB_REFUSED', message);
+  }
+}
+
+/** Redis refused a write because it is out of memory (maxmemory with noeviction). The run stops (exit 2). */
+export class RedisOutOfMemoryError extends IdsyncError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_REDIS_OOM', message, options);
   }
 }
 
@@ -295,6 +302,19 @@ export class ResultNotRecordedError extends IdsyncError {
     super('E_RESULT_NOT_RECORDED', `the row's work was done but its result could not be recorded in Redis (${describeError(cause)}); it will be looked at again`, { cause });
   }
 }
+
+/**
+ * What to do about a failure; decided by classify() in src/api/classify.ts, the one place that
+ * knows (STYLE.md habit 1). `ambiguous`: a non-idempotent request (the upload) may have reached
+ * the server, so the next try must ask whether the document exists before sending it again.
+ */
+export type Classification = (
+  | { kind: 'retry' }
+  | { kind: 'retry-after'; ms: number }
+  | { kind: 'refresh-auth' }
+  | { kind: 'permanent' }
+  | { kind: 'fatal' }
+) & { ambiguous: boolean };
 
 /** A short, printable description of any thrown value, for logs and reports. */
 export function describeError(err: unknown): string {

@@ -12,7 +12,7 @@ export const IDSYNC_BIN = path.join(REPO, 'bin/idsync.js');
 export const USER = 'migrator';
 export const PASSWORD = 'bench-password-1';
 
-import { freePort } from '../../src/queue/free-port.ts';
+import { freePort } from '../../src/store/redis/free-port.ts';
 
 export { freePort };
 

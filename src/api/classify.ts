@@ -1,4 +1,5 @@
 import {
+  type Classification,
   ApiUnreachableError,
   ApiUnusableError,
   AuthRefusedError,
@@ -12,20 +13,8 @@ import {
   TlsError,
 } from '../errors.ts';
 
-/**
- * What to do about a failure. The ONE place that decides it (STYLE.md habit 1); nothing
- * else in the code lists HTTP status codes.
- *
- * `ambiguous` is true when a non-idempotent request (the upload) may have reached the server:
- * the caller must check whether the document exists before sending it again.
- */
-export type Classification = (
-  | { kind: 'retry' }
-  | { kind: 'retry-after'; ms: number }
-  | { kind: 'refresh-auth' }
-  | { kind: 'permanent' }
-  | { kind: 'fatal' }
-) & { ambiguous: boolean };
+/** What to do about a failure: the ONE place that decides it (STYLE.md habit 1); nothing else lists HTTP status codes. */
+export type { Classification } from '../errors.ts';
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 /**
@@ -72,7 +61,8 @@ export function classify(err: unknown): Classification {
   }
   if (err instanceof ProtocolError) return { kind: 'permanent', ambiguous: false };
   if (err instanceof IdsyncError) {
-    const again = err.code === 'E_INTERRUPTED' || err.code === 'E_RESULT_NOT_RECORDED';
+    // The work was done but its result could not be recorded: try again, asking first.
+    const again = err.code === 'E_RESULT_NOT_RECORDED';
     return { kind: again ? 'retry' : 'permanent', ambiguous: again };
   }
   // Cancelled by our own signal (shutdown): worth doing again later; an upload may have left.

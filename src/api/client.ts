@@ -15,8 +15,8 @@ import { cutText } from '../text.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpeg-content.ts';
-import { OutFolder, resolveInside } from './out-dir.ts';
-import { partFileName } from './part-files.ts';
+import { OutFolder, resolveInside } from '../outputs/out-dir.ts';
+import { partFileName } from '../outputs/part-files.ts';
 import { multipartBody, type MultipartBody } from './multipart-body.ts';
 import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource, type IssuedToken } from './token-source.ts';
@@ -217,6 +217,34 @@ export class ApiClient {
       if (isNotFound(err)) return false;
       throw err;
     }
+  }
+
+  /**
+   * The sha256 and size of a stored document's bytes, streamed through the hash (nothing kept,
+   * nothing written); undefined when the API answers 404.
+   */
+  async hashDocument(personId: string, documentId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    const spec: RequestSpec = { method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` };
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#authed(spec, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    const hash = createHash('sha256');
+    let bytes = 0;
+    try {
+      for await (const chunk of res.body) {
+        hash.update(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+        chunkStreamed((chunk as Buffer).length);
+      }
+    } catch (err) {
+      release(res.body);
+      throw toTransportError(err, { method: 'GET', path: this.#fullPath(spec), origin: this.#origin });
+    }
+    return { sha256: hash.digest('hex'), bytes };
   }
 
   downloadDocument(personId: string, documentId: string, dest: DownloadDest, signal?: AbortSignal): Promise<DownloadResult> {
@@ -446,7 +474,7 @@ export class ApiClient {
    * Streams a body to `<dir>/.<name>.<random>.part` (sha256 and size computed on the way),
    * fsyncs and renames it to the final name. On any failure the temp file is removed, so a
    * final name never holds a partial file. A confined destination is written inside its folder
-   * held open from creation to rename (src/api/out-dir.ts), so no link swapped in meanwhile
+   * held open from creation to rename (src/outputs/out-dir.ts), so no link swapped in meanwhile
    * leads the file out of --out. `expect: 'jpeg'` refuses anything but JPEG bytes before a file
    * is created.
    */

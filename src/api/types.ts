@@ -51,7 +51,7 @@ export type DownloadPath = string | ((meta: ResponseMeta) => string);
 
 /**
  * A download confined to `root` (the real path of --out): every folder level is created and
- * checked without following links, and checked again just before the rename (src/api/out-dir.ts).
+ * checked without following links, and checked again just before the rename (src/outputs/out-dir.ts).
  */
 export interface ConfinedDest {
   root: string;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runArchive } from '../run/archive-run.ts';
+import { runArchive } from '../commands/archive/run-archive.ts';
 import { runInterruptible } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 

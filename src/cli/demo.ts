@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { packageRoot } from '../package-root.ts';
-import { runDemo } from '../run/demo-run.ts';
+import { runDemo } from '../commands/demo.ts';
 import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 

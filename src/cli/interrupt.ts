@@ -1,4 +1,4 @@
-import { ExitCode } from './exit-codes.ts';
+import { ExitCode } from '../engine/outcome.ts';
 import type { Logger } from '../log.ts';
 
 export interface Interrupt {

@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../log.ts';
-import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
 import { addConnectionOptions, addJobOptions, addManifestOptions, commonRedisOption, logLevelOption } from './options.ts';
 
 type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { startSandbox, parseUserSpec, type FaultSettings, type Sandbox, type SandboxOptions } from '../sandbox/index.ts';
-import { ExitCode } from './exit-codes.ts';
+import { ExitCode } from '../engine/outcome.ts';
 import { installInterrupt } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 

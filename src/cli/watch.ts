@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
-import { runWatch } from '../run/watch-run.ts';
+import { runWatch } from '../commands/watch/run-watch.ts';
 import { runInterruptible } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { runWorker } from '../run/worker-run.ts';
-import { ExitCode } from './exit-codes.ts';
+import { runWorker } from '../commands/worker.ts';
+import { ExitCode } from '../engine/outcome.ts';
 import { runInterruptible } from './interrupt.ts';
 import { setupRuntime } from './runtime.ts';
 

@@ -13,6 +13,8 @@ export interface Config {
   caFile: string | undefined;
   insecure: boolean;
   redisUrl: string | undefined;
+  /** Root of every Redis key (IDSYNC_REDIS_PREFIX). */
+  redisPrefix: string;
   /** Absolute path of the folder holding the ledger and the private Redis data. */
   stateDir: string;
   concurrency: number;
@@ -155,6 +157,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     caFile: values.caFile as string | undefined,
     insecure: values.insecure as boolean,
     redisUrl: values.redisUrl as string | undefined,
+    redisPrefix: values.redisPrefix as string,
     stateDir: values.stateDir as string,
     concurrency: values.concurrency as number,
     rate: values.rate as number | undefined,

@@ -86,6 +86,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'caFile', flag: '--ca-file', env: 'IDSYNC_CA_FILE', schema: z.string().min(1), help: 'extra CA certificate(s), PEM' },
   { key: 'insecure', flag: '--insecure', env: 'IDSYNC_INSECURE_TLS', schema: boolFromText, default: false, help: 'skip TLS verification' },
   { key: 'redisUrl', flag: '--redis-url', env: 'REDIS_URL', schema: redisUrl, help: 'Redis holding the queues' },
+  { key: 'redisPrefix', flag: '--redis-prefix', env: 'IDSYNC_REDIS_PREFIX', schema: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1-64 letters, digits, dots, dashes or underscores' }), default: 'idsync', help: 'root of every Redis key idsync writes (several deployments can share one Redis)' },
   { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), default: '.idsync', help: 'folder for the ledger and the private Redis data' },
   { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: intIn(1, 1024), default: 8, help: 'requests in flight per process' },
   { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(1, 100_000), help: 'most requests per second across all workers' },
@@ -113,6 +114,7 @@ export interface SettingsInput {
   caFile?: string;
   insecure?: boolean | string;
   redisUrl?: string;
+  redisPrefix?: string;
   stateDir?: string;
   concurrency?: number | string;
   rate?: number | string;

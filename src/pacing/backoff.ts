@@ -1,4 +1,4 @@
-import type { Classification } from '../api/classify.ts';
+import type { Classification } from '../errors.ts';
 
 /**
  * Pure retry-delay maths (after got's calculateRetryDelay): a function of the attempt number,

@@ -1,9 +1,10 @@
 import cliProgress from 'cli-progress';
 import type { Logger } from '../log.ts';
+import type { RowStatus } from './row-result.ts';
 
 export interface ProgressState {
   done: number;
-  failed: number;
+  counts: Record<RowStatus, number>;
   total: number | undefined;
 }
 
@@ -23,7 +24,7 @@ export function createProgress(options: { log: Logger; label: string; tty?: bool
   if (tty) {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${options.label} [{bar}] {value}/{total} | failed {failed} | {speed}/s | ETA {eta_formatted}`,
+        format: `${options.label} [{bar}] {value}/{total} | failed {failed} | rejected {rejected} | {speed}/s | ETA {eta_formatted}`,
         stream: process.stderr,
         hideCursor: true,
         etaBuffer: 50,
@@ -34,7 +35,7 @@ export function createProgress(options: { log: Logger; label: string; tty?: bool
     return {
       update(s) {
         const elapsed = Math.max((now() - started) / 1000, 0.001);
-        const payload = { failed: s.failed, speed: (s.done / elapsed).toFixed(1) };
+        const payload = { failed: s.counts.failed, rejected: s.counts.rejected, speed: (s.done / elapsed).toFixed(1) };
         if (!startedBar) {
           bar.start(s.total ?? s.done, s.done, payload);
           startedBar = true;
@@ -57,7 +58,7 @@ export function createProgress(options: { log: Logger; label: string; tty?: bool
       const elapsed = Math.max((t - started) / 1000, 0.001);
       const rate = s.done / elapsed;
       const eta = s.total && rate > 0 ? Math.round((s.total - s.done) / rate) : undefined;
-      options.log.info({ done: s.done, failed: s.failed, total: s.total, itemsPerSecond: Number(rate.toFixed(1)), etaSeconds: eta }, `${options.label}: ${s.done}/${s.total ?? '?'} done`);
+      options.log.info({ done: s.done, failed: s.counts.failed, rejected: s.counts.rejected, total: s.total, itemsPerSecond: Number(rate.toFixed(1)), etaSeconds: eta }, `${options.label}: ${s.done}/${s.total ?? '?'} done`);
     },
     stop() {},
   };

@@ -1,4 +1,3 @@
-import type { ApiClient } from '../api/client.ts';
 import { isGuid, normalizeGuid } from './guid.ts';
 import { readManifest, type ManifestReadOptions } from './manifest-reader.ts';
 
@@ -37,7 +36,7 @@ function target(row: number, kind: ArchiveTarget['kind'], raw: string, seen: Map
  * Reads FACES.csv and then PERSONS.csv or the people carrying a tag into one numbered list.
  * A missing file or column throws ManifestError (exit 2) before anything is queued.
  */
-export async function readArchiveTargets(options: { faces: string; persons?: string; tag?: string; client?: ApiClient; signal?: AbortSignal; csv?: ArchiveCsvOptions }): Promise<ArchiveTarget[]> {
+export async function readArchiveTargets(options: { faces: string; persons?: string; tag?: string; client?: { listPeopleByTag(tag: string, signal?: AbortSignal): Promise<Array<{ personId?: unknown }>> }; signal?: AbortSignal; csv?: ArchiveCsvOptions }): Promise<ArchiveTarget[]> {
   const out: ArchiveTarget[] = [];
   const faces = new Map<string, number>();
   for await (const record of readManifest(options.faces, FACES_REQUIRED_COLUMNS, options.csv)) {

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { parse } from 'csv-parse';
 import { ManifestError } from '../errors.ts';
 import { chunkStreamed } from '../memory.ts';
-import { sha256OfFile } from '../state/file-hash.ts';
+import { sha256OfFile } from './file-hash.ts';
 import { ManifestTextDecoder, type ManifestTextOptions } from './manifest-text.ts';
 
 export interface ManifestRecord {

@@ -3,7 +3,7 @@ import { promises as fs, fstatSync, mkdirSync, readSync, writeSync } from 'node:
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { isLocalFilesystem } from './small-file.ts';
+import { isLocalFilesystem } from '../sources/small-file.ts';
 
 export type LedgerState = 'started' | 'stored';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it, inject } from 'vitest';
 import { startSandbox, PERMISSIONS, type FaultSettings, type Sandbox } from '../../src/sandbox/index.ts';
-import { freePort } from '../../src/queue/free-port.ts';
+import { freePort } from '../../src/store/redis/free-port.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { record, sandboxAnswers, startCli, verify, waitFor, writeReliabilityDoc, type CliProcess } from './chaos-helpers.ts';

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureRedisServer } from '../../src/queue/redis-binary.ts';
-import { startPrivateRedis, type PrivateRedis } from '../../src/queue/private-redis.ts';
+import { ensureRedisServer } from '../../src/store/redis/redis-binary.ts';
+import { startPrivateRedis, type PrivateRedis } from '../../src/store/redis/private-redis.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,12 +1,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
-import { runJobCommand, type JobCommand, type JobRunResult } from '../../src/run/job-run.ts';
+import { runImportExport } from '../../src/commands/import-export/run-import-export.ts';
+import type { ManifestCommand } from '../../src/commands/import-export/manifest-plan.ts';
+import type { BatchResult } from '../../src/engine/batch-run.ts';
 import type { SettingsInput } from '../../src/config/schema.ts';
-import { testQueueName } from './fixtures.ts';
+
+export type JobCommand = ManifestCommand;
+export type JobRunResult = BatchResult;
 
 export const PEOPLE = [
   '3f2504e0-4f89-11d3-9a0c-0305e82c3301',
@@ -40,9 +44,11 @@ export interface RunArgs {
   stateDir: string;
   reportDir: string;
   outDir?: string;
-  queueName?: string;
-  /** Use the API's real queue (shared with `idsync worker` processes) instead of a test queue. */
-  defaultQueue?: boolean;
+  /**
+   * Root of the run's Redis keys. Default: one per test folder (the manifest's), so the reruns of
+   * a test share their state and no two tests do; freshKeyPrefix() for a Redis whose idsync state is gone.
+   */
+  keyPrefix?: string;
   redisUrl?: string;
   flags?: SettingsInput;
   signal?: AbortSignal;
@@ -51,6 +57,16 @@ export interface RunArgs {
   idleCheckMs?: number;
   /** How often the wait loop looks at Redis (default 50 ms here). */
   pollMs?: number;
+}
+
+/** The key prefix runJob uses for a test folder when given none. */
+export function keyPrefixFor(dir: string): string {
+  return `test-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}`;
+}
+
+/** A key prefix no test used: a Redis whose idsync state is gone. */
+export function freshKeyPrefix(): string {
+  return `test-${randomBytes(8).toString('hex')}`;
 }
 
 /** Runs import/export in-process against a sandbox and the suite's Redis. */
@@ -62,12 +78,13 @@ export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: str
       IDSYNC_USERNAME: args.username,
       IDSYNC_PASSWORD: args.password,
       REDIS_URL: args.redisUrl ?? inject('redisUrl'),
+      IDSYNC_REDIS_PREFIX: args.keyPrefix ?? keyPrefixFor(path.dirname(path.resolve(args.manifest))),
       IDSYNC_STATE_DIR: args.stateDir,
       IDSYNC_REPORT_DIR: args.reportDir,
     },
     flags: { concurrency: 8, ...args.flags },
   });
-  const result = await runJobCommand({
+  const result = await runImportExport({
     command: args.command,
     manifest: args.manifest,
     ...(args.outDir ? { outDir: args.outDir } : {}),
@@ -75,18 +92,10 @@ export async function runJob(args: RunArgs): Promise<JobRunResult & { lines: str
     log: args.log ?? silentLogger(),
     signal: args.signal ?? new AbortController().signal,
     out: (l) => lines.push(l),
-    queueName: args.defaultQueue ? undefined : (args.queueName ?? testQueueName()),
     tty: false,
     pollMs: args.pollMs ?? 50,
     ...(args.graceMs !== undefined ? { graceMs: args.graceMs } : {}),
     ...(args.idleCheckMs !== undefined ? { idleCheckMs: args.idleCheckMs } : {}),
   });
   return { ...result, lines };
-}
-
-/** The suite's Redis, but another logical database: a Redis whose idsync state is gone. */
-export function freshRedisUrl(): string {
-  const url = new URL(inject('redisUrl'));
-  url.pathname = `/${1 + Math.floor(Math.random() * 15)}`;
-  return url.toString();
 }

@@ -2,8 +2,8 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 import type { SettingsInput } from '../../src/config/schema.ts';
 import { silentLogger } from '../../src/log.ts';
-import type { IngestRecord } from '../../src/run/ingest-log.ts';
-import { runWatch, type WatchRunOptions, type WatchRunResult } from '../../src/run/watch-run.ts';
+import type { IngestRecord } from '../../src/report/ingest-log.ts';
+import { runWatch, type WatchRunOptions, type WatchRunResult } from '../../src/commands/watch/run-watch.ts';
 
 export interface WatchArgs extends Partial<Omit<WatchRunOptions, 'config' | 'log' | 'signal' | 'dir'>> {
   dir: string;
@@ -11,7 +11,8 @@ export interface WatchArgs extends Partial<Omit<WatchRunOptions, 'config' | 'log
   password: string;
   stateDir: string;
   reportDir: string;
-  queueName: string;
+  /** Root of the run's Redis keys (one per test; freshKeyPrefix() for a Redis whose state is gone). */
+  keyPrefix: string;
   redisUrl?: string;
   flags?: SettingsInput;
 }
@@ -28,13 +29,14 @@ export interface RunningWatch {
 
 /** Starts `idsync watch` in-process against a sandbox and the suite's Redis; resolves once the folder is watched. */
 export async function startWatch(args: WatchArgs): Promise<RunningWatch> {
-  const { dir, apiUrl, password, stateDir, reportDir, redisUrl, flags, ...rest } = args;
+  const { dir, apiUrl, password, stateDir, reportDir, redisUrl, keyPrefix, flags, ...rest } = args;
   const config = loadConfig({
     env: {
       IDSYNC_API_URL: apiUrl,
       IDSYNC_USERNAME: 'migrator',
       IDSYNC_PASSWORD: password,
       REDIS_URL: redisUrl ?? inject('redisUrl'),
+      IDSYNC_REDIS_PREFIX: keyPrefix,
       IDSYNC_STATE_DIR: stateDir,
       IDSYNC_REPORT_DIR: reportDir,
     },

@@ -9,10 +9,11 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { systemClock, type Clock } from '../../src/pacing/clock.ts';
-import { QUEUE_PREFIX } from '../../src/queue/queue-names.ts';
-import { archiveKeyFor, runArchive, schedulerIdFor, type ArchiveRunOptions } from '../../src/run/archive-run.ts';
-import { tickHistoryKey } from '../../jobs/archive-control.ts';
-import { WATERMARK_FILE } from '../../src/sources/archive-watermarks.ts';
+import { runArchive, schedulerIdFor, type ArchiveRunOptions } from '../../src/commands/archive/run-archive.ts';
+import { archiveKeyFor } from '../../jobs/archive-plan.ts';
+import { ApiKeys, apiKey, CONTROL_QUEUE } from '../../src/store/keys.ts';
+import { WATERMARK_FILE } from '../../src/store/archive-state.ts';
+import { keyPrefixFor } from '../helpers/job-runs.ts';
 import { tempDir, testQueueName } from '../helpers/fixtures.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
@@ -65,6 +66,7 @@ async function archive(s: { url: string; password: string }, dir: string, extra:
       IDSYNC_USERNAME: 'migrator',
       IDSYNC_PASSWORD: s.password,
       REDIS_URL: inject('redisUrl'),
+      IDSYNC_REDIS_PREFIX: keyPrefixFor(dir),
       IDSYNC_STATE_DIR: path.join(dir, 'state'),
       IDSYNC_REPORT_DIR: path.join(dir, extra.reportName),
     },
@@ -78,8 +80,8 @@ async function archive(s: { url: string; password: string }, dir: string, extra:
     log: silentLogger(),
     signal: new AbortController().signal,
     out: (l) => lines.push(l),
-    queueName: testQueueName(),
     pollMs: 50,
+    servePollMs: 100,
     ...rest,
   });
   return { ...result, lines };
@@ -209,19 +211,18 @@ describe('idsync archive against the sandbox', () => {
     const redis = new Redis(inject('redisUrl'));
     closers.push(async () => void redis.disconnect());
     const key = archiveKeyFor(s.url, out);
-    expect(await redis.hget(`${QUEUE_PREFIX}:archive:${key}:watermarks`, PERSONS[1]!)).toBe(String(T1));
+    expect(await redis.hget(new ApiKeys(keyPrefixFor(dir), apiKey(s.url)).archive(key).watermarks, PERSONS[1]!)).toBe(String(T1));
   });
 
   it('with --cron and two worker processes on one Redis, each tick runs exactly once', async () => {
     const s = await withSandbox();
     const dir = tempDir('archive');
     const out = path.join(dir, 'out');
-    const queueName = testQueueName();
     const reportRoot = path.join(dir, 'reports');
     const controllers = [new AbortController(), new AbortController()];
     // Two processes' worth of idsync, started the same way: both upsert the same scheduler.
     const running = controllers.map((c, i) =>
-      archive(s, dir, { reportName: 'reports', cron: '* * * * * *', queueName, signal: c.signal, since: new Date(Date.now() - HOUR).toISOString(), outDir: out, ...(i === 1 ? { graceMs: 5000 } : {}) }),
+      archive(s, dir, { reportName: 'reports', cron: '* * * * * *', signal: c.signal, since: new Date(Date.now() - HOUR).toISOString(), outDir: out, ...(i === 1 ? { graceMs: 5000 } : {}) }),
     );
     const redis = new Redis(inject('redisUrl'));
     closers.push(async () => void redis.disconnect());
@@ -232,11 +233,12 @@ describe('idsync archive against the sandbox', () => {
     controllers.forEach((c) => c.abort());
     const results = await Promise.all(running);
     expect(results.map((r) => r.exitCode)).toEqual([130, 130]);
-    const queue = new Queue(queueName, { connection: redis, prefix: QUEUE_PREFIX });
+    const keys = new ApiKeys(keyPrefixFor(dir), apiKey(s.url));
+    const queue = new Queue(CONTROL_QUEUE, { connection: redis, prefix: keys.queuePrefix });
     await queue.removeJobScheduler(schedulerIdFor(key));
     await queue.close();
 
-    const ticks = await redis.lrange(tickHistoryKey(key), 0, -1);
+    const ticks = await redis.lrange(keys.archive(key).ticks, 0, -1);
     expect(ticks.length).toBeGreaterThanOrEqual(3);
     expect(new Set(ticks).size).toBe(ticks.length); // no tick planned twice
     const done = reportsDone();

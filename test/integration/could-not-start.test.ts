@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { tempDir } from '../helpers/fixtures.ts';
 import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
-import { exitCodeForError } from '../../src/cli/exit-codes.ts';
+import { exitCodeForError } from '../../src/engine/outcome.ts';
 import { ReportWriteError } from '../../src/errors.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { silentLogger } from '../../src/log.ts';
-import { runDemo } from '../../src/run/demo-run.ts';
+import { runDemo } from '../../src/commands/demo.ts';
 import { REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
 
 describe('idsync demo (the README quick start)', () => {

@@ -7,7 +7,7 @@ import { runJob } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 import type { Sandbox } from '../../src/sandbox/index.ts';
 import { ApiClient } from '../../src/api/client.ts';
-import { prepareOutTarget } from '../../src/api/out-dir.ts';
+import { prepareOutTarget } from '../../src/outputs/out-dir.ts';
 import { OutsideOutError } from '../../src/errors.ts';
 import { Secret } from '../../src/config/secret.ts';
 

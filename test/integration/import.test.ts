@@ -5,9 +5,9 @@ import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts';
 import { AuthRefusedError, ManifestError } from '../../src/errors.ts';
-import { exitCodeForError } from '../../src/cli/exit-codes.ts';
+import { exitCodeForError } from '../../src/engine/outcome.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-import { freshRedisUrl, PEOPLE, runJob, writeImportManifest, type RunArgs } from '../helpers/job-runs.ts';
+import { freshKeyPrefix, PEOPLE, runJob, writeImportManifest, type RunArgs } from '../helpers/job-runs.ts';
 
 const ALL = ['Add Identity Files', 'Read Identity Files', 'Read Detections', 'Read All Identity'] as const;
 const PASSWORD = 'migrator-pass-1';
@@ -63,7 +63,7 @@ describe('idsync import against the sandbox', () => {
 
     // Redis state gone (another database): the ledger alone keeps it from sending anything.
     s.resetStats();
-    const fresh = await runJob(baseArgs(s, manifest, dir, { reportDir: path.join(dir, 'report3'), redisUrl: freshRedisUrl() }));
+    const fresh = await runJob(baseArgs(s, manifest, dir, { reportDir: path.join(dir, 'report3'), keyPrefix: freshKeyPrefix() }));
     expect(fresh.exitCode).toBe(0);
     expect(fresh.summary.counts.skipped).toBe(24);
     expect(s.stats().uploadRequests).toBe(0);
@@ -71,7 +71,7 @@ describe('idsync import against the sandbox', () => {
 
     // Another machine (no ledger, no Redis state) with --check-existing: asks, sends nothing.
     s.resetStats();
-    const other = await runJob(baseArgs(s, manifest, dir, { stateDir: path.join(dir, 'other-state'), reportDir: path.join(dir, 'report4'), redisUrl: freshRedisUrl(), flags: { checkExisting: true } }));
+    const other = await runJob(baseArgs(s, manifest, dir, { stateDir: path.join(dir, 'other-state'), reportDir: path.join(dir, 'report4'), keyPrefix: freshKeyPrefix(), flags: { checkExisting: true } }));
     expect(other.summary.counts.skipped).toBe(24);
     expect(s.stats().uploadRequests).toBe(0);
     expect(s.documents().every((d) => d.uploads === 1)).toBe(true);
@@ -192,7 +192,7 @@ describe('manifests as people write them, against the sandbox (#17.4, #15.8, #15
     writeFiles(other, ['a.txt']);
     const second = path.join(other, 'semicolons.csv');
     writeFileSync(second, `PersonID;File;Name\n${PEOPLE[2]};files/a.txt;Doe, Jane\n`);
-    const given = await runJob(baseArgs(s, second, other, { redisUrl: freshRedisUrl(), flags: { delimiter: ';' } }));
+    const given = await runJob(baseArgs(s, second, other, { keyPrefix: freshKeyPrefix(), flags: { delimiter: ';' } }));
     expect(given.exitCode).toBe(0);
     expect(s.documents().find((d) => d.personId === PEOPLE[2])!.name).toBe('Doe, Jane');
   });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { openRedis } from '../../src/queue/connection.ts';
+import { openRedis } from '../../src/store/redis/connection.ts';
 import { RedisUnavailableError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import { REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
@@ -107,7 +107,7 @@ describe('a refused login while the private Redis starts', () => {
   it('reports the login, and the private Redis started meanwhile is stopped', async () => {
     const { startSandbox } = await import('../../src/sandbox/index.ts');
     const { loadConfig } = await import('../../src/config/load.ts');
-    const { runJobCommand } = await import('../../src/run/job-run.ts');
+    const { runImportExport } = await import('../../src/commands/import-export/run-import-export.ts');
     const { writeFileSync } = await import('node:fs');
     const sandbox = await startSandbox({ users: [{ username: 'u', password: 'right-password', permissions: ['Add Identity Files'] }] });
     try {
@@ -116,7 +116,7 @@ describe('a refused login while the private Redis starts', () => {
       writeFileSync(manifest, 'personId,file,name\n');
       const stateDir = path.join(dir, 'state');
       const config = loadConfig({ env: { IDSYNC_API_URL: sandbox.url, IDSYNC_USERNAME: 'u', IDSYNC_PASSWORD: 'wrong-password', IDSYNC_STATE_DIR: stateDir, IDSYNC_REPORT_DIR: path.join(dir, 'r') }, flags: {} });
-      const err = await runJobCommand({ command: 'import', manifest, config, log: silentLogger(), signal: new AbortController().signal, out: () => {}, tty: false }).catch((e: unknown) => e);
+      const err = await runImportExport({ command: 'import', manifest, config, log: silentLogger(), signal: new AbortController().signal, out: () => {}, tty: false }).catch((e: unknown) => e);
       expect((err as Error).name).toBe('AuthRefusedError');
       expect(existsSync(path.join(stateDir, 'redis'))).toBe(true); // it was started
       expect(existsSync(path.join(stateDir, 'redis', 'owner.pid'))).toBe(false); // stopped and released

@@ -7,7 +7,7 @@ import { ApiClient } from '../../src/api/client.ts';
 import { classify, mayHaveBeenProcessed } from '../../src/api/classify.ts';
 import { Secret } from '../../src/config/secret.ts';
 import { FileChangedError } from '../../src/errors.ts';
-import { derivePublicId } from '../../src/state/public-id.ts';
+import { derivePublicId } from '../../src/sources/public-id.ts';
 import type { Sandbox } from '../../src/sandbox/index.ts';
 import { writeBigFile } from '../helpers/big-file.ts';
 import { tempDir } from '../helpers/fixtures.ts';

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, inject, it } from 'vitest';
-import { IDSYNC_BIN, tempDir, testQueueName } from '../helpers/fixtures.ts';
-import { freshRedisUrl, PEOPLE } from '../helpers/job-runs.ts';
+import { IDSYNC_BIN, tempDir } from '../helpers/fixtures.ts';
+import { freshKeyPrefix, keyPrefixFor, PEOPLE } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 import { startWatch, type WatchArgs } from '../helpers/watch-runs.ts';
 
@@ -17,7 +17,7 @@ function setup(s: { url: string; password: string }, extra: Partial<WatchArgs> =
   const root = tempDir('watch');
   const dir = path.join(root, 'drop');
   mkdirSync(dir);
-  return { dir, apiUrl: s.url, password: s.password, stateDir: path.join(root, 'state'), reportDir: path.join(root, 'reports'), queueName: testQueueName(), ...extra };
+  return { dir, apiUrl: s.url, password: s.password, stateDir: path.join(root, 'state'), reportDir: path.join(root, 'reports'), keyPrefix: keyPrefixFor(root), ...extra };
 }
 
 describe('idsync watch against the sandbox', () => {
@@ -116,7 +116,7 @@ describe('idsync watch against the sandbox', () => {
 
     // The same content dropped again, now on a Redis whose state is gone: the ledger alone stops a second upload.
     writeFileSync(path.join(args.dir, person, 'card-copy.png'), body);
-    const third = await startWatch({ ...args, redisUrl: freshRedisUrl(), queueName: testQueueName() });
+    const third = await startWatch({ ...args, keyPrefix: freshKeyPrefix() });
     const [again] = await third.waitForRecords(1);
     await third.stop();
     expect(again).toMatchObject({ status: 'skipped', action: 'in-ledger', movedTo: `.processed/${person}/card-copy.png` });
@@ -204,7 +204,7 @@ describe('idsync watch against the sandbox', () => {
     mkdirSync(path.join(args.dir, person));
     writeFileSync(path.join(args.dir, person, 'cli.pdf'), randomBytes(300));
     const child = spawn(process.execPath, [IDSYNC_BIN, 'watch', args.dir, '--settle-ms', '200', '--api-url', s.url, '--username', 'migrator', '--state-dir', args.stateDir, '--report-dir', args.reportDir], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', IDSYNC_PASSWORD: s.password, REDIS_URL: inject('redisUrl'), IDSYNC_LOG_FORMAT: 'json' },
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', IDSYNC_PASSWORD: s.password, REDIS_URL: inject('redisUrl'), IDSYNC_REDIS_PREFIX: args.keyPrefix, IDSYNC_LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
-import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
+import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
@@ -20,9 +20,10 @@ describe('idsync worker and --workers 0', () => {
       IDSYNC_USERNAME: 'migrator',
       IDSYNC_PASSWORD: s.password,
       IDSYNC_STATE_DIR: path.join(dir, 'worker-state'),
+      IDSYNC_REDIS_PREFIX: keyPrefixFor(dir),
       IDSYNC_LOG_FORMAT: 'json',
     };
-    // The worker serves the API's default queue, so the import uses it too (not a test queue).
+    // The worker serves every running run of the API under the same key prefix.
     const worker = spawn(process.execPath, [IDSYNC_BIN, 'worker', '--concurrency', '4'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     worker.stderr.on('data', (d) => (stderr += String(d)));
@@ -37,7 +38,6 @@ describe('idsync worker and --workers 0', () => {
         stateDir: path.join(dir, 'state'),
         reportDir: path.join(dir, 'rep'),
         flags: { workers: 0 },
-        defaultQueue: true,
       });
       expect(r.exitCode).toBe(0);
       expect(r.summary.counts.succeeded).toBe(20);
@@ -98,20 +98,25 @@ describe('Ctrl-C before a command got going', () => {
 });
 
 describe('a run whose jobs vanish', () => {
-  it('ends with the missing rows failed (E_LOST) instead of waiting forever, while other work sits in the same queue', async () => {
+  it('ends with the missing rows failed (E_LOST) instead of waiting forever', async () => {
     const { Queue } = await import('bullmq');
     const { Redis } = await import('ioredis');
+    const { ApiStore } = await import('../../src/store/api-store.ts');
     const s = await withSandbox();
     const dir = tempDir();
     const manifest = writeImportManifest(dir, 3);
-    const queueName = `test-lost-${Date.now()}`;
-    const queue = new Queue(queueName, { connection: new Redis(inject('redisUrl'), { maxRetriesPerRequest: null }), prefix: 'idsync' });
-    // Another run's job waits in the same queue: it must not make this run wait for ever.
-    await queue.add('upload', { kind: 'upload', runId: 'someone-else', row: 1 }, { jobId: 'someone-else-1', delay: 3_600_000 });
-    const running = runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'st'), reportDir: path.join(dir, 'rep'), queueName, flags: { workers: 0 }, idleCheckMs: 300 });
+    const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
+    const store = new ApiStore(redis, { apiUrl: s.url, root: keyPrefixFor(dir) });
+    const running = runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'st'), reportDir: path.join(dir, 'rep'), flags: { workers: 0 }, idleCheckMs: 300 });
     // Once queued, the run's own jobs disappear (someone cleaned the queue by hand).
+    let runs = await store.listRuns();
+    for (let i = 0; i < 100 && runs.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      runs = await store.listRuns();
+    }
+    const queue = new Queue(runs[0]!.runId, { connection: redis, prefix: store.queuePrefix });
     for (let i = 0; i < 100 && (await queue.getJobCountByTypes('waiting')) < 3; i++) await new Promise((r) => setTimeout(r, 50));
-    for (const job of await queue.getJobs(['waiting'])) if (job.id?.startsWith('import-')) await job.remove();
+    for (const job of await queue.getJobs(['waiting'])) await job.remove();
     const r = await running;
     expect(r.exitCode).toBe(1);
     expect(r.summary.counts.failed).toBe(3);
@@ -119,5 +124,6 @@ describe('a run whose jobs vanish', () => {
     expect(report).toContain('its job vanished from the queue');
     await queue.obliterate({ force: true });
     await queue.close();
+    await redis.quit();
   }, 30_000);
 });

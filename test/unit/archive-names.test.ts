@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { exitCodeForError } from '../../src/cli/exit-codes.ts';
-import { compactUtc, compactUtcMs, detectionPath, enrollmentVersionPath, sanitizeDetector } from '../../src/sources/archive-names.ts';
-import { parseSchedule, parseSince } from '../../src/run/archive-schedule.ts';
+import { exitCodeForError } from '../../src/engine/outcome.ts';
+import { compactUtc, compactUtcMs, detectionPath, enrollmentVersionPath, sanitizeDetector } from '../../src/outputs/archive-names.ts';
+import { parseSchedule, parseSince } from '../../src/commands/archive/archive-schedule.ts';
 
 describe('archive file names', () => {
   it.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { exitCodeForError } from '../../src/cli/exit-codes.ts';
+import { exitCodeForError } from '../../src/engine/outcome.ts';
 import { loginFailure } from '../../src/api/login-failure.ts';
 import { tlsErrorFor } from '../../src/api/transport-error.ts';
 import { ApiUnreachableError, ApiUnusableError, AuthRefusedError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';

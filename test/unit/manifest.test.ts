@@ -239,8 +239,8 @@ describe('export rows', () => {
     const outside = tempDir();
     mkdirSync(path.join(dir, 'out'));
     symlinkSync(outside, path.join(dir, 'out', 'escape'));
-    const { downloadFile } = await import('../../jobs/download-file.ts');
-    const job = { data: { kind: 'download', runId: 'r', row: 1, outDir: path.join(dir, 'out'), item: { type: 'enrollmentPhoto', faceId: P, output: 'escape/x.jpg', explicitOutput: true } } };
-    await expect(downloadFile(job as never, {} as never)).rejects.toMatchObject({ code: 'E_OUTSIDE_OUT', message: expect.stringMatching(/escape under --out is a link; idsync does not write through links/) });
+    const { download } = await import('../../jobs/download.ts');
+    const job = { runId: 'r', row: 1, payload: { outDir: path.join(dir, 'out'), item: { type: 'enrollmentPhoto', faceId: P, output: 'escape/x.jpg', explicitOutput: true } } };
+    await expect(download.run(job as never, {} as never)).rejects.toMatchObject({ code: 'E_OUTSIDE_OUT', message: expect.stringMatching(/escape under --out is a link; idsync does not write through links/) });
   });
 });

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freeName, moveExclusive, moveIntoFolder, numberedName } from '../../src/run/no-clobber-move.ts';
+import { freeName, moveExclusive, moveIntoFolder, numberedName } from '../../src/outputs/no-clobber-move.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 describe('name clashes', () => {

@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, symlinkSy
 import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OutFolder, prepareOutTarget, resolveInside } from '../../src/api/out-dir.ts';
+import { OutFolder, prepareOutTarget, resolveInside } from '../../src/outputs/out-dir.ts';
 import { classify } from '../../src/api/classify.ts';
-import { archivePath } from '../../src/sources/archive-files.ts';
+import { archivePath } from '../../src/outputs/archive-files.ts';
 import { FileError, OutsideOutError } from '../../src/errors.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, realpathSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isTempName, partFileName, removeStaleParts, STALE_PART_MS } from '../../src/api/part-files.ts';
+import { isTempName, partFileName, removeStaleParts, STALE_PART_MS } from '../../src/outputs/part-files.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 const NOW = 1_800_000_000_000;

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exitCodeForError } from '../../src/cli/exit-codes.ts';
+import { exitCodeForError } from '../../src/engine/outcome.ts';
 import { ReportWriteError } from '../../src/errors.ts';
 import { ReportWriter, type ReportFileOpener } from '../../src/report/report-writer.ts';
 import { tempDir } from '../helpers/fixtures.ts';

@@ -4,7 +4,7 @@ import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import { ReportWriter } from '../../src/report/report-writer.ts';
 import { spreadsheetSafe } from '../../src/report/spreadsheet-cell.ts';
-import { derivePublicId } from '../../src/state/public-id.ts';
+import { derivePublicId } from '../../src/sources/public-id.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 describe('spreadsheetSafe', () => {

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import type { RowResult } from '../../src/report/row-result.ts';
-import { REPORT_WINDOW, RunReport } from '../../src/run/run-report.ts';
+import { REPORT_WINDOW, RunReport } from '../../src/report/run-report.ts';
+import { readManifest } from '../../src/sources/manifest-reader.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 const INVOCATION = 1_000_000;
@@ -27,18 +28,17 @@ function setup(rows: number) {
     },
   };
   const reportDir = path.join(dir, 'report');
-  const report = () =>
-    new RunReport({
-      manifest,
-      requiredColumns: ['id', 'file'],
+  const options = () => ({
+      lines: readManifest(manifest, ['id', 'file']),
       columns: ['id', 'file'],
       knownColumns: ['file'],
-      runs,
+      getResults: (rows: number[]) => runs.getResults(rows),
       reportDir,
       invocationStart: INVOCATION,
       action: 'upload',
-      idsOf: (v) => ({ file: v.file }),
+      idsOf: (v: Record<string, string>) => ({ file: v.file }),
     });
+  const report = () => new RunReport(options());
   const done = (row: number, finishedAt = INVOCATION + 1): void => {
     results.set(row, { row, status: 'succeeded', action: 'uploaded', finishedAt });
   };
@@ -46,7 +46,8 @@ function setup(rows: number) {
     results.set(row, { row, status: 'failed', action: 'upload', error: 'HTTP 500', finishedAt: INVOCATION + 1 });
   };
   const csv = () => parse(readFileSync(path.join(reportDir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
-  return { report, done, failed, csv, reportDir, failOnce: () => (failNext = 1), failAlways: () => (failNext = Number.POSITIVE_INFINITY), maxAsked: () => maxAsked };
+  const set = (result: RowResult): void => void results.set(result.row, result);
+  return { report, options, set, done, failed, csv, reportDir, failOnce: () => (failNext = 1), failAlways: () => (failNext = Number.POSITIVE_INFINITY), maxAsked: () => maxAsked };
 }
 
 const summary = (endedAt: Date) => ({ runId: 'r', command: 'import', startedAt: new Date(0).toISOString(), endedAt: endedAt.toISOString(), interrupted: false, seconds: 1 });
@@ -133,28 +134,27 @@ describe('RunReport', () => {
     expect(existsSync(path.join(t.reportDir, 'report.csv.partial'))).toBe(false);
   });
 
-  it('holds a failed row (its job may still be retried) until the end, and writes it as it then stands', async () => {
+  it('writes a failed row at once (a failed result is final), and retires the rows it wrote', async () => {
     const t = setup(3);
-    const r = t.report();
+    const retired: number[] = [];
+    const r = new RunReport({ ...t.options(), retire: async (rows) => void retired.push(...rows) });
     t.done(1);
     t.failed(2);
-    t.done(3);
     await r.advance();
-    expect(r.written).toBe(1);
-    t.done(2); // retried, and this time it went through
-    await r.advance();
-    expect(r.written).toBe(3);
-    t.failed(4);
+    expect(r.written).toBe(2);
+    expect(retired).toEqual([1, 2]);
     const s = await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
-    expect(s.counts).toEqual({ succeeded: 3, skipped: 0, failed: 0, rejected: 0 });
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 2, rejected: 0 });
+    expect(t.csv()[1]!.error).toBe('HTTP 500');
+    expect(t.csv()[2]!.error).toBe('lost');
+  });
 
-    const u = setup(2);
-    const q = u.report();
-    u.done(1);
-    u.failed(2);
-    const s2 = await q.finish({ code: 'E_LOST', text: 'lost' }, summary);
-    expect(s2.counts.failed).toBe(1);
-    expect(u.csv()[1]!.error).toBe('HTTP 500');
+  it('reports a row retired by an earlier invocation (only its status left) as done earlier', async () => {
+    const t = setup(1);
+    const r = t.report();
+    t.set({ row: 1, status: 'succeeded', action: 'done-earlier' });
+    await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
+    expect(t.csv()[0]).toMatchObject({ status: 'skipped', action: 'done-earlier' });
   });
 
   it('when finish fails (Redis gone), keeps what it wrote, and a discard after it does not hang', async () => {

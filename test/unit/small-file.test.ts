@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EmptyFileError, FileError } from '../../src/errors.ts';
 import { classify } from '../../src/api/classify.ts';
-import { ASYNC_AFTER_SLOW_READ_MS, READ_ONCE_MAX_BYTES, SLOW_READ_MS, SmallFileReader } from '../../src/state/small-file.ts';
+import { ASYNC_AFTER_SLOW_READ_MS, READ_ONCE_MAX_BYTES, SLOW_READ_MS, SmallFileReader } from '../../src/sources/small-file.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 const EXT4 = 0xef53;

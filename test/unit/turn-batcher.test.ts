@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TurnBatcher } from '../../src/queue/turn-batcher.ts';
+import { TurnBatcher } from '../../src/store/turn-batcher.ts';
 
 describe('TurnBatcher', () => {
   it('sends the calls of one turn together, each answered in order, and starts a new batch when full', async () => {

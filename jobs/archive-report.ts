@@ -1,0 +1,32 @@
+import { summaryLines } from '../src/report/summary-lines.ts';
+import type { ArchiveReportPayload } from './archive-job-data.ts';
+import { ArchivePlan } from './archive-plan.ts';
+import { REPORT_POLL_MS } from './archive-tick.ts';
+import type { ControlJobKind } from './job-kind.ts';
+
+/** A run whose progress stood still this long, with none of its jobs left anywhere, is reported as it is. */
+export const REPORT_STALE_MS = 10 * 60_000;
+
+/**
+ * Writes a scheduled archive run's report once every line has a result. Until then it waits as a
+ * delayed job, holding no worker slot; a run whose jobs all vanished (the queue emptied by hand)
+ * is reported after REPORT_STALE_MS without progress, its missing lines `E_LOST`.
+ */
+export const archiveReport: ControlJobKind<ArchiveReportPayload> = {
+  type: 'control',
+  name: 'archive-report',
+  async run(job, ctx) {
+    const p = job.payload;
+    const { done, total, queued } = await ctx.runs.status(p.runId);
+    const now = ctx.clock.now();
+    if (total === undefined || done < total) {
+      const changed = done !== p.lastDone;
+      if (changed || queued > 0 || now - (p.lastChangeMs ?? now) < REPORT_STALE_MS) {
+        return job.later(REPORT_POLL_MS, changed ? { ...p, lastDone: done, lastChangeMs: now } : { ...p, lastChangeMs: p.lastChangeMs ?? now });
+      }
+    }
+    const plan = ArchivePlan.stored(p.spec, p.runId, p.startedAtMs, ctx.store);
+    const summary = await ctx.runs.finish(plan, { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); the next run covers it' });
+    ctx.log.child({ runId: p.runId }).info({ counts: summary.counts, bytes: summary.bytes, reportDir: summary.reportDir }, summaryLines('archive', summary)[0]);
+  },
+};

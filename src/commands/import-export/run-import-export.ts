@@ -1,0 +1,84 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { removeStaleParts, STALE_PART_MS } from '../../outputs/part-files.ts';
+import { requireApiSettings, type Config } from '../../config/load.ts';
+import { ConfigError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { dryRunBatch, runBatch, type BatchResult } from '../../engine/batch-run.ts';
+import { Session } from '../../engine/session.ts';
+import { ManifestPlan, type ManifestCommand } from './manifest-plan.ts';
+
+export interface ImportExportOptions {
+  command: ManifestCommand;
+  manifest: string;
+  /** export's --out. */
+  outDir?: string;
+  config: Config;
+  log: Logger;
+  /** Aborted on the first Ctrl-C / SIGTERM. */
+  signal: AbortSignal;
+  /** Human-readable lines (the summary); stdout by default. */
+  out?: (line: string) => void;
+  /** Test hooks. */
+  allowInstallRedis?: boolean;
+  tty?: boolean;
+  graceMs?: number;
+  pollMs?: number;
+  idleCheckMs?: number;
+  window?: number;
+}
+
+/**
+ * `idsync import` and `idsync export`: the manifest as a plan (read whole before anything is
+ * queued), worked by the engine; waits, reports, and says how it ended.
+ */
+export async function runImportExport(o: ImportExportOptions): Promise<BatchResult> {
+  const { config, command } = o;
+  const out = o.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  let outDir: string | undefined;
+  if (command === 'export') {
+    if (!o.outDir) throw new ConfigError('export needs --out DIR', '--out');
+    outDir = path.resolve(o.outDir);
+    try {
+      mkdirSync(outDir, { recursive: true });
+    } catch (err) {
+      throw new ConfigError(`--out ${outDir} cannot be created: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
+    }
+  }
+  const plan = await ManifestPlan.open({
+    command,
+    manifest: o.manifest,
+    apiUrl: () => requireApiSettings(config).apiUrl,
+    ...(outDir ? { outDir } : {}),
+    checkExisting: config.checkExisting,
+    delimiter: config.delimiter,
+    encoding: config.encoding,
+  });
+  const reportDir = config.reportDir ?? path.resolve('idsync-reports', plan.runId);
+  const session = await Session.open({ config, log: o.log.child({ runId: plan.runId }), signal: o.signal, state: !config.dryRun, ...(o.allowInstallRedis !== undefined ? { allowInstallRedis: o.allowInstallRedis } : {}) });
+  try {
+    if (config.dryRun) return await dryRunBatch({ plan, reportDir, out, signal: o.signal });
+    if (outDir) await removeLeftovers(outDir, session.log);
+    return await runBatch({
+      session,
+      plan,
+      signal: o.signal,
+      out,
+      reportDir,
+      retryHint: (failedCsv) => `retry the failed and rejected rows with: idsync ${command} ${failedCsv}${command === 'export' ? ' --out …' : ''}`,
+      ...(o.tty !== undefined ? { tty: o.tty } : {}),
+      ...(o.graceMs !== undefined ? { graceMs: o.graceMs } : {}),
+      ...(o.pollMs !== undefined ? { pollMs: o.pollMs } : {}),
+      ...(o.idleCheckMs !== undefined ? { idleCheckMs: o.idleCheckMs } : {}),
+      ...(o.window !== undefined ? { window: o.window } : {}),
+    });
+  } finally {
+    await session.close();
+  }
+}
+
+/** Temp files a killed download left under --out (old enough that no live download owns them) go. */
+export async function removeLeftovers(outDir: string, log: Logger): Promise<void> {
+  const stale = await removeStaleParts(outDir, STALE_PART_MS);
+  if (stale.removed.length > 0) log.info({ removed: stale.removed.length, outDir }, 'removed temp files left by an interrupted run');
+}

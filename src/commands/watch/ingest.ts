@@ -1,0 +1,274 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from '../../log.ts';
+import type { IngestRecord } from '../../report/ingest-log.ts';
+import type { RowResult } from '../../report/row-result.ts';
+import { defaultDocumentName, parseSidecar, placeOfDrop, type SidecarFields } from '../../sources/drop-convention.ts';
+import type { ReadyFile } from '../../sources/folder-watcher.ts';
+import { derivePublicId } from '../../sources/public-id.ts';
+import type { UploadPayload } from '../../../jobs/upload.ts';
+
+export const SIDECAR_MAX_BYTES = 64 * 1024;
+const RESULT_BATCH = 500;
+
+/**
+ * A watch run is "this folder, against this API": the same command after a restart is the
+ * same run, so its rows (and the results of jobs finished before a crash) are found again.
+ * Not per day: a file in flight at midnight must keep its row across a restart.
+ */
+export function watchRunId(api: string, dir: string): string {
+  return `watch-${api}-${createHash('sha256').update(dir).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * The row of a dropped file: one per person, document id and content, so the same file seen
+ * again after a restart, or a second copy of it, never becomes a second job while the first is
+ * queued, and two files naming one publicId (sidecars) with different content never share one
+ * (the second then fails as a conflict instead of being moved aside as if it had been uploaded).
+ * 52 bits of a hash, so it stays a safe integer.
+ */
+export function watchRow(runId: string, personId: string, publicId: string, sha256: string): number {
+  return parseInt(createHash('sha256').update(`${runId}-${personId}-${publicId}-${sha256.slice(0, 16)}`).digest('hex').slice(0, 13), 16);
+}
+
+/** What the ingest needs of the world: files, the run's queue and results, the ingest log. Injected, so the ingest's decisions are tested without either. */
+export interface IngestPorts {
+  /** A sidecar's size and text (ENOENT when it went away). */
+  readSidecar(file: string): Promise<{ size: number; text: string }>;
+  hash(file: string): Promise<{ sha256: string; bytes: number }>;
+  /** The row's results so far (several rows at once). */
+  results(rows: number[]): Promise<Array<RowResult | undefined>>;
+  /** Forgets a row's result once its files are moved (Redis must not grow over the days). */
+  forget(result: RowResult): Promise<void>;
+  /** Queues the upload of a row (a job already there for the row adds nothing). */
+  queueUpload(row: number, payload: UploadPayload): Promise<void>;
+  /** Moves a file (and its sidecar, and a note beside it) into a folder under a free name; the new path. */
+  moveInto(file: string, destDir: string, extra: { sidecar?: string; note?: string }): Promise<string>;
+  remove(file: string, sidecar?: string): Promise<void>;
+  /** Appends a line to the daily ingest log. */
+  record(line: Omit<IngestRecord, 'time'>): Promise<void>;
+  /** Tells the folder watcher a file has been dealt with (it may be taken again if it reappears). */
+  release(file: string): void;
+  now(): number;
+  log: Logger;
+  /** Test hook: false leaves a finished file where it is (as a crash before the move would). */
+  beforeMove?(file: string, result: RowResult): boolean | Promise<boolean>;
+}
+
+export interface IngestOptions {
+  dir: string;
+  processedRoot: string;
+  failedRoot: string;
+  deleteProcessed: boolean;
+  checkExisting: boolean;
+  runId: string;
+  /** Rows finished before this time were done before this start: reported skipped. */
+  startedAt: number;
+}
+
+export interface WatchCounts {
+  seen: number;
+  uploaded: number;
+  skipped: number;
+  failed: number;
+  rejected: number;
+}
+
+/** A file handed to the queue, waiting for its row's final result. */
+interface Waiting {
+  file: string;
+  relPath: string;
+  sidecar?: string;
+  personId: string;
+  sha256: string;
+  bytes: number;
+}
+
+/**
+ * The ingest of a watched folder. Each settled file goes through explicit states:
+ *
+ *   take(file)  → set aside (not in a person folder, empty, bad sidecar: moved to the failed
+ *                 folder with a note, never sent)
+ *               → waiting (its upload queued, or joined to a copy's upload already queued)
+ *               → finished at once (a result from before a restart: only the move was missing)
+ *   poll()      → waiting files whose row has a result are finished: moved to the processed
+ *                 folder (or deleted), or to the failed folder with a note; logged either way.
+ */
+export class Ingest {
+  readonly counts: WatchCounts = { seen: 0, uploaded: 0, skipped: 0, failed: 0, rejected: 0 };
+  readonly #p: IngestPorts;
+  readonly #o: IngestOptions;
+  readonly #waiting = new Map<number, Waiting[]>();
+
+  constructor(ports: IngestPorts, options: IngestOptions) {
+    this.#p = ports;
+    this.#o = options;
+  }
+
+  /** Files queued and not finished yet. */
+  waitingFiles(): number {
+    let n = 0;
+    for (const w of this.#waiting.values()) n += w.length;
+    return n;
+  }
+
+  #rel(file: string): string {
+    return path.relative(this.#o.dir, file).split(path.sep).join('/');
+  }
+
+  /** A settled file: check it against the convention, hash it, queue its upload (or finish it at once). */
+  async take(file: ReadyFile): Promise<void> {
+    this.counts.seen++;
+    const place = placeOfDrop(file.relPath);
+    if (!place.ok) return this.#setAside(file, place.reason);
+    if (file.size === 0) return this.#setAside(file, 'empty file (0 bytes)', place.personId);
+    if (file.sidecarProblem) return this.#setAside(file, file.sidecarProblem, place.personId);
+    let fields: SidecarFields = {};
+    if (file.sidecar) {
+      try {
+        const sidecar = await this.#p.readSidecar(file.sidecar);
+        if (sidecar.size > SIDECAR_MAX_BYTES) throw new Error(`sidecar is larger than ${SIDECAR_MAX_BYTES} bytes`);
+        fields = parseSidecar(sidecar.text);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          // The sidecar went away after settling: its removal is a change; look again later.
+          this.#p.release(file.path);
+          return;
+        }
+        return this.#setAside(file, (err as Error).message, place.personId);
+      }
+    }
+    let hashed: { sha256: string; bytes: number };
+    try {
+      hashed = await this.#p.hash(file.path);
+    } catch (err) {
+      this.#p.log.warn({ err, file: file.relPath }, 'watch: cannot read a settled file; it is looked at again when it changes');
+      this.#p.release(file.path);
+      return;
+    }
+    const publicId = fields.publicId ?? derivePublicId(place.personId, hashed.sha256);
+    const row = watchRow(this.#o.runId, place.personId, publicId, hashed.sha256);
+    const entry: Waiting = { file: file.path, relPath: file.relPath, personId: place.personId, sha256: hashed.sha256, bytes: hashed.bytes, ...(file.sidecar ? { sidecar: file.sidecar } : {}) };
+    const already = this.#waiting.get(row);
+    if (already) {
+      // A second copy of a document already on its way: it shares that upload and its result.
+      already.push(entry);
+      return;
+    }
+    this.#waiting.set(row, [entry]);
+    try {
+      const [prior] = await this.#p.results([row]);
+      if (prior) {
+        // Finished before a restart, but the move did not happen: move it now, send nothing.
+        await this.#finish(row, prior);
+        return;
+      }
+      const payload: UploadPayload = {
+        item: {
+          personId: place.personId,
+          file: entry.file,
+          name: fields.name ?? defaultDocumentName(path.basename(file.path)),
+          ...(fields.description ? { description: fields.description } : {}),
+          ...(fields.publicId ? { publicId: fields.publicId } : {}),
+        },
+        checkExisting: this.#o.checkExisting,
+      };
+      await this.#p.queueUpload(row, payload);
+      this.#p.log.debug({ file: file.relPath, row }, 'watch: queued');
+    } catch (err) {
+      // Not queued: forget it here, or later copies would wait on a job that never comes.
+      this.#waiting.delete(row);
+      throw err;
+    }
+  }
+
+  /** Finishes every waiting file whose row has a result. */
+  async poll(): Promise<void> {
+    const rows = [...this.#waiting.keys()];
+    for (let i = 0; i < rows.length; i += RESULT_BATCH) {
+      const batch = rows.slice(i, i + RESULT_BATCH);
+      const results = await this.#p.results(batch);
+      for (let j = 0; j < batch.length; j++) {
+        const result = results[j];
+        if (result && this.#waiting.has(batch[j]!)) await this.#finish(batch[j]!, result);
+      }
+    }
+  }
+
+  /** Moves a file that was never sent to the failed folder, keeping its relative folder, with the reason. */
+  async #setAside(file: ReadyFile, reason: string, personId?: string): Promise<void> {
+    this.counts.rejected++;
+    const destDir = path.join(this.#o.failedRoot, path.dirname(file.relPath));
+    const note = { reason, status: 'rejected', file: file.relPath, time: new Date(this.#p.now()).toISOString() };
+    let movedTo = '';
+    try {
+      movedTo = await this.#p.moveInto(file.path, destDir, { ...(file.sidecar ? { sidecar: file.sidecar } : {}), note: `${JSON.stringify(note, null, 2)}\n` });
+    } catch (err) {
+      this.#p.log.error({ err, file: file.relPath }, 'watch: cannot set a file aside; it stays where it is');
+    }
+    this.#p.log.warn({ file: file.relPath, reason }, 'watch: file set aside');
+    await this.#p.record({ file: file.relPath, ...(personId ? { personId } : {}), status: 'rejected', action: 'set-aside', error: reason, movedTo: movedTo ? this.#rel(movedTo) : '' });
+    this.#p.release(file.path);
+  }
+
+  /** Moves every file waiting for this row, now that its result is final. */
+  async #finish(row: number, result: RowResult): Promise<void> {
+    const files = this.#waiting.get(row) ?? [];
+    this.#waiting.delete(row);
+    let keepResult = false;
+    for (const w of files) {
+      if (this.#p.beforeMove && !(await this.#p.beforeMove(w.file, result))) {
+        keepResult = true;
+        continue;
+      }
+      const ok = result.status === 'succeeded' || result.status === 'skipped';
+      const earlier = result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.startedAt;
+      const status: IngestRecord['status'] = earlier ? 'skipped' : ok ? result.status : 'failed';
+      if (status === 'succeeded') this.counts.uploaded++;
+      else if (status === 'skipped') this.counts.skipped++;
+      else this.counts.failed++;
+      let movedTo = '';
+      try {
+        if (ok && this.#o.deleteProcessed) {
+          await this.#p.remove(w.file, w.sidecar);
+        } else if (ok) {
+          movedTo = await this.#p.moveInto(w.file, path.join(this.#o.processedRoot, w.personId), w.sidecar ? { sidecar: w.sidecar } : {});
+        } else {
+          const note = {
+            reason: result.error ?? 'failed',
+            errorCode: result.errorCode,
+            httpStatus: result.httpStatus,
+            attempts: result.attempts,
+            personId: w.personId,
+            documentId: result.documentId,
+            sha256: w.sha256,
+            file: w.relPath,
+            time: new Date(result.finishedAt ?? this.#p.now()).toISOString(),
+          };
+          movedTo = await this.#p.moveInto(w.file, path.join(this.#o.failedRoot, w.personId), { ...(w.sidecar ? { sidecar: w.sidecar } : {}), note: `${JSON.stringify(note, null, 2)}\n` });
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#p.log.warn({ file: w.relPath }, 'watch: the file vanished before it could be moved');
+        else this.#p.log.error({ err, file: w.relPath }, 'watch: cannot move the file; it stays and is looked at again after a restart (nothing is uploaded twice)');
+      }
+      await this.#p.record({
+        file: w.relPath,
+        personId: w.personId,
+        status,
+        action: earlier ? `done-earlier (${result.action})` : result.action,
+        ...(result.documentId ? { documentId: result.documentId } : {}),
+        sha256: result.sha256 ?? w.sha256,
+        bytes: result.bytes ?? w.bytes,
+        ...(result.attempts !== undefined ? { attempts: result.attempts } : {}),
+        ...(result.httpStatus !== undefined ? { httpStatus: result.httpStatus } : {}),
+        ...(result.error ? { error: result.error } : {}),
+        movedTo: movedTo ? this.#rel(movedTo) : '',
+      });
+      if (status === 'failed') this.#p.log.warn({ file: w.relPath, error: result.error }, 'watch: upload failed for good; file moved to the failed folder');
+      else this.#p.log.info({ file: w.relPath, status, documentId: result.documentId }, 'watch: file done');
+      this.#p.release(w.file);
+    }
+    // Once moved, the file is forgotten: the result would only grow Redis over the days.
+    if (!keepResult) await this.#p.forget(result);
+  }
+}

@@ -1,0 +1,200 @@
+import { Worker, type Job } from 'bullmq';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { classify } from '../api/classify.ts';
+import type { Logger } from '../log.ts';
+import { retryDelay } from '../pacing/backoff.ts';
+import type { RowResult } from '../report/row-result.ts';
+import { CONTROL_QUEUE, rowOfJobId } from '../store/keys.ts';
+import type { RedisHandle } from '../store/redis/connection.ts';
+import type { JobContext } from '../../jobs/job-kind.ts';
+import { jobKind } from '../../jobs/registry.ts';
+import type { JobEnvelope, JobSigner } from './job-signing.ts';
+import { createProcessor, failedResult } from './processor.ts';
+
+/**
+ * Jobs a process runs at once per API connection. A job spends several ms on bookkeeping around
+ * its request (the claim, the ledger's fsync, its result, BullMQ's move to the next job); with two
+ * per connection the pool's connections sat idle ~20 % of the time on loopback, with three ~11 %
+ * more uploads per second (10 alternated runs; four did no better). Requests in flight stay
+ * bounded by the client's pool (connections = --concurrency); the extra jobs only queue on it,
+ * each holding its file (at most READ_ONCE_MAX_BYTES) meanwhile.
+ */
+export const JOBS_PER_CONNECTION = 3;
+
+export interface WorkerPoolOptions {
+  redis: RedisHandle;
+  queuePrefix: string;
+  ctx: JobContext;
+  signer: JobSigner;
+  log: Logger;
+  /** API requests in flight in this process (--concurrency, the client's pool size). */
+  concurrency: number;
+  attempts: number;
+  /** How fast a crashed worker's jobs are taken back (lower in tests). */
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+}
+
+/**
+ * This process's BullMQ workers: one per queue it serves (a run's own queue, or, for `idsync
+ * worker`, every running run of the API and its control queue), all sharing one API client and
+ * one limit of jobs at once, however many runs they serve.
+ */
+export class WorkerPool {
+  readonly #o: WorkerPoolOptions;
+  readonly #workers = new Map<string, Worker<JobEnvelope, RowResult | undefined>>();
+  readonly #gate: LimitFunction;
+  readonly #listeners = new Set<() => void>();
+  #processed = 0;
+
+  constructor(options: WorkerPoolOptions) {
+    this.#o = options;
+    this.#gate = pLimit(options.concurrency * JOBS_PER_CONNECTION);
+  }
+
+  /** Jobs this process finished (completed or failed, retries included). */
+  processed(): number {
+    return this.#processed;
+  }
+
+  /** Calls back after each job this process finishes; returns the unsubscribe. */
+  onProcessed(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The queues served now. */
+  served(): string[] {
+    return [...this.#workers.keys()];
+  }
+
+  /** Starts serving a queue (once). */
+  async serve(queueName: string): Promise<void> {
+    if (this.#workers.has(queueName)) return;
+    const o = this.#o;
+    const processor = createProcessor(o.ctx, {
+      signer: o.signer,
+      attempts: o.attempts,
+      rateLimit: (name, ms) => this.#workers.get(name)?.rateLimit(ms) ?? Promise.resolve(),
+    });
+    const worker = new Worker<JobEnvelope, RowResult | undefined>(queueName, (job, token, signal) => this.#gate(() => processor(job, token, signal)), {
+      connection: o.redis.connect(`worker:${queueName}`),
+      prefix: o.queuePrefix,
+      concurrency: o.concurrency * JOBS_PER_CONNECTION,
+      lockDuration: o.lockDurationMs,
+      stalledInterval: o.stalledIntervalMs,
+      maxStalledCount: 10,
+      removeOnComplete: { count: 0 },
+      removeOnFail: { count: 0 },
+      settings: {
+        // retryDelay's 0 means "do not retry"; BullMQ reads 0 as "at once" and only -1 as "stop".
+        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => {
+          const delay = retryDelay(attemptsMade, classify(err), Math.random);
+          return delay > 0 ? delay : -1;
+        },
+      },
+    });
+    this.#workers.set(queueName, worker);
+    worker.on('completed', () => this.#finished());
+    worker.on('failed', (job, err) => {
+      this.#finished();
+      if (job) this.#recordIfUnrecorded(job, err);
+    });
+    worker.on('error', (err) => o.log.error({ err, queue: queueName }, 'worker error'));
+    // A job whose lock could not be renewed (Redis unreachable too long) may be taken by another
+    // worker: stop this copy rather than let two work on the same row.
+    worker.on('lockRenewalFailed', (jobIds: string[]) => {
+      o.log.warn({ jobIds, queue: queueName }, 'lost the lock of jobs in flight: cancelling them here');
+      for (const id of jobIds) worker.cancelJob(id, 'lock lost');
+    });
+    await worker.waitUntilReady();
+    o.log.debug({ queue: queueName, concurrency: o.concurrency }, 'serving a queue');
+  }
+
+  /** Stops serving a queue: waits up to graceMs for its jobs in flight, then hands the rest back. */
+  async stop(queueName: string, graceMs: number): Promise<void> {
+    const worker = this.#workers.get(queueName);
+    if (!worker) return;
+    this.#workers.delete(queueName);
+    await closeWorker(worker, graceMs, this.#o.log);
+  }
+
+  /** Stops serving every queue (in parallel, each with the same grace). */
+  async close(graceMs: number): Promise<void> {
+    await Promise.all([...this.#workers.keys()].map((name) => this.stop(name, graceMs)));
+  }
+
+  /**
+   * Serves the control queue and every running run of the API until `signal` aborts, looking for
+   * new runs (and runs that ended) every `pollMs`: what `idsync worker` does.
+   */
+  async serveRuns(list: () => Promise<Array<{ runId: string; state: string }>>, options: { pollMs: number; signal: AbortSignal; graceMs: number; onChange?: (served: string[]) => void }): Promise<void> {
+    await this.serve(CONTROL_QUEUE);
+    while (!options.signal.aborted) {
+      try {
+        const runs = await list();
+        const running = new Set(runs.filter((r) => r.state === 'running').map((r) => r.runId));
+        let changed = false;
+        for (const runId of running) {
+          if (!this.#workers.has(runId)) {
+            await this.serve(runId);
+            changed = true;
+          }
+        }
+        for (const name of this.served()) {
+          if (name !== CONTROL_QUEUE && !running.has(name)) {
+            await this.stop(name, options.graceMs);
+            changed = true;
+          }
+        }
+        if (changed) options.onChange?.(this.served());
+      } catch (err) {
+        this.#o.log.warn({ err }, 'cannot list the runs to serve (is Redis down?); trying again');
+      }
+      await this.#o.ctx.clock.sleep(options.pollMs, options.signal).catch(() => undefined);
+    }
+  }
+
+  #finished(): void {
+    this.#processed++;
+    for (const l of this.#listeners) l();
+  }
+
+  /**
+   * A job can fail for good without the processor recording why (it stalled too often because its
+   * workers kept dying, or it was refused): its row must still end with a result, or its run
+   * would wait for it until it is declared lost.
+   */
+  #recordIfUnrecorded(job: Job<JobEnvelope>, err: Error): void {
+    const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || job.attemptsMade >= (job.opts.attempts ?? 1);
+    const row = rowOfJobId(job.id);
+    const kind = jobKind(job.name);
+    if (!final || row === undefined || kind?.type === 'control') {
+      if (final && kind?.type === 'control') this.#o.log.error({ err, kind: job.name, jobId: job.id }, 'control job failed for good');
+      return;
+    }
+    const run = this.#o.ctx.store.run(job.queueName);
+    const rowKind = kind?.type === 'row' ? kind : undefined;
+    void (async () => {
+      const [prior] = await run.getResults([row]);
+      if (!prior) await run.record(failedResult(rowKind, row, job.data?.p, err, job.attemptsMade, this.#o.ctx.clock.now()));
+    })().catch((e: unknown) => this.#o.log.error({ err: e }, 'cannot record a failed job'));
+  }
+}
+
+async function closeWorker(worker: Worker, graceMs: number, log: Logger): Promise<void> {
+  const graceful = worker.close();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), graceMs);
+  });
+  if ((await Promise.race([graceful, timeout])) === 'timeout') {
+    log.warn({ graceMs, queue: worker.name }, 'in-flight jobs did not finish in time: handing them back to the queue');
+    // close(true) would only wait for the graceful close already under way: abort the jobs.
+    worker.cancelAllJobs('shutdown');
+    let capTimer: NodeJS.Timeout | undefined;
+    await Promise.race([graceful, new Promise<void>((resolve) => (capTimer = setTimeout(resolve, 10_000)))]);
+    clearTimeout(capTimer);
+  }
+  clearTimeout(timer);
+}
