@@ -188,8 +188,9 @@ describe.sequential('idsync on Docker: image, compose stack, drain on docker sto
     first = makeFixtures(work, 'first', 150, 3000);
     await must(project.cli(['-x', '-C', '/scans'], { entrypoint: 'tar', input: await tarOf(work, 'first') }), 'tar into /scans');
 
-    // 200 ms per request: long enough to stop a worker mid-run, short enough to stay quick.
-    await faults(200);
+    // 500 ms per request (~5 s for the whole run on two workers): the 20th upload is seen well
+    // before the end, even polling every 500 ms on a slow machine.
+    await faults(500);
     const importing = project.cli(['import', '/scans/first/manifest.csv', '--workers', '0'], { timeoutMs: 600_000 });
     const worker1 = await project.container('worker', 1);
     let stopMs = 0;
