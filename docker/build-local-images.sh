@@ -93,11 +93,14 @@ build_node_base() {
   cp "$node" "$context/node"
   cp -a "$npm" "$context/npm"
   cp docker/node-base.Dockerfile "$context/Dockerfile"
-  # Where this machine's Node trusts extra CAs (a TLS-inspecting proxy in front of the npm registry,
-  # say), the base trusts them too, or `npm ci` inside the build fails with SELF_SIGNED_CERT_IN_CHAIN.
-  if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
-    say "the node base trusts this machine's NODE_EXTRA_CA_CERTS ($NODE_EXTRA_CA_CERTS) too"
-    cp "$NODE_EXTRA_CA_CERTS" "$context/extra-ca.pem"
+  # Where this machine's Node or npm trusts extra CAs (a TLS-inspecting proxy in front of the npm
+  # registry, say), the base trusts them too, or `npm ci` inside the build fails with
+  # SELF_SIGNED_CERT_IN_CHAIN: NODE_EXTRA_CA_CERTS, else npm's `cafile` setting.
+  local ca="${NODE_EXTRA_CA_CERTS:-}"
+  [ -n "$ca" ] || ca="$(npm config get cafile 2>/dev/null || true)"
+  if [ -n "$ca" ] && [ -f "$ca" ]; then
+    say "the node base trusts this machine's extra CAs too ($ca)"
+    cp "$ca" "$context/extra-ca.pem"
   else
     : >"$context/extra-ca.pem"
   fi
