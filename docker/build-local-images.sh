@@ -121,5 +121,9 @@ if has_image "$IDSYNC_REDIS_IMAGE"; then
 else
   timed "$IDSYNC_REDIS_IMAGE" docker_build --build-arg "BASE_IMAGE=$DEBIAN_IMAGE" -t "$IDSYNC_REDIS_IMAGE" -f docker/redis.Dockerfile docker
 fi
+previous="$(docker image inspect -f '{{.Id}}' "$IDSYNC_IMAGE" 2>/dev/null || true)"
 timed "$IDSYNC_IMAGE" docker_build --build-arg "BASE_IMAGE=$NODE_IMAGE" -t "$IDSYNC_IMAGE" .
+# The image this build replaced, now untagged (kept if a container still uses it).
+current="$(docker image inspect -f '{{.Id}}' "$IDSYNC_IMAGE")"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
 say "done: IDSYNC_IMAGE=$IDSYNC_IMAGE IDSYNC_REDIS_IMAGE=$IDSYNC_REDIS_IMAGE (base $NODE_IMAGE)"
