@@ -48,8 +48,20 @@ const httpUrl = z
     message: 'must not carry credentials; use --username and IDSYNC_PASSWORD',
   })
   .refine((s) => !new URL(s).search && !new URL(s).hash, { message: 'must not have a query string or fragment' })
-  // A trailing slash would double up with the /api/... paths; the path prefix itself is kept.
-  .transform((s) => s.replace(/\/+$/, ''));
+  .transform(normaliseApiUrl);
+
+/**
+ * One spelling per URL: the queue name, the locks and the ledger file are keyed by this string, so
+ * `HTTP://Sandbox:80/identities/` and `http://sandbox/identities` must come out the same or their
+ * workers would serve different queues. Scheme and host are case-insensitive and the default port
+ * is implied (WHATWG URL parsing does both); a trailing slash would double up with the /api/...
+ * paths. The path keeps its case: servers may treat it as case-sensitive. Different host names for
+ * one server (`sandbox` vs `127.0.0.1`) stay different: only DNS could tell they are the same.
+ */
+export function normaliseApiUrl(text: string): string {
+  const u = new URL(text);
+  return `${u.protocol}//${u.host}${u.pathname}`.replace(/\/+$/, '');
+}
 
 const redisUrl = z
   .string()

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, requireApiSettings } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { apiKey } from '../../src/store/keys.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 function configFile(data: unknown): string {
@@ -46,6 +47,26 @@ describe('loadConfig precedence', () => {
   it('keeps the path prefix and drops a trailing slash', () => {
     const c = loadConfig({ env: { IDSYNC_API_URL: 'https://acme.econnectcloud.com/identities/' } });
     expect(c.apiUrl).toBe('https://acme.econnectcloud.com/identities');
+  });
+
+  it.each([
+    ['HTTP://Sandbox:6009/', 'http://sandbox:6009'],
+    ['http://sandbox:80/identities', 'http://sandbox/identities'],
+    ['https://ACME.econnectcloud.com:443/identities//', 'https://acme.econnectcloud.com/identities'],
+    ['https://acme.econnectcloud.com/Identities', 'https://acme.econnectcloud.com/Identities'],
+    ['https://10.0.0.5:5009', 'https://10.0.0.5:5009'],
+    ['http://[::1]:6009/', 'http://[::1]:6009'],
+    ['  https://x.example/a/../identities/ ', 'https://x.example/identities'],
+  ])('spells the API URL %s one way: %s', (given, normal) => {
+    expect(loadConfig({ env: { IDSYNC_API_URL: given } }).apiUrl).toBe(normal);
+  });
+
+  it('gives the same queue to spellings of one URL, and another to another host name or path case', () => {
+    const queueOf = (url: string) => apiKey(loadConfig({ env: { IDSYNC_API_URL: url } }).apiUrl!);
+    expect(queueOf('HTTP://SANDBOX:6009/')).toBe(queueOf('http://sandbox:6009'));
+    expect(queueOf('https://x.example:443/identities/')).toBe(queueOf('https://x.example/identities'));
+    expect(queueOf('http://127.0.0.1:6009')).not.toBe(queueOf('http://sandbox:6009'));
+    expect(queueOf('https://x.example/Identities')).not.toBe(queueOf('https://x.example/identities'));
   });
 
   it('resolves paths in a config file against the file folder', () => {
