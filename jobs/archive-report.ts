@@ -17,8 +17,14 @@ export const archiveReport: ControlJobKind<ArchiveReportPayload> = {
   name: 'archive-report',
   async run(job, ctx) {
     const p = job.payload;
-    const { done, total, queued } = await ctx.runs.status(p.runId);
+    const { done, total, queued, state } = await ctx.runs.status(p.runId);
     const now = ctx.clock.now();
+    if (state === 'cancelled') {
+      const plan = ArchivePlan.stored(p.spec, p.runId, p.startedAtMs, ctx.store);
+      const summary = await ctx.runs.finish(plan, { code: 'E_CANCELLED', text: 'not done: the run was cancelled (idsync cancel); the next run covers it' });
+      ctx.log.child({ runId: p.runId }).warn({ counts: summary.counts, reportDir: summary.reportDir }, 'archive run cancelled; its report is written');
+      return;
+    }
     if (total === undefined || done < total) {
       const changed = done !== p.lastDone;
       if (changed || queued > 0 || now - (p.lastChangeMs ?? now) < REPORT_STALE_MS) {

@@ -136,8 +136,8 @@ export interface ReportShape {
 export interface RunServices {
   /** Registers a run and queues all its rows without waiting for them (a scheduled archive tick). */
   start(plan: RunPlan, options: { attempts: number; startedAt: number; reportDir: string }): Promise<void>;
-  /** How far a started run is: rows with a result, rows in all, jobs still queued (waiting, delayed or active). */
-  status(runId: string): Promise<{ done: number; total: number | undefined; queued: number }>;
+  /** How far a started run is: rows with a result, rows in all, jobs still queued (waiting, delayed or active), its state. */
+  status(runId: string): Promise<{ done: number; total: number | undefined; queued: number; state?: string }>;
   /** Writes a run's report (rows without a result get `missing` as their reason) and ends the run. */
   finish(plan: RunPlan, missing: { code: string; text: string }): Promise<RunSummaryLike>;
   /** Adds a control job (to the API's control queue). */

@@ -101,7 +101,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'redisPrefix', flag: '--redis-prefix', env: 'IDSYNC_REDIS_PREFIX', schema: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1-64 letters, digits, dots, dashes or underscores' }), default: 'idsync', help: 'root of every Redis key idsync writes (several deployments can share one Redis)' },
   { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), default: '.idsync', help: 'folder for the ledger and the private Redis data' },
   { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: intIn(1, 1024), default: 8, help: 'requests in flight per process' },
-  { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(1, 100_000), help: 'most requests per second across all workers' },
+  { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(0, 100_000), help: 'most requests per second across all workers; 0 removes a stored limit' },
   { key: 'attempts', flag: '--attempts', env: 'IDSYNC_ATTEMPTS', schema: intIn(1, 100), default: 5, help: 'tries per item' },
   { key: 'reportDir', flag: '--report-dir', env: 'IDSYNC_REPORT_DIR', schema: z.string().min(1), help: 'where reports go' },
   { key: 'dryRun', flag: '--dry-run', env: 'IDSYNC_DRY_RUN', schema: boolFromText, default: false, help: 'validate, send nothing' },

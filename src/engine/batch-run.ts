@@ -47,6 +47,7 @@ const MISSING: Record<Ending, { code: string; text: string }> = {
   interrupted: { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume' },
   fatal: { code: 'E_FATAL', text: 'not done: the run stopped on a fatal error' },
   stopped: { code: 'E_STOPPED', text: 'not done: the run had to stop' },
+  cancelled: { code: 'E_CANCELLED', text: 'not done: the run was cancelled (idsync cancel); run the same command again to do it' },
 };
 
 /**
@@ -66,7 +67,7 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
   const queue = session.queue(runQueueName(plan.runId));
   await applyRateLimit(session, queue, log);
   const graceMs = o.graceMs ?? 30_000;
-  const pool = session.config.workers > 0 ? workerPool(session, graceMs) : undefined;
+  const pool = session.config.workers > 0 ? workerPool(session, graceMs, plan.command) : undefined;
   if (pool) await pool.serve(queue.name);
   else log.info({ runId: plan.runId }, '--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
 
@@ -76,7 +77,8 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
   try {
     let feeding = true;
     let feedError: unknown;
-    const fed = feedRun({ plan, run, queue, signer: session.signer, attempts: session.config.attempts, window: o.window ?? DEFAULT_WINDOW, signal: o.signal, clock, log })
+    const cancelled = new AbortController();
+    const fed = feedRun({ plan, run, queue, signer: session.signer, attempts: session.config.attempts, window: o.window ?? DEFAULT_WINDOW, signal: AbortSignal.any([o.signal, cancelled.signal]), clock, log })
       .then((counts) => {
         log.info({ rows: counts.rows, queued: counts.queued, rejected: counts.rejected, alreadyDone: counts.settled }, 'every row queued');
         return counts;
@@ -117,15 +119,17 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
     } finally {
       progress.stop();
     }
+    if (ending === 'cancelled') cancelled.abort();
     await fed;
     await pool?.close(ending === 'interrupted' ? graceMs : 60_000);
     const meta = await run.getMeta().catch(() => undefined);
     const over = ending === 'done' || ending === 'lost';
     // A run that stopped keeps its queue paused, so no worker goes on with it before its rerun;
-    // one that is never run again drops its jobs.
-    if (!over && plan.resumable === false) await queue.obliterate({ force: true }).catch(() => undefined);
+    // one that is never run again drops its jobs, and so does a cancelled one (what the feeder
+    // queued after `idsync cancel` emptied the queue).
+    if (!over && (plan.resumable === false || ending === 'cancelled')) await queue.obliterate({ force: true }).catch(() => undefined);
     else if (!over) await queue.pause().catch(() => undefined);
-    await run.updateMeta({ state: over ? 'done' : 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
+    await run.updateMeta({ state: ending === 'cancelled' ? 'cancelled' : over ? 'done' : 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
 
     finished = true;
     const missing = ending === 'fatal' ? { ...MISSING.fatal, text: `not done: the run stopped: ${meta?.fatal ?? 'fatal error'}` } : ending === 'stopped' ? { ...MISSING.stopped, text: `not done: the run had to stop: ${scrubSecrets(describeError(feedError))}` } : MISSING[ending];
@@ -142,6 +146,7 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
     for (const line of summaryLines(plan.command, summary, o.retryHint ? { retry: o.retryHint(failedCsv) } : {})) o.out(line);
     if (ending === 'fatal') o.out(`idsync: the run stopped: ${meta?.fatal ?? 'fatal error'}`);
     if (ending === 'stopped') o.out(`idsync: the run had to stop: ${scrubSecrets(describeError(feedError))}`);
+    if (ending === 'cancelled') o.out('idsync: the run was cancelled from elsewhere (idsync cancel); run the same command again to do the rows left');
     return { summary, ending, exitCode: exitCodeForOutcome({ ending, failed: summary.counts.failed, rejected: summary.counts.rejected }) };
   } finally {
     if (!finished) await report.discard(); // the run ended in an error before its report was finished
@@ -151,10 +156,17 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
 /**
  * --rate is kept with the API in Redis and applied to each run's queue (BullMQ's global limiter),
  * so workers on other machines follow it; a command without --rate keeps a stored limit in force
- * and says so, so nobody wonders why a run is slow.
+ * and says so, so nobody wonders why a run is slow. --rate 0 removes it.
  */
 async function applyRateLimit(session: Session, queue: ReturnType<Session['queue']>, log: Session['log']): Promise<void> {
   const given = session.config.rate;
+  if (given === 0) {
+    // --rate 0: no limit, and the stored one is forgotten (`idsync limits --clear` does the same).
+    if ((await session.store.rateLimit()) !== undefined) log.info('--rate 0: removed the rate limit stored for this API');
+    await session.store.setRateLimit(undefined);
+    await queue.removeGlobalRateLimit().catch(() => undefined);
+    return;
+  }
   if (given) await session.store.setRateLimit(given);
   const rate = given ?? (await session.store.rateLimit());
   if (rate) await queue.setGlobalRateLimit(rate, 1000);

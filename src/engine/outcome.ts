@@ -17,9 +17,10 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 /**
  * How a run ended: every row has a result (`done`), some rows' jobs vanished (`lost`: those rows
  * are reported failed), Ctrl-C (`interrupted`), a fatal error recorded by a job such as refused
- * credentials (`fatal`), or the run could not go on, e.g. Redis refused writes (`stopped`).
+ * credentials (`fatal`), the run could not go on, e.g. Redis refused writes (`stopped`), or an
+ * operator cancelled it from elsewhere (`cancelled`: like an interrupt, its rerun resumes it).
  */
-export type Ending = 'done' | 'lost' | 'interrupted' | 'fatal' | 'stopped';
+export type Ending = 'done' | 'lost' | 'interrupted' | 'fatal' | 'stopped' | 'cancelled';
 
 export interface Outcome {
   ending: Ending;
@@ -30,6 +31,7 @@ export interface Outcome {
 export function exitCodeForOutcome(o: Outcome): ExitCodeValue {
   switch (o.ending) {
     case 'interrupted':
+    case 'cancelled':
       return ExitCode.Interrupted;
     case 'fatal':
     case 'stopped':

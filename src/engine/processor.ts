@@ -127,6 +127,7 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
       const c = classify(err);
       if (c.kind === 'retry-after' && (job.data.t ?? 0) < MAX_THROTTLES) {
         await job.updateData({ ...job.data, t: (job.data.t ?? 0) + 1 });
+        run.stats.noteThrottle(ctx.clock.now());
         log().debug({ waitMs: c.ms }, 'throttled by the API: pausing the run');
         // Retry-After: 0 (or a date in the past) would be refused by Redis as an expiry.
         await options.rateLimit(job.queueName, Math.max(1, c.ms));
@@ -135,6 +136,7 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
       // The enqueuing command's --attempts travels with the job; a worker's own setting is the fallback.
       const final = c.kind === 'permanent' || c.kind === 'fatal' || attempt >= (job.opts.attempts ?? options.attempts);
       if (!final) {
+        run.stats.noteRetry(errorCode(err), ctx.clock.now());
         log().debug({ err, kind: c.kind, ambiguous: c.ambiguous }, 'job failed; will retry');
         throw err;
       }

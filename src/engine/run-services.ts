@@ -6,7 +6,7 @@ import { CONTROL_QUEUE, runQueueName } from '../store/keys.ts';
 import type { RunOwner, RunStore } from '../store/run-store.ts';
 import type { JobContext, RunPlan, RunServices } from '../../jobs/job-kind.ts';
 import { DEFAULT_WINDOW, feedRun } from './run-feeder.ts';
-import type { Session } from './session.ts';
+import { PROCESS_ID, type Session } from './session.ts';
 import { runStatus } from './wait-loop.ts';
 import { WorkerPool } from './worker-pool.ts';
 
@@ -51,6 +51,8 @@ export async function startRun(session: Session, plan: RunPlan, options: { total
     owner: ownerNow(session.clock.now()),
     reportDir: options.reportDir,
   });
+  // Retries, throttles and error classes describe this invocation (the timeline goes on).
+  await run.stats.reset(options.startedAt);
   // An earlier invocation that stopped paused its queue, so that no worker went on with it.
   await session.queue(runQueueName(plan.runId)).resume();
   return { run, resumed: previous !== undefined };
@@ -70,7 +72,7 @@ function runServices(session: Session): RunServices {
     async status(runId) {
       const run = session.store.run(runId);
       const [meta, status] = await Promise.all([run.getMeta(), runStatus(run, session.queue(runQueueName(runId)))]);
-      return { done: status.done, total: meta?.total, queued: status.queued };
+      return { done: status.done, total: meta?.total, queued: status.queued, ...(meta ? { state: meta.state } : {}) };
     },
     async finish(plan, missing) {
       const run = session.store.run(plan.runId);
@@ -85,7 +87,8 @@ function runServices(session: Session): RunServices {
         interrupted: false,
         seconds: Math.max(0, (endedAt.getTime() - startedAt) / 1000),
       }));
-      await run.updateMeta({ state: 'done', endedAt: session.clock.now() });
+      // A cancelled run stays cancelled (`idsync runs` says so); its report is written all the same.
+      await run.updateMeta({ state: meta?.state === 'cancelled' ? 'cancelled' : 'done', endedAt: session.clock.now() });
       return summary;
     },
     async schedule(kind, payload, options) {
@@ -112,7 +115,7 @@ export function jobContext(session: Session): JobContext {
 }
 
 /** This process's workers, with the settings' concurrency, attempts and lock timings; closed with the session. */
-export function workerPool(session: Session, graceMs: number): WorkerPool {
+export function workerPool(session: Session, graceMs: number, command = 'worker'): WorkerPool {
   const c = session.config;
   const pool = new WorkerPool({
     redis: session.redis,
@@ -124,6 +127,8 @@ export function workerPool(session: Session, graceMs: number): WorkerPool {
     attempts: c.attempts,
     lockDurationMs: c.lockDurationMs,
     stalledIntervalMs: c.stalledIntervalMs,
+    workerId: PROCESS_ID,
+    command,
   });
   session.onClose(() => pool.close(graceMs));
   return pool;

@@ -26,6 +26,8 @@ export interface SessionOptions {
   allowInstallRedis?: boolean;
   /** false: log in only (a dry run needs neither Redis nor the ledger). */
   state?: boolean;
+  /** false: no login, only Redis, never a private Redis of its own (see Session.#attach). */
+  login?: boolean;
 }
 
 /** Identifies this process to operators: `idsync status` shows which workers serve a run. */
@@ -40,22 +42,38 @@ export class Session {
   readonly config: Config;
   readonly log: Logger;
   readonly clock: Clock;
-  readonly api: ApiSettings;
-  readonly client: ApiClient;
-  readonly signer: JobSigner;
+  readonly #api: ApiSettings | undefined;
+  readonly #client: ApiClient | undefined;
+  readonly #signer: JobSigner | undefined;
   #redis: RedisHandle | undefined;
+  #connection: Redis | undefined;
   #store: ApiStore | undefined;
   #ledger: Ledger | undefined;
   #queues = new Map<string, Queue>();
   #closers: Array<() => Promise<void>> = [];
 
-  private constructor(options: SessionOptions, api: ApiSettings, client: ApiClient) {
+  private constructor(options: SessionOptions, api?: ApiSettings, client?: ApiClient) {
     this.config = options.config;
     this.log = options.log;
     this.clock = options.clock ?? systemClock;
-    this.api = api;
-    this.client = client;
-    this.signer = new JobSigner(api.password, api.apiUrl);
+    this.#api = api;
+    this.#client = client;
+    this.#signer = api ? new JobSigner(api.password, api.apiUrl) : undefined;
+  }
+
+  get api(): ApiSettings {
+    if (!this.#api) throw new Error('this session did not log in (login: false)');
+    return this.#api;
+  }
+
+  get client(): ApiClient {
+    if (!this.#client) throw new Error('this session did not log in (login: false)');
+    return this.#client;
+  }
+
+  get signer(): JobSigner {
+    if (!this.#signer) throw new Error('this session did not log in (login: false)');
+    return this.#signer;
   }
 
   /**
@@ -64,6 +82,7 @@ export class Session {
    * ledger. What was opened is closed again when a later step fails.
    */
   static async open(options: SessionOptions): Promise<Session> {
+    if (options.login === false) return Session.#attach(options);
     const { config, log, signal } = options;
     const api = requireApiSettings(config);
     const client = createApiClient(config, api, log, { ...(options.clock ? { clock: options.clock } : {}), ...options.clientOptions });
@@ -77,7 +96,8 @@ export class Session {
       if (redisOpening) {
         session.#redis = await redisOpening;
         log.info({ redis: session.#redis.where }, 'queue store ready');
-        session.#store = new ApiStore(session.#redis.connect('session'), { apiUrl: api.apiUrl, root: config.redisPrefix, lockTtlMs: config.lockDurationMs });
+        session.#connection = session.#redis.connect('session');
+        session.#store = session.storeFor(api.apiUrl);
         await session.#store.register();
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
       }
@@ -89,13 +109,38 @@ export class Session {
     }
   }
 
+  /**
+   * login: false. Redis only, and never a Redis of its own: REDIS_URL, or the private Redis of a
+   * command running now (openRedis attachOnly). No login, no ledger, no job signing: for commands
+   * that read or tidy state (`idsync status`, `runs`, `cancel`, `dashboard`). `store` is there when
+   * an API URL is configured; storeFor() reaches any other API this Redis has served.
+   */
+  static async #attach(options: SessionOptions): Promise<Session> {
+    const { config, log } = options;
+    const session = new Session(options);
+    try {
+      session.#redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log, attachOnly: true });
+      session.#connection = session.#redis.connect('session');
+      if (config.apiUrl) session.#store = session.storeFor(config.apiUrl);
+      return session;
+    } catch (err) {
+      await session.close();
+      throw err;
+    }
+  }
+
+  /** The store of an API (by its URL) over this session's connection. */
+  storeFor(apiUrl: string): ApiStore {
+    return new ApiStore(this.connection, { apiUrl, root: this.config.redisPrefix, lockTtlMs: this.config.lockDurationMs });
+  }
+
   get redis(): RedisHandle {
     if (!this.#redis) throw new Error('this session has no Redis (dry run)');
     return this.#redis;
   }
 
   get store(): ApiStore {
-    if (!this.#store) throw new Error('this session has no Redis (dry run)');
+    if (!this.#store) throw new Error(this.#redis ? 'this session has no API URL' : 'this session has no Redis (dry run)');
     return this.#store;
   }
 
@@ -106,15 +151,17 @@ export class Session {
 
   /** The session's own connection (meta, queues); workers make their own. */
   get connection(): Redis {
-    return this.store.redis;
+    if (!this.#connection) throw new Error('this session has no Redis (dry run)');
+    return this.#connection;
   }
 
-  /** A BullMQ queue of this API (a run's, or the control queue), made once per session. */
-  queue(name: string): Queue {
-    let queue = this.#queues.get(name);
+  /** A BullMQ queue of this API (a run's, or the control queue), or of another API's store; made once per session. */
+  queue(name: string, store: ApiStore = this.store): Queue {
+    const key = `${store.queuePrefix}\0${name}`;
+    let queue = this.#queues.get(key);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connection, prefix: this.store.queuePrefix });
-      this.#queues.set(name, queue);
+      queue = new Queue(name, { connection: this.connection, prefix: store.queuePrefix });
+      this.#queues.set(key, queue);
     }
     return queue;
   }
@@ -133,7 +180,7 @@ export class Session {
     for (const close of this.#closers.splice(0).reverse()) await close().catch((err: unknown) => this.log.debug({ err }, 'close step failed'));
     for (const queue of this.#queues.values()) await queue.close().catch(() => undefined);
     this.#queues.clear();
-    await this.client.close().catch(() => undefined);
+    await this.#client?.close().catch(() => undefined);
     await this.#ledger?.close().catch(() => undefined);
     await this.#redis?.close().catch(() => undefined);
   }

@@ -50,7 +50,8 @@ export interface WaitOptions {
 
 /**
  * The one wait of every command that runs a list of rows: until every row has a result
- * ('done'), Ctrl-C ('interrupted'), a fatal error recorded by a job ('fatal'), or rows without a
+ * ('done'), Ctrl-C ('interrupted'), a fatal error recorded by a job ('fatal'), the run cancelled
+ * by `idsync cancel --force` ('cancelled'), or rows without a
  * result while none of the run's jobs is left anywhere ('lost', checked only after nothing moved
  * for idleCheckMs, twice). Each look is a couple of small Redis reads, whatever the run's size.
  */
@@ -70,6 +71,8 @@ export async function waitForRun(o: WaitOptions): Promise<Ending> {
     if (done >= o.total && !o.feeding()) return 'done';
     if (o.signal.aborted) return 'interrupted';
     if (meta?.fatal) return 'fatal';
+    // `idsync cancel --force` from another terminal: its queue is gone; stop feeding and report.
+    if (meta?.state === 'cancelled') return 'cancelled';
     if (o.halted?.()) return 'stopped';
     if (o.workersElsewhere && o.clock.now() - lastWorkerCheck > 30_000) {
       lastWorkerCheck = o.clock.now();

@@ -33,7 +33,19 @@ export interface WorkerPoolOptions {
   /** How fast a crashed worker's jobs are taken back (lower in tests). */
   lockDurationMs: number;
   stalledIntervalMs: number;
+  /**
+   * This process as operators see it (host:pid): its heartbeat in the API's list of workers
+   * (`idsync status` shows who serves a run) and the `processedBy` of the jobs it takes.
+   */
+  workerId?: string;
+  /** The command this process runs, for the heartbeat. */
+  command?: string;
+  /** How often the heartbeat is written (default WORKER_HEARTBEAT_MS). */
+  heartbeatMs?: number;
 }
+
+/** How often a process serving queues says so in Redis (stale after WORKER_STALE_MS of src/store/api-store.ts). */
+export const WORKER_HEARTBEAT_MS = 10_000;
 
 /**
  * This process's BullMQ workers: one per queue it serves (a run's own queue, or, for `idsync
@@ -46,10 +58,14 @@ export class WorkerPool {
   readonly #gate: LimitFunction;
   readonly #listeners = new Set<() => void>();
   #processed = 0;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #announced = false;
+  readonly #startedAt: number;
 
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
     this.#gate = pLimit(options.concurrency * JOBS_PER_CONNECTION);
+    this.#startedAt = options.ctx.clock.now();
   }
 
   /** Jobs this process finished (completed or failed, retries included). */
@@ -80,6 +96,7 @@ export class WorkerPool {
     const worker = new Worker<JobEnvelope, RowResult | undefined>(queueName, (job, token, signal) => this.#gate(() => processor(job, token, signal)), {
       connection: o.redis.connect(`worker:${queueName}`),
       prefix: o.queuePrefix,
+      ...(o.workerId ? { name: o.workerId } : {}),
       concurrency: o.concurrency * JOBS_PER_CONNECTION,
       lockDuration: o.lockDurationMs,
       stalledInterval: o.stalledIntervalMs,
@@ -109,6 +126,21 @@ export class WorkerPool {
     });
     await worker.waitUntilReady();
     o.log.debug({ queue: queueName, concurrency: o.concurrency }, 'serving a queue');
+    if (o.workerId && !this.#heartbeat) {
+      this.#heartbeat = setInterval(() => void this.#beat(), o.heartbeatMs ?? WORKER_HEARTBEAT_MS);
+      this.#heartbeat.unref();
+    }
+    await this.#beat();
+  }
+
+  /** Tells Redis which queues this process serves now (never fails: the list is for operators). */
+  async #beat(): Promise<void> {
+    const o = this.#o;
+    if (!o.workerId || (this.#workers.size === 0 && !this.#announced)) return;
+    this.#announced = true;
+    await o.ctx.store
+      .noteWorker(o.workerId, { queues: this.served(), processed: this.#processed, at: o.ctx.clock.now(), ...(o.command ? { command: o.command } : {}), startedAt: this.#startedAt })
+      .catch((err: unknown) => o.log.debug({ err }, 'cannot write the worker heartbeat'));
   }
 
   /** Stops serving a queue: waits up to graceMs for its jobs in flight, then hands the rest back. */
@@ -117,11 +149,18 @@ export class WorkerPool {
     if (!worker) return;
     this.#workers.delete(queueName);
     await closeWorker(worker, graceMs, this.#o.log);
+    if (this.#workers.size > 0) await this.#beat();
   }
 
-  /** Stops serving every queue (in parallel, each with the same grace). */
+  /** Stops serving every queue (in parallel, each with the same grace), and leaves the list of workers. */
   async close(graceMs: number): Promise<void> {
     await Promise.all([...this.#workers.keys()].map((name) => this.stop(name, graceMs)));
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    if (this.#announced && this.#o.workerId) {
+      this.#announced = false;
+      await this.#o.ctx.store.forgetWorker(this.#o.workerId).catch(() => undefined);
+    }
   }
 
   /**

@@ -6,6 +6,22 @@ import { StoredDocuments } from './stored-documents.ts';
 /** Runs of one API listed at most (newest first). */
 const RUNS_LISTED = 1000;
 
+/** A process serving the API notes itself every ~10 s (WorkerPool); one silent this long is gone. */
+export const WORKER_STALE_MS = 60_000;
+
+/** What a process serving this API says of itself (its heartbeat). */
+export interface WorkerInfo {
+  /** The queues it serves: run ids, and `control`. */
+  queues: string[];
+  /** Jobs it finished. */
+  processed: number;
+  /** Last heartbeat, epoch ms. */
+  at: number;
+  /** The command it runs (`worker`, `import` …). */
+  command?: string;
+  startedAt?: number;
+}
+
 /**
  * Everything idsync keeps in Redis for one API: its runs, its stored documents, its settings.
  * Commands, the engine and job kinds reach Redis state through this object only (and BullMQ
@@ -56,7 +72,7 @@ export class ApiStore {
   }
 
   /** A process serving this API says it is alive (`idsync status` lists them). */
-  async noteWorker(id: string, info: { queues: string[]; processed: number; at: number }): Promise<void> {
+  async noteWorker(id: string, info: WorkerInfo): Promise<void> {
     await this.redis.hset(this.keys.workers, id, JSON.stringify(info));
   }
 
@@ -65,13 +81,13 @@ export class ApiStore {
   }
 
   /** The processes serving this API, with their last heartbeat (stale ones are dropped). */
-  async workers(now: number, staleMs: number): Promise<Array<{ id: string; queues: string[]; processed: number; at: number }>> {
+  async workers(now: number, staleMs = WORKER_STALE_MS): Promise<Array<WorkerInfo & { id: string }>> {
     const raw = await this.redis.hgetall(this.keys.workers);
-    const out: Array<{ id: string; queues: string[]; processed: number; at: number }> = [];
+    const out: Array<WorkerInfo & { id: string }> = [];
     const stale: string[] = [];
     for (const [id, text] of Object.entries(raw)) {
       try {
-        const info = JSON.parse(text) as { queues: string[]; processed: number; at: number };
+        const info = JSON.parse(text) as WorkerInfo;
         if (now - info.at > staleMs) stale.push(id);
         else out.push({ id, ...info });
       } catch {

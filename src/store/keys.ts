@@ -58,6 +58,10 @@ export interface RunKeys {
   outputs: string;
   /** List of an archive run's lines (faces, then persons). */
   plan: string;
+  /** Hash: retries, throttles and error classes (count and one example row each) of the latest invocation (RunStats). */
+  stats: string;
+  /** Hash minute (epoch minutes) → rows done, failed, retries, throttles in that minute; the last 24 h (RunStats). */
+  timeline: string;
 }
 
 export interface ArchiveKeys {
@@ -93,7 +97,7 @@ export class ApiKeys {
 
   run(runId: string): RunKeys {
     const base = `${this.tag}:run:${runId}`;
-    return { meta: `${base}:meta`, results: `${base}:results`, status: `${base}:status`, counts: `${base}:counts`, outputs: `${base}:outputs`, plan: `${base}:plan` };
+    return { meta: `${base}:meta`, results: `${base}:results`, status: `${base}:status`, counts: `${base}:counts`, outputs: `${base}:outputs`, plan: `${base}:plan`, stats: `${base}:stats`, timeline: `${base}:timeline` };
   }
 
   /** Sorted set of this API's runs, scored by their last start (epoch ms). */

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { RowResult, RowStatus } from '../report/row-result.ts';
 import { RUN_TTL_SECONDS, type ApiKeys, type RunKeys } from './keys.ts';
 import { rowCommands, scriptAnswer, STATUS_CODE } from './row-scripts.ts';
+import { RunStats } from './run-stats.ts';
 import { TurnBatcher } from './turn-batcher.ts';
 
 /** Where a run is in its life (`idsync runs`). */
@@ -12,6 +13,14 @@ export interface RunOwner {
   pid: number;
   /** Last heartbeat, epoch ms. */
   at: number;
+}
+
+/** A run's owner renews its heartbeat every few seconds while it runs; one older than this has died. */
+export const OWNER_STALE_MS = 60_000;
+
+/** Whether the process that owns a running run is alive, as far as its heartbeat tells. */
+export function ownerAlive(meta: Pick<RunMeta, 'owner'>, now: number): boolean {
+  return meta.owner !== undefined && now - meta.owner.at < OWNER_STALE_MS;
 }
 
 export interface RunMeta {
@@ -82,6 +91,8 @@ function metaToHash(meta: Partial<RunMeta>): Record<string, string> {
 export class RunStore {
   readonly runId: string;
   readonly keys: RunKeys;
+  /** Retries, throttles, error classes and the timeline (`idsync status`); every recorded result is noted there. */
+  readonly stats: RunStats;
   readonly #redis: Redis;
   readonly #api: ApiKeys;
 
@@ -90,6 +101,7 @@ export class RunStore {
     this.#api = api;
     this.runId = runId;
     this.keys = api.run(runId);
+    this.stats = new RunStats(redis, this.keys);
   }
 
   async getMeta(): Promise<RunMeta | undefined> {
@@ -152,11 +164,12 @@ export class RunStore {
       keys.push(commit?.bucketKey ?? k.results, commit?.lockKey ?? k.results);
       args.push(String(result.row), JSON.stringify(result), result.status, String(STATUS_CODE[result.status]), commit?.field ?? '', commit?.value ?? '', commit?.token ?? '');
     }
-    const answers = await rowCommands(this.#redis).idsyncRecord(keys.length, ...keys, ...args);
-    return answers.map((a) => {
+    const answers = (await rowCommands(this.#redis).idsyncRecord(keys.length, ...keys, ...args)).map((a) => {
       const answer = scriptAnswer(a);
       return answer instanceof Error ? answer : undefined;
     });
+    this.stats.noteResults(entries.filter((_, i) => answers[i] === undefined).map((e) => e.result));
+    return answers;
   }
 
   /**

@@ -118,7 +118,7 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
       const graceMs = options.graceMs ?? 30_000;
       out(`archive scheduled: "${schedule.pattern}" (${schedule.tz}), scheduler ${schedulerId}; ${config.workers > 0 ? 'working as a worker' : 'no in-process worker (--workers 0)'} until interrupted`);
       if (config.workers > 0) {
-        const pool = workerPool(session, graceMs);
+        const pool = workerPool(session, graceMs, 'archive');
         await pool.serveRuns(() => session.store.listRuns(), { pollMs: options.servePollMs ?? 2000, signal: options.signal, graceMs });
       } else {
         await session.clock.sleep(Number.MAX_SAFE_INTEGER, options.signal).catch(() => undefined);

@@ -107,7 +107,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     const queue = session.queue(runQueueName(runId));
     await queue.resume();
     const graceMs = options.graceMs ?? 30_000;
-    const pool = config.workers > 0 ? workerPool(session, graceMs) : undefined;
+    const pool = config.workers > 0 ? workerPool(session, graceMs, 'watch') : undefined;
     if (pool) await pool.serve(queue.name);
     else log.info({ runId }, '--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
 
@@ -180,6 +180,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     let lastBeat = clock.now();
     let lastFatalCheck = clock.now();
     let fatal: string | undefined;
+    let cancelled = false;
     while (!signal.aborted) {
       await clock.sleep(resultPollMs, signal).catch(() => undefined);
       if (signal.aborted) break;
@@ -190,8 +191,11 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
       }
       if (clock.now() - lastFatalCheck >= FATAL_CHECK_MS) {
         lastFatalCheck = clock.now();
-        fatal = (await run.getMeta().catch(() => undefined))?.fatal;
-        if (fatal) break;
+        const meta = await run.getMeta().catch(() => undefined);
+        fatal = meta?.fatal;
+        // `idsync cancel --force` from another terminal emptied the queue: stop watching.
+        cancelled = meta?.state === 'cancelled';
+        if (fatal || cancelled) break;
         // Keeps the run's keys alive and its owner fresh however long the watch runs.
         await run.updateMeta({ owner: ownerNow(lastFatalCheck) }).catch(() => undefined);
       }
@@ -209,8 +213,11 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     await ingestLog.flush();
     const left = ingest.waitingFiles();
     // Stopped: no worker goes on with its queued jobs; the next start takes them (same rows).
-    await queue.pause().catch(() => undefined);
-    await run.updateMeta({ state: 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
+    // Cancelled: what was queued meanwhile goes too; the files stay and the next start takes them.
+    if (cancelled) await queue.obliterate({ force: true }).catch(() => undefined);
+    else await queue.pause().catch(() => undefined);
+    await run.updateMeta({ state: cancelled ? 'cancelled' : 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
+    if (cancelled) log.warn('watch: the run was cancelled from elsewhere (idsync cancel); stopping');
     log.info({ ...ingest.counts, handedBack: left }, left > 0 ? 'watch stopped: unfinished files stay in the folder and are taken again by the next start' : 'watch stopped');
     if (fatal) {
       log.error({ fatal }, 'watch: the run stopped on a fatal error');

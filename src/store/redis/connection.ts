@@ -3,8 +3,9 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { rowCommands } from '../row-scripts.ts';
+import { statsCommands } from '../run-stats.ts';
 import { ensureRedisServer, REDIS_FIX } from './redis-binary.ts';
-import { startPrivateRedis, type PrivateRedis } from './private-redis.ts';
+import { readPrivateRedisDetails, startPrivateRedis, type PrivateRedis } from './private-redis.ts';
 
 export interface RedisHandle {
   /** Connection URL (may carry a password: never log it). */
@@ -27,6 +28,11 @@ export interface OpenRedisOptions {
   log: Logger;
   /** Allow installing redis-server when missing (demo and tests only). */
   allowInstall?: boolean;
+  /**
+   * Never start a private Redis: use REDIS_URL, or attach to the private Redis of a command
+   * running now with this state dir (commands that only read state: `idsync status`).
+   */
+  attachOnly?: boolean;
   connectTimeoutMs?: number;
 }
 
@@ -54,12 +60,25 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
   const { log } = options;
   let privateRedis: PrivateRedis | undefined;
   let url = options.redisUrl;
+  let attached: string | undefined;
+  if (!url && options.attachOnly) {
+    const dir = path.join(options.stateDir, 'redis');
+    const details = readPrivateRedisDetails(dir);
+    if (!details) {
+      throw new RedisUnavailableError(
+        `no Redis to read: set REDIS_URL (or --redis-url) to the Redis the runs use. Without it, runs live in the private Redis of the command that runs them, ` +
+          `which can be read only while that command runs (none runs now with the state dir ${options.stateDir}; pass its --state-dir if it uses another)`,
+      );
+    }
+    url = details.url;
+    attached = `the private redis-server of idsync pid ${details.ownerPid} (${dir})`;
+  }
   if (!url) {
     const redisServer = ensureRedisServer({ log, allowInstall: options.allowInstall });
     privateRedis = await startPrivateRedis({ dir: path.join(options.stateDir, 'redis'), redisServer, log });
     url = privateRedis.url;
   }
-  const where = redactRedisUrl(url);
+  const where = attached ?? redactRedisUrl(url);
   const probe = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
@@ -75,7 +94,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
     await privateRedis?.stop();
     throw new RedisUnavailableError(`cannot reach Redis at ${where}: ${(err as Error).message}. Fix: ${REDIS_FIX}`, { cause: err });
   }
-  if (!privateRedis) {
+  if (!privateRedis && !attached) {
     try {
       const reply = (await probe.call('CONFIG', 'GET', 'maxmemory-policy')) as string[];
       const policy = reply[1];
@@ -104,6 +123,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
       });
       // idsync's scripts exist on the connection before its first command (see rowCommands).
       rowCommands(client);
+      statsCommands(client);
       // ioredis reports every failed reconnect; say it once per outage, and when it is over.
       let down = false;
       client.on('error', (err) => {

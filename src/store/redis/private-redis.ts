@@ -94,6 +94,25 @@ async function stopStaleServer(dir: string, log?: Logger): Promise<void> {
   for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(50);
 }
 
+/**
+ * The file in a private Redis's folder that tells how to reach it while its owner runs (JSON
+ * `{ "url": "redis://:<password>@127.0.0.1:<port>" }`, mode 0600: the owner's only). Commands that
+ * only read state (`idsync status`) attach to it instead of starting a Redis of their own.
+ */
+export const PRIVATE_REDIS_DETAILS = 'connection.json';
+
+/** The URL of the private Redis running for `dir` now, if its owner says so and is alive. */
+export function readPrivateRedisDetails(dir: string): { url: string; ownerPid: number } | undefined {
+  const ownerPid = readPid(path.join(dir, 'owner.pid'));
+  if (ownerPid === undefined || !isAlive(ownerPid)) return undefined;
+  try {
+    const details = JSON.parse(readFileSync(path.join(dir, PRIVATE_REDIS_DETAILS), 'utf8')) as { url?: unknown };
+    return typeof details.url === 'string' && details.url.startsWith('redis://') ? { url: details.url, ownerPid } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startPrivateRedis(options: PrivateRedisOptions): Promise<PrivateRedis> {
   const dir = path.resolve(options.dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
