@@ -3,7 +3,7 @@ import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../log.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
-import { addConnectionOptions, addJobOptions, addManifestOptions, commonRedisOption, logLevelOption } from './options.ts';
+import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
 type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;
 
@@ -70,6 +70,52 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       'long-running: process queued jobs only (for extra machines sharing one Redis)',
     ),
     lazy(() => import('./worker.ts')),
+  );
+  wire(
+    addStateOptions(program.command('runs'))
+      .option('--all', 'every API this Redis has served, not only --api-url\'s')
+      .option('--json', 'print JSON')
+      .option('--limit <n>', 'most runs listed, the latest (default: 50)')
+      .description('list runs: id, command, input, state, counts, start and end, owner and whether it is alive'),
+    lazy(() => import('./runs.ts')),
+  );
+  wire(
+    addStateOptions(program.command('status').argument('[run]', 'run id, or its start (default: the latest running run)'))
+      .option('--watch', 'draw it again every 2 s until Ctrl-C')
+      .option('--json', 'print JSON')
+      .option('--all', 'look for the run in every API this Redis has served')
+      .description("one run's progress, rate, ETA, queue, retries, error classes and workers; from any terminal"),
+    lazy(() => import('./status.ts')),
+  );
+  wire(
+    addStateOptions(program.command('cancel').argument('<run>', 'run id, or its start'))
+      .option('--force', 'cancel even though the command that owns the run is alive (it then stops and exits 130)')
+      .option('--all', 'look for the run in every API this Redis has served')
+      .description("remove a run's queued jobs and mark it cancelled, saying what was removed"),
+    lazy(() => import('./cancel.ts')),
+  );
+  wire(
+    addStateOptions(program.command('limits'))
+      .option('--clear', 'remove the stored rate limit')
+      .option('--all', 'every API this Redis has served')
+      .option('--json', 'print JSON')
+      .description('show (or --clear) the global rate limit stored by --rate'),
+    lazy(() => import('./limits.ts')),
+  );
+  wire(
+    addStateOptions(program.command('schedules').argument('[action]', '`remove` to remove one').argument('[name]', 'the schedule to remove'))
+      .option('--json', 'print JSON')
+      .description('list the cron schedules stored for the API (archive --cron); `schedules remove NAME` removes one'),
+    lazy(() => import('./schedules.ts')),
+  );
+  wire(
+    addStateOptions(program.command('dashboard'))
+      .option('--listen <host:port>', 'address to serve on (default: 127.0.0.1:8080); other than loopback only with --auth-token-file')
+      .option('--auth-token-file <file>', 'a token that guards the dashboard: bearer token, or basic auth with any user name and the token as password')
+      .option('--allow-actions', "allow bull-board's actions (retry, clean, pause, remove jobs); read-only otherwise")
+      .option('--all', 'every API this Redis has served, not only --api-url\'s')
+      .description('web dashboard of the runs and queues (bull-board and idsync pages); read-only, loopback by default'),
+    lazy(() => import('./dashboard.ts')),
   );
   wire(
     program

@@ -14,6 +14,20 @@ export function addConnectionOptions(cmd: Command): Command {
     .addOption(new Option('--log-format <format>', 'auto (pretty on a terminal), json or pretty [env IDSYNC_LOG_FORMAT]').choices(['auto', 'json', 'pretty']));
 }
 
+/**
+ * Options of the commands that only read or tidy state in Redis (runs, status, cancel, limits,
+ * schedules, dashboard): no login, so no username or password; the API URL only picks the API.
+ */
+export function addStateOptions(cmd: Command): Command {
+  return cmd
+    .option('--api-url <url>', 'the API whose runs to show [env IDSYNC_API_URL] (default: every API this Redis has served)')
+    .addOption(new Option('--redis-url <url>', 'Redis holding the queues [env REDIS_URL] (default: the private Redis of an idsync command running now with --state-dir)'))
+    .addOption(new Option('--state-dir <dir>', 'state dir of the command whose private Redis to read when REDIS_URL is unset [env IDSYNC_STATE_DIR]'))
+    .option('--config <path>', 'JSON config file with the same settings [env IDSYNC_CONFIG]')
+    .addOption(logLevelOption())
+    .addOption(new Option('--log-format <format>', 'auto, json or pretty [env IDSYNC_LOG_FORMAT]').choices(['auto', 'json', 'pretty']));
+}
+
 export function commonRedisOption(): Option {
   return new Option('--redis-url <url>', 'Redis holding the queues [env REDIS_URL] (default: a private redis-server under --state-dir)');
 }
@@ -26,7 +40,7 @@ export function logLevelOption(): Option {
 export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
   cmd
     .option('--concurrency <n>', 'requests in flight per process [env IDSYNC_CONCURRENCY] (default: 8)')
-    .option('--rate <n>', 'most requests per second, across all workers together [env IDSYNC_RATE] (default: unlimited)')
+    .option('--rate <n>', 'most requests per second, across all workers together; 0 removes a limit stored by an earlier --rate [env IDSYNC_RATE] (default: unlimited, or the stored limit)')
     .option('--attempts <n>', 'tries per item before it counts as failed [env IDSYNC_ATTEMPTS] (default: 5)')
     .option('--connect-timeout <ms>', 'TCP and TLS connect timeout [env IDSYNC_CONNECT_TIMEOUT_MS] (default: 10000)')
     .option('--headers-timeout <ms>', 'longest wait for response headers [env IDSYNC_HEADERS_TIMEOUT_MS] (default: 120000)')

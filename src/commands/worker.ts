@@ -2,6 +2,8 @@ import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { workerPool } from '../engine/run-services.ts';
 import { PROCESS_ID, Session } from '../engine/session.ts';
+import { CONTROL_QUEUE } from '../store/keys.ts';
+import { readSchedules, scheduleLine } from './settings/schedules.ts';
 
 export interface WorkerRunOptions {
   config: Config;
@@ -23,13 +25,13 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
   const session = await Session.open({ config, log, signal });
   try {
     const graceMs = options.graceMs ?? 30_000;
-    const pool = workerPool(session, graceMs);
+    const pool = workerPool(session, graceMs, 'worker');
     const started = session.clock.now();
-    const beat = () => session.store.noteWorker(PROCESS_ID, { queues: pool.served(), processed: pool.processed(), at: session.clock.now() }).catch(() => undefined);
-    log.info({ redis: session.redis.where, concurrency: config.concurrency }, 'worker started: serving the running runs of this API');
+    log.info({ redis: session.redis.where, concurrency: config.concurrency, worker: PROCESS_ID }, 'worker started: serving the running runs of this API');
+    await saySchedules(session, log);
+    // The pool writes this process's heartbeat into Redis (`idsync status` lists it); this is the log's.
     const heartbeats = (async () => {
       while (!signal.aborted) {
-        await beat();
         await session.clock.sleep(options.heartbeatMs ?? 30_000, signal).catch(() => undefined);
         if (!signal.aborted) log.info({ processed: pool.processed(), runs: pool.served().length - 1, uptimeSeconds: Math.round((session.clock.now() - started) / 1000) }, 'worker heartbeat');
       }
@@ -38,17 +40,28 @@ export async function runWorker(options: WorkerRunOptions): Promise<void> {
       pollMs: options.servePollMs ?? 2000,
       signal,
       graceMs,
-      onChange: (served) => {
-        log.info({ queues: served }, 'serving');
-        void beat();
-      },
+      onChange: (served) => log.info({ queues: served }, 'serving'),
     });
     await heartbeats;
     log.info('worker stopping: finishing in-flight jobs');
     await pool.close(graceMs);
-    await session.store.forgetWorker(PROCESS_ID).catch(() => undefined);
     log.info({ processed: pool.processed() }, 'worker stopped');
   } finally {
     await session.close();
+  }
+}
+
+/**
+ * A worker also runs the API's cron schedules (archive ticks, on its control queue), whoever
+ * registered them: it says so at start, so a schedule left behind by a stopped `archive --cron`
+ * does not run unnoticed (`idsync schedules remove NAME` removes one).
+ */
+async function saySchedules(session: Session, log: Logger): Promise<void> {
+  try {
+    const schedules = await readSchedules(session.queue(CONTROL_QUEUE));
+    if (schedules.length === 0) log.info('no cron schedules stored for this API: this worker serves runs only');
+    else log.info({ schedules: schedules.map(scheduleLine) }, `this worker also runs ${schedules.length} cron schedule${schedules.length === 1 ? '' : 's'} of this API (\`idsync schedules\` lists them, \`idsync schedules remove NAME\` removes one)`);
+  } catch (err) {
+    log.warn({ err }, 'cannot list the cron schedules of this API');
   }
 }

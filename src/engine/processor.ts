@@ -10,6 +10,9 @@ import type { ControlJob, JobContext, RowJob, RowJobKind } from '../../jobs/job-
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
 
+/** What a job of a cancelled run fails with: its row is left without a result (the report says cancelled). */
+export const RUN_CANCELLED = 'the run was cancelled (idsync cancel)';
+
 /** A throttled (429) job waits without spending attempts, but not forever. */
 export const MAX_THROTTLES = 50;
 
@@ -140,6 +143,9 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
         log().debug({ err, kind: c.kind, ambiguous: c.ambiguous }, 'job failed; will retry');
         throw err;
       }
+      // A run cancelled meanwhile (`idsync cancel` removed its jobs: "Missing key for job …") leaves
+      // the row without a result, so that its report says cancelled rather than this error.
+      if ((await run.getMeta().catch(() => undefined))?.state === 'cancelled') throw new UnrecoverableError(RUN_CANCELLED);
       // Recorded last, and nothing after it may make BullMQ try again: a failed result is final.
       try {
         if (c.kind === 'fatal') await run.setFatal(scrubSecrets(describeError(err)), errorCode(err));

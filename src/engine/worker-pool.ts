@@ -9,7 +9,7 @@ import type { RedisHandle } from '../store/redis/connection.ts';
 import type { JobContext } from '../../jobs/job-kind.ts';
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
-import { createProcessor, failedResult } from './processor.ts';
+import { createProcessor, failedResult, RUN_CANCELLED } from './processor.ts';
 
 /**
  * Jobs a process runs at once per API connection. A job spends several ms on bookkeeping around
@@ -208,7 +208,7 @@ export class WorkerPool {
     const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || job.attemptsMade >= (job.opts.attempts ?? 1);
     const row = rowOfJobId(job.id);
     const kind = jobKind(job.name);
-    if (!final || row === undefined || kind?.type === 'control') {
+    if (!final || row === undefined || kind?.type === 'control' || err.message === RUN_CANCELLED) {
       if (final && kind?.type === 'control') this.#o.log.error({ err, kind: job.name, jobId: job.id }, 'control job failed for good');
       return;
     }
