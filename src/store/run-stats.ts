@@ -62,21 +62,23 @@ export type StatsEvent = { type: 'result'; result: RowResult } | { type: 'retry'
  */
 const NOTE = `
 local d = cjson.decode(ARGV[1])
+local latest
 for minute, add in pairs(d.minutes) do
   local raw = redis.call('hget', KEYS[2], minute)
   local v = {0, 0, 0, 0}
   if raw then
     local i = 1
     for n in string.gmatch(raw, '%d+') do v[i] = tonumber(n); i = i + 1 end
-  elseif redis.call('hlen', KEYS[2]) >= d.keep then
-    -- A new minute and a full day kept: forget what is older than a day (only when one is added).
-    local oldest = tonumber(minute) - d.keep
-    for _, f in ipairs(redis.call('hkeys', KEYS[2])) do
-      if tonumber(f) <= oldest then redis.call('hdel', KEYS[2], f) end
-    end
   end
   for i = 1, 4 do v[i] = v[i] + add[i] end
   redis.call('hset', KEYS[2], minute, table.concat(v, ' '))
+  if not latest or tonumber(minute) > latest then latest = tonumber(minute) end
+end
+-- More than a day of minutes (a new minute came): forget those older than a day before the latest.
+if latest and redis.call('hlen', KEYS[2]) > d.keep then
+  for _, f in ipairs(redis.call('hkeys', KEYS[2])) do
+    if tonumber(f) <= latest - d.keep then redis.call('hdel', KEYS[2], f) end
+  end
 end
 for _, c in ipairs(d.classes) do
   local code = c.code

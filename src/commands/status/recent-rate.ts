@@ -20,8 +20,10 @@ export function recentRate(timeline: MinuteCounts[], now: number, startedAt?: nu
   if (startedAt !== undefined && startedAt > from) from = startedAt;
   const seconds = (now - from) / 1000;
   if (!(seconds >= 1)) return undefined;
+  // The previous minute belongs to this invocation only if it had started by the current one.
+  const previous = from < current * 60_000 ? current - 1 : current;
   let rows = 0;
-  for (const m of timeline) if (m.minute === current || m.minute === current - 1) rows += m.done + m.failed;
+  for (const m of timeline) if (m.minute === current || m.minute === previous) rows += m.done + m.failed;
   return { perSecond: rows / seconds, seconds };
 }
 
