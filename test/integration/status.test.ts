@@ -33,7 +33,7 @@ async function until<T>(what: string, get: () => Promise<T | undefined>, timeout
 async function slowImport(rows: number) {
   const s = await withSandbox({ faults: { latencyMs: 300 } });
   const dir = tempDir();
-  const manifest = writeImportManifest(dir, rows, { extraRows: ['not-a-guid,files/doc-0.bin,Bad row'] });
+  const manifest = writeImportManifest(dir, rows, { extraRows: ['not-a-guid,files/doc-0.bin,Bad row,,,B0'] });
   const prefix = keyPrefixFor(dir);
   const store = new ApiStore(redis, { apiUrl: s.url, root: prefix });
   const running = runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'rep'), flags: { concurrency: 1 } });
