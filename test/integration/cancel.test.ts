@@ -12,6 +12,7 @@ import { tempDir } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
+import { startWatch } from '../helpers/watch-runs.ts';
 
 const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
 afterAll(async () => {
@@ -40,7 +41,7 @@ async function setup(rows: number, faults = {}) {
   return { s, dir, store, args, env, queueOf };
 }
 
-const queued = async (q: Queue) => Object.values(await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused')).reduce((a, b) => a + b, 0);
+const queued = async (q: Queue) => Object.values(await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).reduce((a, b) => a + b, 0);
 
 describe('idsync cancel', () => {
   it('removes a stopped run\'s queued jobs, says what it removed, and leaves the rest to a rerun of the same command', async () => {
@@ -127,6 +128,26 @@ describe('idsync cancel', () => {
     expect(r.summary.counts.succeeded + (report.match(/not done: the run was cancelled/g) ?? []).length).toBe(12);
     await queue.close();
   }, 40_000);
+
+  it('stops a watch from elsewhere with --force (exit 130, state cancelled)', async () => {
+    const s = await withSandbox();
+    const dir = tempDir();
+    const watched = path.join(dir, 'in');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(watched);
+    const prefix = keyPrefixFor(dir);
+    const w = await startWatch({ dir: watched, apiUrl: s.url, password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'rep'), keyPrefix: prefix });
+    const store = new ApiStore(redis, { apiUrl: s.url, root: prefix });
+    const runId = (await store.listRuns())[0]!.runId;
+    const forced = await runCli(['cancel', runId, '--force'], { env: { REDIS_URL: inject('redisUrl'), IDSYNC_REDIS_PREFIX: prefix } });
+    expect(forced.code).toBe(0);
+    const started = Date.now();
+    const r = await w.done;
+    expect(r.exitCode).toBe(130);
+    // The watch looks at its run every 5 s.
+    expect(Date.now() - started).toBeLessThan(8_000);
+    expect((await store.run(runId).getMeta())!.state).toBe('cancelled');
+  }, 30_000);
 
   it('names a run it does not know (exit 2)', async () => {
     const t = await setup(1);

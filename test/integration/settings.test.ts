@@ -94,8 +94,19 @@ describe('cron schedules', () => {
     const exited = new Promise<number | null>((resolve) => worker.on('exit', (code) => resolve(code)));
     const end = Date.now() + 20_000;
     while (!stderr.includes('cron schedule') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    // Its heartbeat names it and what it serves (`idsync status` lists it); it leaves when it stops.
+    const beat = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const found = (await store.workers(Date.now())).find((x) => x.id.endsWith(`:${worker.pid}`));
+        if (found) return found;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return undefined;
+    })();
+    expect(beat).toMatchObject({ command: 'worker', queues: [CONTROL_QUEUE], processed: 0 });
     worker.kill('SIGTERM');
     expect(await exited).toBe(130);
+    expect(await store.workers(Date.now())).toEqual([]);
     const line = stderr.split('\n').find((l) => l.includes('cron schedule'))!;
     const entry = JSON.parse(line) as { msg: string; schedules: string[] };
     expect(entry.msg).toContain('this worker also runs 1 cron schedule of this API');
