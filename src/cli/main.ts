@@ -106,7 +106,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .command('demo')
       .description('rehearse a whole migration locally: sandbox API + private Redis, import examples/, export them back')
       .addOption(commonRedisOption())
-      .option('--state-dir <dir>', 'folder for the ledger and the private Redis data (default: .idsync/demo)')
+      .option('--state-dir <dir>', 'folder for the ledger and the private Redis data (default: <the state dir>/demo)')
       .addOption(logLevelOption()),
     lazy(() => import('./demo.ts')),
   );

@@ -8,7 +8,9 @@ export function addConnectionOptions(cmd: Command): Command {
     .option('--ca-file <path>', 'extra CA certificate(s), PEM, for servers with their own certificates [env IDSYNC_CA_FILE]')
     .option('--insecure', 'skip TLS certificate verification (logged as a warning) [env IDSYNC_INSECURE_TLS=1]')
     .addOption(commonRedisOption())
-    .addOption(new Option('--state-dir <dir>', 'folder for the ledger and the private Redis data [env IDSYNC_STATE_DIR] (default: .idsync)'))
+    .option('--redis-ca-file <path>', 'CA certificate(s), PEM, of a TLS Redis (rediss://) [env IDSYNC_REDIS_CA_FILE]')
+    .option('--redis-prefix <prefix>', 'root of every Redis key idsync writes, so several deployments can share one Redis [env IDSYNC_REDIS_PREFIX] (default: idsync)')
+    .addOption(new Option('--state-dir <dir>', 'folder for the ledger and the private Redis data [env IDSYNC_STATE_DIR] (default: $XDG_STATE_HOME/idsync, else ~/.local/state/idsync; the same from any folder)'))
     .option('--config <path>', 'JSON config file with the same settings; flags beat environment beat file [env IDSYNC_CONFIG]')
     .addOption(logLevelOption())
     .addOption(new Option('--log-format <format>', 'auto (pretty on a terminal), json or pretty [env IDSYNC_LOG_FORMAT]').choices(['auto', 'json', 'pretty']));

@@ -1,4 +1,5 @@
 import { readFileSync, accessSync, constants } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { Secret } from './secret.ts';
@@ -13,6 +14,8 @@ export interface Config {
   caFile: string | undefined;
   insecure: boolean;
   redisUrl: string | undefined;
+  /** CA certificate(s) of a TLS Redis (IDSYNC_REDIS_CA_FILE). */
+  redisCaFile: string | undefined;
   /** Root of every Redis key (IDSYNC_REDIS_PREFIX). */
   redisPrefix: string;
   /** Absolute path of the folder holding the ledger and the private Redis data. */
@@ -46,7 +49,7 @@ export interface LoadOptions {
   cwd?: string;
 }
 
-const PATH_KEYS = new Set<keyof SettingsInput>(['caFile', 'stateDir', 'reportDir', 'passwordFile']);
+const PATH_KEYS = new Set<keyof SettingsInput>(['caFile', 'redisCaFile', 'stateDir', 'reportDir', 'passwordFile']);
 
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
@@ -158,7 +161,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     insecure: values.insecure as boolean,
     redisUrl: values.redisUrl as string | undefined,
     redisPrefix: values.redisPrefix as string,
-    stateDir: values.stateDir as string,
+    redisCaFile: values.redisCaFile as string | undefined,
+    stateDir: (values.stateDir as string | undefined) ?? defaultStateDir(env),
     concurrency: values.concurrency as number,
     rate: values.rate as number | undefined,
     attempts: values.attempts as number,
@@ -217,4 +221,14 @@ export function requireApiSettings(config: Config): ApiSettings {
     throw new ConfigError(`missing connection settings: ${missing.join(', ')}`, missing[0]);
   }
   return { apiUrl: config.apiUrl!, username: config.username!, password: config.password! };
+}
+
+/**
+ * The user's state dir (XDG Base Directory): the same whatever folder a command runs from, so a
+ * rerun from another folder (or systemd's `/`) finds its ledger and its private Redis.
+ */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_STATE_HOME;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'idsync');
+  return path.join(env.HOME || os.homedir(), '.local', 'state', 'idsync');
 }

@@ -66,16 +66,9 @@ export function normaliseApiUrl(text: string): string {
 const redisUrl = z
   .string()
   .trim()
-  .refine(
-    (s) => {
-      try {
-        return ['redis:', 'rediss:', 'unix:'].includes(new URL(s).protocol);
-      } catch {
-        return false;
-      }
-    },
-    { message: 'must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379' },
-  );
+  .refine((s) => /^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel):\/\//i.test(s), {
+    message: 'must be a redis://, rediss://, unix:// or redis+sentinel://host:port[,host:port…]/MASTER URL, e.g. redis://127.0.0.1:6379',
+  });
 
 /** One character, or `\t` / `tab` for a tab; a quote or a line break cannot separate cells. */
 const delimiter = z
@@ -98,8 +91,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'caFile', flag: '--ca-file', env: 'IDSYNC_CA_FILE', schema: z.string().min(1), help: 'extra CA certificate(s), PEM' },
   { key: 'insecure', flag: '--insecure', env: 'IDSYNC_INSECURE_TLS', schema: boolFromText, default: false, help: 'skip TLS verification' },
   { key: 'redisUrl', flag: '--redis-url', env: 'REDIS_URL', schema: redisUrl, help: 'Redis holding the queues' },
+  { key: 'redisCaFile', flag: '--redis-ca-file', env: 'IDSYNC_REDIS_CA_FILE', schema: z.string().min(1), help: 'CA certificate(s), PEM, of a TLS Redis (rediss://)' },
   { key: 'redisPrefix', flag: '--redis-prefix', env: 'IDSYNC_REDIS_PREFIX', schema: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1-64 letters, digits, dots, dashes or underscores' }), default: 'idsync', help: 'root of every Redis key idsync writes (several deployments can share one Redis)' },
-  { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), default: '.idsync', help: 'folder for the ledger and the private Redis data' },
+  { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), help: "folder for the ledger and the private Redis data (default: $XDG_STATE_HOME/idsync, else ~/.local/state/idsync)" },
   { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: intIn(1, 1024), default: 8, help: 'requests in flight per process' },
   { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(1, 100_000), help: 'most requests per second across all workers' },
   { key: 'attempts', flag: '--attempts', env: 'IDSYNC_ATTEMPTS', schema: intIn(1, 100), default: 5, help: 'tries per item' },
@@ -127,6 +121,7 @@ export interface SettingsInput {
   insecure?: boolean | string;
   redisUrl?: string;
   redisPrefix?: string;
+  redisCaFile?: string;
   stateDir?: string;
   concurrency?: number | string;
   rate?: number | string;

@@ -69,7 +69,7 @@ export class Session {
     const client = createApiClient(config, api, log, { ...(options.clock ? { clock: options.clock } : {}), ...options.clientOptions });
     const session = new Session(options, api, client);
     const wantsState = options.state !== false;
-    const redisOpening = wantsState ? openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log, allowInstall: options.allowInstallRedis }) : undefined;
+    const redisOpening = wantsState ? openRedis({ redisUrl: config.redisUrl, redisCaFile: config.redisCaFile, stateDir: config.stateDir, log, allowInstall: options.allowInstallRedis }) : undefined;
     redisOpening?.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
     try {
       await loginWithRetries(client, config.attempts, log, signal);

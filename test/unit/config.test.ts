@@ -15,11 +15,14 @@ function configFile(data: unknown): string {
 
 describe('loadConfig precedence', () => {
   it('uses defaults when nothing is given', () => {
-    const c = loadConfig({ env: {}, cwd: '/srv' });
+    const c = loadConfig({ env: { HOME: '/home/ops' }, cwd: '/srv' });
     expect(c.concurrency).toBe(8);
     expect(c.attempts).toBe(5);
     expect(c.insecure).toBe(false);
-    expect(c.stateDir).toBe('/srv/.idsync');
+    // The user's, never the working directory's: a rerun from another folder finds its state.
+    expect(c.stateDir).toBe('/home/ops/.local/state/idsync');
+    expect(loadConfig({ env: { HOME: '/home/ops', XDG_STATE_HOME: '/var/state' }, cwd: '/srv' }).stateDir).toBe('/var/state/idsync');
+    expect(loadConfig({ env: { HOME: '/home/ops', XDG_STATE_HOME: 'relative' }, cwd: '/srv' }).stateDir).toBe('/home/ops/.local/state/idsync');
     expect(c.origins.concurrency).toBe('default');
     expect(c.apiUrl).toBeUndefined();
   });
