@@ -320,6 +320,30 @@ describe('Ledger compaction interrupted as by kill -9', () => {
     });
   }
 
+  it('a fold that leaves nothing to write still empties the index of what it folded', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API);
+    for (let i = 0; i < 50; i++) {
+      await a.start('p', `d${i}`, 's', `a${i}`);
+      await a.abort('p', `d${i}`, `a${i}`);
+    }
+    expect((await a.stats()).recentDocuments).toBe(50);
+    expect(await a.compact()).toBe('compacted');
+    expect(manifestOf(ledgerDir(a)).segments).toEqual([]);
+    const stats = await a.stats();
+    expect(stats.recentDocuments).toBe(0);
+    expect(stats.documents).toBe(0);
+    await a.close();
+  });
+
+  it('a journal removed by hand is an error at open, not a hang', async () => {
+    const dir = tempDir();
+    const a = await Ledger.open(dir, API);
+    await a.close();
+    (await import('node:fs')).rmSync(a.file);
+    await expect(Ledger.open(dir, API)).rejects.toThrow(/names is missing/);
+  });
+
   it('leaves a lock held by a live process alone', async () => {
     const dir = tempDir();
     const a = await Ledger.open(dir, API);

@@ -237,7 +237,15 @@ export class Ledger {
    */
   async startIfUnknown(personId: string, publicId: string, sha256: string, attempt: string): Promise<{ durable: Promise<void> } | undefined> {
     await this.#catchUp();
-    return this.#settled(ledgerKey(personId, publicId), (state) => (state ? undefined : { durable: this.start(personId, publicId, sha256, attempt) }));
+    const key = ledgerKey(personId, publicId);
+    return this.#settled(key, (state, base) => {
+      if (state) return undefined;
+      const durable = this.start(personId, publicId, sha256, attempt);
+      // Read in this same turn: the job's next lookup need not read the segments again.
+      const recent = this.#recent.get(key)!;
+      if (recent.base === undefined) recent.base = base ?? null;
+      return { durable };
+    });
   }
 
   /** Resolves once written (not fsynced): see the class comment. */
@@ -386,10 +394,12 @@ export class Ledger {
    * (a newer compaction removed it): the manifest is then read again.
    */
   async #loadManifest(): Promise<void> {
+    let missing: string | undefined;
     for (;;) {
       const loaded = await readManifest(this.#dir);
       if (!loaded) throw new Error(`the ledger manifest in ${this.#dir} has vanished`);
       const { manifest, identity } = loaded;
+      if (missing !== undefined && identity === missing) throw new Error(`a file the ledger manifest in ${this.#dir} names is missing (it was removed by hand?)`);
       const opened: { segments: SegmentReader[]; journals: Journal[] } = { segments: [], journals: [] };
       let segments: SegmentReader[];
       let journals: Journal[];
@@ -415,10 +425,14 @@ export class Ledger {
       } catch (err) {
         for (const s of opened.segments) await s.close();
         for (const j of opened.journals) await j.close();
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          missing = identity;
+          continue;
+        }
         throw err;
       }
       const segmentsChanged = segments.length !== this.#segments.length || segments.some((s, i) => s !== this.#segments[i]);
+      const journalsFolded = this.#journals.some((j) => !journals.includes(j));
       for (const s of this.#segments) if (!segments.includes(s)) this.#retiredSegments.push(s);
       for (const j of this.#journals) {
         if (!journals.includes(j)) {
@@ -430,7 +444,7 @@ export class Ledger {
       this.#manifestId = identity;
       this.#segments = segments;
       this.#journals = journals;
-      if (segmentsChanged) {
+      if (segmentsChanged || journalsFolded) {
         this.#epoch++;
         // What the folded journals said is in the segments now: their steps leave the index, and
         // every document's record is looked up again.

@@ -105,7 +105,8 @@ export async function migrateV1(options: { v1File: string; dir: string; apiUrl: 
   };
   await writeManifest(dir, manifest, io);
   await finishMigration(v1File);
-  log?.info({ from: v1File, lines, damaged, documents, segments: segments.length }, 'ledger converted to the segment format');
+  if (damaged > 0) log?.warn({ file: v1File, damaged }, 'skipped damaged ledger lines while converting');
+  log?.info({ from: v1File, lines, documents, segments: segments.length }, 'ledger converted to the segment format');
   return manifest;
 }
 

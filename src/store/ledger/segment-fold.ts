@@ -2,7 +2,8 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { compareKeys, documentKey } from './document-key.ts';
 import { applyCompacting, sameState, type DocOp, type DocState } from './document-state.ts';
 import type { LedgerIo } from './ledger-io.ts';
-import { SegmentWriter, type SegmentInfo, type SegmentReader } from './segment-file.ts';
+import { SegmentCursor, SegmentWriter, type SegmentInfo, type SegmentReader } from './segment-file.ts';
+import { decodeRecord } from './segment-record.ts';
 
 /** Lookups between two yields to the event loop while a fold reads synchronously. */
 const PROBES_PER_TURN = 256;
@@ -29,13 +30,29 @@ export class StepsByDocument {
   }
 }
 
-/** A document's state as the segments (oldest first) know it: the newest record wins; null when none. */
-export async function probeSegments(segments: readonly SegmentReader[], key: Buffer): Promise<DocState | null> {
-  for (let i = segments.length - 1; i >= 0; i--) {
-    const found = await segments[i]!.find(key);
-    if (found !== undefined) return found;
-  }
-  return null;
+/**
+ * A fold asks for ascending keys. A segment with few records per key asked is read through
+ * alongside them (a chunk per call); a larger one is asked per key (two small reads each).
+ */
+const SCAN_WHEN_RECORDS_PER_KEY_BELOW = 16;
+
+interface Seeker {
+  /** The record for `key` (keys must ascend): a state, null for a tombstone, undefined when none. */
+  seek(key: Buffer): Promise<DocState | null | undefined>;
+}
+
+function seekerFor(segment: SegmentReader, keys: number, io: LedgerIo): Seeker {
+  if (segment.records >= keys * SCAN_WHEN_RECORDS_PER_KEY_BELOW) return { seek: (key) => segment.find(key) };
+  const cursor = new SegmentCursor(segment, io.threadPool());
+  let live: boolean | undefined;
+  return {
+    async seek(key) {
+      live ??= await cursor.next();
+      while (live && compareKeys(cursor.buffer, cursor.at, key, 0) < 0) live = await cursor.next();
+      if (!live || compareKeys(cursor.buffer, cursor.at, key, 0) !== 0) return undefined;
+      return decodeRecord(cursor.buffer, cursor.at) ?? null;
+    },
+  };
 }
 
 export interface FoldResult {
@@ -60,8 +77,13 @@ export async function foldIntoSegment(options: {
   onProgress?: () => Promise<void>;
 }): Promise<FoldResult> {
   const { steps, segments, io, signal } = options;
-  const sorted = [...steps.entries()].map(([key, ops]) => ({ key: documentKey(key), ops }));
-  sorted.sort((a, b) => compareKeys(a.key, 0, b.key, 0));
+  const sorted = [...steps.entries()].map(([key, ops]) => {
+    const hash = documentKey(key);
+    // Latin-1 strings compare in byte order, natively: several times faster than a comparator over buffers.
+    return { key: hash, order: hash.toString('latin1'), ops };
+  });
+  sorted.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+  const seekers = segments.map((segment) => seekerFor(segment, sorted.length, io));
   const writer = await SegmentWriter.create(options.dir, options.name, sorted.length, io.threadPool());
   let delta = 0;
   try {
@@ -72,7 +94,14 @@ export async function foldIntoSegment(options: {
         await options.onProgress?.();
       }
       const { key, ops } = sorted[i]!;
-      const base = (await probeSegments(segments, key)) ?? undefined;
+      let base: DocState | undefined;
+      for (let s = seekers.length - 1; s >= 0; s--) {
+        const found = await seekers[s]!.seek(key);
+        if (found !== undefined) {
+          base = found ?? undefined;
+          break;
+        }
+      }
       const after = ops.reduce<DocState | undefined>(applyCompacting, base);
       if (sameState(base, after)) continue;
       await writer.add(key, after);
