@@ -319,7 +319,7 @@ export class Ledger {
             await removeOrphans(this.#dir, undefined);
             if (existsSync(v1File) || existsSync(`${v1File}${MIGRATING}`)) {
               this.#log?.info({ file: v1File }, 'converting the ledger to the segment format (once)');
-              await migrateV1({ v1File, dir: this.#dir, apiUrl: this.#apiUrl, io: this.#io, log: this.#log, now: this.#now });
+              await migrateV1({ v1File, dir: this.#dir, apiUrl: this.#apiUrl, io: this.#io, log: this.#log, now: this.#now, onProgress: () => lock.refresh() });
             } else {
               await Journal.create(this.#dir, 1, this.#apiUrl, this.#now(), this.#io);
               await writeManifest(this.#dir, { format: MANIFEST_FORMAT, apiUrl: this.#apiUrl, version: 1, segments: [], journals: [1], documents: 0, nextSegment: 1 }, this.#io);

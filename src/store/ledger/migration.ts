@@ -24,7 +24,17 @@ export const MIGRATED = '.migrated';
  * it), and once the new manifest is in place renamed `.migrated`, kept for the operator to
  * inspect or delete. Runs under the compaction lock, before any manifest exists.
  */
-export async function migrateV1(options: { v1File: string; dir: string; apiUrl: string; io: LedgerIo; log?: Logger | undefined; now: () => number; chunkDocuments?: number }): Promise<Manifest> {
+export async function migrateV1(options: {
+  v1File: string;
+  dir: string;
+  apiUrl: string;
+  io: LedgerIo;
+  log?: Logger | undefined;
+  now: () => number;
+  chunkDocuments?: number;
+  /** Called often: keeps the lock fresh (a long conversion must not look stale). */
+  onProgress?: () => Promise<void>;
+}): Promise<Manifest> {
   const { v1File, dir, io, log } = options;
   const source = `${v1File}${MIGRATING}`;
   try {
@@ -48,13 +58,14 @@ export async function migrateV1(options: { v1File: string; dir: string; apiUrl: 
   const handle = await fs.open(source, 'r');
   try {
     const fold = async (steps: StepsByDocument) => {
-      const result = await foldIntoSegment({ dir, name: segmentName(next++), steps, segments: await Promise.all(segments.map((s) => reader(s.file))), io });
+      const onProgress = options.onProgress;
+      const result = await foldIntoSegment({ dir, name: segmentName(next++), steps, segments: await Promise.all(segments.map((s) => reader(s.file))), io, ...(onProgress ? { onProgress } : {}) });
       documents += result.documentsDelta;
       if (result.segment) segments.push(result.segment);
       for (let start = mergeStart(segments.map((s) => s.records)); start !== undefined; start = mergeStart(segments.map((s) => s.records))) {
         const inputs = segments.slice(start);
         const writer = await SegmentWriter.create(dir, segmentName(next++), inputs.reduce((n, s) => n + s.records, 0), io.threadPool());
-        const merged = await mergeSegments({ inputs: await Promise.all(inputs.map((s) => reader(s.file))), writer, bottom: start === 0, io: io.threadPool() });
+        const merged = await mergeSegments({ inputs: await Promise.all(inputs.map((s) => reader(s.file))), writer, bottom: start === 0, io: io.threadPool(), ...(onProgress ? { onProgress } : {}) });
         segments = [...segments.slice(0, start), merged];
         for (const s of inputs) {
           await readers.get(s.file)?.close();
