@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { promises as fs, existsSync, fstatSync, mkdirSync } from 'node:fs';
+import { promises as fs, existsSync, fstatSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -10,7 +10,7 @@ import { documentKey, ledgerKey } from './document-key.ts';
 import { applyLive, type DocOp, type DocState, type LedgerState } from './document-state.ts';
 import { Journal, parseLine, readLines, type JournalLine } from './journal.ts';
 import { LedgerIo, type WriteFault } from './ledger-io.ts';
-import { MANIFEST_FILE, MANIFEST_FORMAT, manifestIdentity, readManifest, writeManifest, type Manifest } from './manifest.ts';
+import { MANIFEST_FILE, MANIFEST_FORMAT, manifestIdentity, readManifest, writeManifest, type Manifest, type ManifestStats } from './manifest.ts';
 import { finishMigration, migrateV1, MIGRATING } from './migration.ts';
 import { SegmentReader } from './segment-file.ts';
 
@@ -28,6 +28,8 @@ export const GROUP_COMMIT_MS = 4;
  * stored line), ~25 MB of index, read in ~0.2 s.
  */
 export const JOURNAL_MAX_BYTES = 8 << 20;
+
+const RESOLVED = Promise.resolve();
 
 /** How long to leave compaction alone after another process held the lock, or after a failure. */
 const RETRY_AFTER_BUSY_MS = 5_000;
@@ -121,6 +123,8 @@ export class Ledger {
 
   #manifest!: Manifest;
   #manifestId: string | undefined;
+  #manifestStats: ManifestStats = { ino: -1, size: -1, mtimeMs: -1, ctimeMs: -1 };
+  readonly #manifestFile: string;
   /** Oldest first, as the manifest lists them. */
   #segments: SegmentReader[] = [];
   /** Segments no longer listed, closed once no lookup reads them. */
@@ -150,6 +154,7 @@ export class Ledger {
 
   private constructor(dir: string, apiUrl: string, io: LedgerIo, options: LedgerOptions) {
     this.#dir = dir;
+    this.#manifestFile = path.join(dir, MANIFEST_FILE);
     this.#apiUrl = apiUrl;
     this.#io = io;
     this.#log = options.log;
@@ -344,15 +349,37 @@ export class Ledger {
    * one read, or two reads would both advance the offsets.
    */
   #catchUp(): Promise<void> {
+    if (!this.#reading && this.#io.sync && this.#nothingNew()) return RESOLVED;
     this.#reading ??= this.#readNew().finally(() => {
       this.#reading = undefined;
     });
     return this.#reading;
   }
 
+  /**
+   * With synchronous calls, the common case answered without a promise per step: the manifest is
+   * the one loaded and no journal grew past what was read (a look-up right after our own append).
+   */
+  #nothingNew(): boolean {
+    const stats = statSync(this.#manifestFile, { throwIfNoEntry: false });
+    const known = this.#manifestStats;
+    if (!stats || stats.ino !== known.ino || stats.size !== known.size || stats.mtimeMs !== known.mtimeMs || stats.ctimeMs !== known.ctimeMs) return false;
+    for (const journal of this.#journals) {
+      const size = fstatSync(journal.handle.fd).size;
+      if (journal === this.#current && size > this.#journalMaxBytes) return false;
+      if (journal.offset < (journal.sealedAt ?? size) || (journal === this.#current && journal.sealedAt !== undefined)) return false;
+    }
+    return this.#journals.length === 1;
+  }
+
   async #readNew(): Promise<void> {
     if ((await manifestIdentity(this.#dir, this.#io)) !== this.#manifestId) await this.#loadManifest();
     for (const journal of this.#journals) await this.#readJournal(journal);
+    // A seal in the journal we append to means a newer manifest, whatever its identity looked like.
+    if (this.#current.sealedAt !== undefined) {
+      await this.#loadManifest();
+      for (const journal of this.#journals) await this.#readJournal(journal);
+    }
     if (this.#journals.length > 1) this.#maybeCompact();
   }
 
@@ -450,6 +477,7 @@ export class Ledger {
       }
       this.#manifest = manifest;
       this.#manifestId = identity;
+      this.#manifestStats = loaded.stats;
       this.#segments = segments;
       this.#journals = journals;
       if (segmentsChanged || journalsFolded) {
@@ -648,9 +676,9 @@ export class Ledger {
    */
   async #linesAfterSeal(journal: Journal, batch: PendingLine[]): Promise<Set<number>> {
     const none = new Set<number>();
-    if ((await manifestIdentity(this.#dir, this.#io)) === this.#manifestId && journal === this.#current) return none;
+    if ((await manifestIdentity(this.#dir, this.#io)) === this.#manifestId && journal === this.#current && journal.sealedAt === undefined) return none;
     await this.#catchUp();
-    if (journal === this.#current) return none;
+    if (journal === this.#current && journal.sealedAt === undefined) return none;
     const seqs = new Set(batch.map((p) => p.seq));
     const found = new Set<number>();
     let sealAt = journal.sealedAt;

@@ -28,12 +28,21 @@ export interface Manifest {
   migratedFrom?: string;
 }
 
-export interface LoadedManifest {
-  manifest: Manifest;
-  identity: string;
+export interface ManifestStats {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
 }
 
-export function identityOf(stats: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+export interface LoadedManifest {
+  manifest: Manifest;
+  /** identityOf(stats): a manifest replaced since has another. */
+  identity: string;
+  stats: ManifestStats;
+}
+
+export function identityOf(stats: ManifestStats): string {
   return `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
 }
 
@@ -58,22 +67,33 @@ export async function readManifest(dir: string): Promise<LoadedManifest | undefi
     if (manifest.format !== MANIFEST_FORMAT || !Array.isArray(manifest.segments) || !Array.isArray(manifest.journals) || manifest.journals.length === 0) {
       throw new Error(`${file} is not a ledger manifest of format ${MANIFEST_FORMAT}`);
     }
-    return { manifest, identity: identityOf(stats) };
+    return { manifest, identity: identityOf(stats), stats: { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs } };
   } finally {
     await handle.close();
   }
 }
 
-/** Replaces the manifest atomically: complete and durable under a temporary name first. */
+/**
+ * Replaces the manifest atomically: complete and durable under a temporary name first. Processes
+ * notice a new manifest by its identity, and timestamps are coarse (a clock tick): should the new
+ * one look exactly like the one it replaces (same reused inode, size and tick), it is written again.
+ */
 export async function writeManifest(dir: string, manifest: Manifest, io: LedgerIo): Promise<void> {
-  const temp = path.join(dir, `${MANIFEST_FILE}.tmp`);
-  const handle = await fs.open(temp, 'w', 0o600);
-  try {
-    await io.write(handle, temp, Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`), 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
+  const file = path.join(dir, MANIFEST_FILE);
+  const before = await io.stat(file);
+  for (let tries = 0; ; tries++) {
+    const temp = path.join(dir, `${MANIFEST_FILE}.tmp`);
+    const handle = await fs.open(temp, 'w', 0o600);
+    try {
+      await io.write(handle, temp, Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`), 0);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temp, file);
+    await syncDir(dir);
+    const after = await io.stat(file);
+    if (!before || !after || identityOf(before) !== identityOf(after) || tries >= 5) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
-  await fs.rename(temp, path.join(dir, MANIFEST_FILE));
-  await syncDir(dir);
 }

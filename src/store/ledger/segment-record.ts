@@ -34,21 +34,28 @@ export function encodeRecord(key: Buffer, state: DocState | undefined, out: Buff
   if (!state) return;
   let flags: number = STATE_CODES[state.state];
   if (state.sha256 !== undefined) {
-    const form = encodeText(state.sha256, HEX64, 32, out, at + SHA_AT, (s) => Buffer.from(s, 'hex'));
+    const form = encodeText(state.sha256, HEX64, 32, out, at + SHA_AT, (s, to) => out.write(s, to, 'hex'));
     flags |= form.form << 2;
     out[at + 17] = form.length;
   }
   if (state.attempt !== undefined) {
-    const form = encodeText(state.attempt, UUID, 16, out, at + ATTEMPT_AT, (s) => Buffer.from(s.replaceAll('-', ''), 'hex'));
+    const form = encodeText(state.attempt, UUID, 16, out, at + ATTEMPT_AT, (s, to) => {
+      // 8-4-4-4-12 hex digits: the groups written one after another, 16 bytes.
+      out.write(s.slice(0, 8), to, 'hex');
+      out.write(s.slice(9, 13), to + 4, 'hex');
+      out.write(s.slice(14, 18), to + 6, 'hex');
+      out.write(s.slice(19, 23), to + 8, 'hex');
+      out.write(s.slice(24), to + 10, 'hex');
+    });
     flags |= form.form << 4;
     out[at + 18] = form.length;
   }
   out[at + 16] = flags;
 }
 
-function encodeText(value: string, binaryForm: RegExp, room: number, out: Buffer, at: number, toBinary: (s: string) => Buffer): { form: number; length: number } {
+function encodeText(value: string, binaryForm: RegExp, room: number, out: Buffer, at: number, writeBinary: (s: string, at: number) => void): { form: number; length: number } {
   if (binaryForm.test(value)) {
-    toBinary(value).copy(out, at);
+    writeBinary(value, at);
     return { form: FORM_BINARY, length: 0 };
   }
   const text = Buffer.from(value, 'utf8');
