@@ -3,7 +3,7 @@ import type { Logger } from '../src/log.ts';
 import type { Clock } from '../src/pacing/clock.ts';
 import type { RowResult } from '../src/report/row-result.ts';
 import type { ApiStore } from '../src/store/api-store.ts';
-import type { Ledger } from '../src/state/ledger.ts';
+import type { Ledger } from '../src/store/ledger/ledger.ts';
 
 /**
  * The contract between the engine and a kind of job. A kind is one file in jobs/ and one line

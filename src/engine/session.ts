@@ -9,7 +9,7 @@ import { requireApiSettings, type ApiSettings, type Config } from '../config/loa
 import type { Logger } from '../log.ts';
 import { retryDelay } from '../pacing/backoff.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
-import { Ledger } from '../state/ledger.ts';
+import { Ledger } from '../store/ledger/ledger.ts';
 import { ApiStore } from '../store/api-store.ts';
 import { openRedis, type RedisHandle } from '../store/redis/connection.ts';
 import { JobSigner } from './job-signing.ts';

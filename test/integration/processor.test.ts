@@ -11,7 +11,7 @@ import { createProcessor, failedResult } from '../../src/engine/processor.ts';
 import { ResultNotRecordedError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import { systemClock } from '../../src/pacing/clock.ts';
-import { Ledger } from '../../src/state/ledger.ts';
+import { Ledger } from '../../src/store/ledger/ledger.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
 import { documentId } from '../../src/store/stored-documents.ts';
 import type { JobContext } from '../../jobs/job-kind.ts';
