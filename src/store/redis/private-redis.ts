@@ -4,7 +4,7 @@ import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
-import { RedisUnavailableError } from '../../errors.ts';
+import { ConfigError, RedisUnavailableError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { freePort } from './free-port.ts';
 
@@ -168,8 +168,12 @@ async function stopStaleServer(dir: string, log?: Logger): Promise<void> {
 /** Joins the user's private Redis in `dir`, or starts it. */
 export async function openPrivateRedis(options: PrivateRedisOptions): Promise<PrivateRedis> {
   const dir = path.resolve(options.dir);
-  mkdirSync(path.join(dir, 'holders'), { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  try {
+    mkdirSync(path.join(dir, 'holders'), { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  } catch (err) {
+    throw new ConfigError(`the state dir ${path.dirname(dir)} cannot hold the private Redis: ${(err as NodeJS.ErrnoException).code ?? String(err)} (${dir}); make it writable or choose another with --state-dir`, '--state-dir');
+  }
   const holder = path.join(dir, 'holders', String(process.pid));
   for (let attempt = 0; attempt < 3; attempt++) {
     const joined = await join(dir, holder);
