@@ -77,7 +77,7 @@ export class Session {
       if (redisOpening) {
         session.#redis = await redisOpening;
         log.info({ redis: session.#redis.where }, 'queue store ready');
-        session.#store = new ApiStore(session.#redis.connect('session'), { apiUrl: api.apiUrl, root: config.redisPrefix, lockTtlMs: config.lockDurationMs });
+        session.#store = new ApiStore(session.#redis.connect('session'), { apiUrl: api.apiUrl, root: config.redisPrefix, lockTtlMs: config.lockDurationMs, replicas: session.#redis.replicas });
         await session.#store.register();
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
       }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -58,4 +58,119 @@ export async function startTestRedis(dir: string, options: { port?: number; pass
     child.kill('SIGKILL');
     if (attempt >= 2 || options.port) throw new Error(`redis-server would not start on port ${port} (see ${dir})`);
   }
+}
+
+export interface TestCluster {
+  nodes: TestRedis[];
+  /** REDIS_URL at one of the nodes (any works). */
+  url(node?: number): string;
+  stop(): Promise<void>;
+}
+
+/** A Redis Cluster of `masters` nodes on free ports (redis-cli --cluster create), with a password. */
+export async function startTestCluster(dir: string, masters = 3): Promise<TestCluster> {
+  const password = randomBytes(12).toString('hex');
+  const nodes: TestRedis[] = [];
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort();
+    nodes.push(await startTestRedis(path.join(dir, `node-${i}`), { port, password, conf: ['cluster-enabled yes', `cluster-config-file nodes-${port}.conf`, 'cluster-node-timeout 2000'] }));
+  }
+  const cli = execFileSync('redis-cli', ['-a', password, '--no-auth-warning', '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  if (!/All 16384 slots covered/.test(cli)) throw new Error(`cluster create failed: ${cli}`);
+  for (let i = 0; i < 100; i++) {
+    const probe = new Redis(nodes[0]!.url);
+    const info = String(await probe.call('CLUSTER', 'INFO'));
+    probe.disconnect();
+    if (/cluster_state:ok/.test(info)) break;
+    await sleep(100);
+  }
+  return {
+    nodes,
+    url: (node = 0) => nodes[node]!.url,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
+
+export interface TestSentinels {
+  master: TestRedis;
+  replica: TestRedis;
+  sentinels: ChildProcess[];
+  sentinelPorts: number[];
+  /** REDIS_URL of the deployment: redis+sentinel://…/mymaster */
+  url: string;
+  /** The master's port as the sentinels see it now. */
+  masterPort(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** A master, a replica and three redis-sentinel processes watching them as `mymaster`. */
+export async function startTestSentinels(dir: string): Promise<TestSentinels> {
+  const password = randomBytes(12).toString('hex');
+  const master = await startTestRedis(path.join(dir, 'master'), { password });
+  const replica = await startTestRedis(path.join(dir, 'replica'), { password, conf: [`replicaof 127.0.0.1 ${master.port}`] });
+  const sentinels: ChildProcess[] = [];
+  const sentinelPorts: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort();
+    const sdir = path.join(dir, `sentinel-${i}`);
+    mkdirSync(sdir, { recursive: true });
+    const conf = path.join(sdir, 'sentinel.conf');
+    writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${sdir}`,
+        `logfile ${path.join(sdir, 'sentinel.log')}`,
+        `sentinel monitor mymaster 127.0.0.1 ${master.port} 2`,
+        `sentinel auth-pass mymaster ${password}`,
+        'sentinel down-after-milliseconds mymaster 1000',
+        'sentinel failover-timeout mymaster 5000',
+        'sentinel parallel-syncs mymaster 1',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    sentinels.push(spawn('redis-sentinel', [conf], { stdio: 'ignore' }));
+    sentinelPorts.push(port);
+  }
+  const masterPort = async () => {
+    const s = new Redis({ host: '127.0.0.1', port: sentinelPorts[0]!, lazyConnect: true, maxRetriesPerRequest: 1 });
+    s.on('error', () => {});
+    try {
+      await s.connect();
+      const [, port] = (await s.call('SENTINEL', 'get-master-addr-by-name', 'mymaster')) as [string, string];
+      return Number(port);
+    } finally {
+      s.disconnect();
+    }
+  };
+  // The sentinels know each other and the replica before the deployment is used.
+  for (let i = 0; i < 100; i++) {
+    try {
+      const s = new Redis({ host: '127.0.0.1', port: sentinelPorts[0]!, lazyConnect: true, maxRetriesPerRequest: 1 });
+      s.on('error', () => {});
+      await s.connect();
+      const replicas = (await s.call('SENTINEL', 'replicas', 'mymaster')) as unknown[];
+      const others = (await s.call('SENTINEL', 'sentinels', 'mymaster')) as unknown[];
+      s.disconnect();
+      if (replicas.length >= 1 && others.length >= 2) break;
+    } catch {
+      // not up yet
+    }
+    await sleep(100);
+  }
+  return {
+    master,
+    replica,
+    sentinels,
+    sentinelPorts,
+    url: `redis+sentinel://:${password}@${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/mymaster`,
+    masterPort,
+    async stop() {
+      for (const s of sentinels) s.kill('SIGTERM');
+      await Promise.all([master.stop(), replica.stop()]);
+    },
+  };
 }

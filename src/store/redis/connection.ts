@@ -17,6 +17,12 @@ export interface RedisHandle {
   /** A Redis Cluster (detected at open): connections are cluster clients. */
   cluster: boolean;
   /**
+   * Replicas of the master idsync writes to (a Sentinel deployment, or a master with replicas):
+   * claims then wait (WAIT) until one replica has them before anything is sent, so a failover
+   * cannot lose a doubt mark (see StoredDocuments).
+   */
+  replicas: number;
+  /**
    * A new connection set up the way BullMQ workers need it (no per-command retry limit), with
    * idsync's scripts defined. autoPipelining: commands issued in the same tick by concurrent jobs
    * go out in one write (never for a connection that blocks, such as a BullMQ worker's).
@@ -78,6 +84,16 @@ async function isClusterNode(probe: Redis, log: Logger): Promise<boolean> {
   }
 }
 
+/** Replicas connected to the master (a Sentinel deployment has at least one by design). */
+async function replicaCount(probe: Redis, sentinel: boolean): Promise<number> {
+  try {
+    const n = Number(/connected_slaves:(\d+)/.exec(await probe.info('replication'))?.[1] ?? 0);
+    return sentinel ? Math.max(1, n) : n;
+  } catch {
+    return sentinel ? 1 : 0;
+  }
+}
+
 /**
  * Gives the command its Redis: the one REDIS_URL names (plain, TLS, a socket, Sentinel, or any
  * node of a Cluster, detected), or the user's private redis-server (started on first use). Checks
@@ -99,10 +115,12 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
   const probe = new Redis({ ...target.options, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: options.connectTimeoutMs ?? 5_000, ...(target.kind === 'sentinel' ? { sentinelRetryStrategy: () => null } : {}) });
   probe.on('error', () => {});
   let cluster = false;
+  let replicas = 0;
   try {
     await probe.connect();
     await probe.ping();
     cluster = target.kind === 'standalone' && !privateRedis && (await isClusterNode(probe, log));
+    if (!cluster) replicas = await replicaCount(probe, target.kind === 'sentinel');
   } catch (err) {
     probe.disconnect();
     await privateRedis?.release();
@@ -129,8 +147,16 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
     where,
     isPrivate: privateRedis !== undefined,
     cluster,
+    replicas,
     connect(name?: string, connectOptions: { autoPipelining?: boolean } = {}) {
-      const redisOptions: RedisOptions = { ...target.options, maxRetriesPerRequest: null, enableReadyCheck: true, ...(name ? { connectionName: `idsync:${name}` } : {}) };
+      const redisOptions: RedisOptions = {
+        ...target.options,
+        maxRetriesPerRequest: null,
+        enableReadyCheck: true,
+        // After a failover the old master answers READONLY until the client follows the new one.
+        reconnectOnError: (err) => (/READONLY/.test(err.message) ? 2 : false),
+        ...(name ? { connectionName: `idsync:${name}` } : {}),
+      };
       const client = (
         cluster
           ? new Cluster([seed], {
