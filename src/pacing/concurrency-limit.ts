@@ -2,11 +2,11 @@ import type { Clock } from './clock.ts';
 
 /**
  * `--concurrency auto`: how many requests this process keeps in flight, learnt from the API's
- * answers. Loss-based AIMD (TCP Reno, Netflix concurrency-limits' AIMDLimit) with two additions
- * that keep it from sawing into the server's limit every few round trips: it remembers the level
- * where the server refused (the ceiling) and only probes past it after a run of clean rounds,
- * and it holds or backs off when latency rises (a delay signal in the style of TCP Vegas), so a
- * server that queues before it refuses is not pushed to the refusing point at all.
+ * answers. Loss-based AIMD (TCP Reno; AIMDLimit of Netflix's concurrency-limits) with two
+ * additions that keep it from sawing into the server's limit every few round trips: it remembers
+ * the level where the server refused (the ceiling) and only probes past it after a run of clean
+ * rounds, and it holds or backs off when latency rises (a delay signal in the style of TCP
+ * Vegas), so a server that queues before it refuses is not pushed to the refusing point at all.
  * docs/api-client.md ("Adaptive concurrency") gives the reasoning and the figures.
  *
  * Pure: no timers, no I/O; time comes from the injected clock. The caller takes a permit before
@@ -17,7 +17,7 @@ import type { Clock } from './clock.ts';
 export type OverloadReason = 'status' | 'timeout' | 'connection';
 
 export type RequestOutcome =
-  /** The server answered (any answer that is not an overload signal, 404 included). */
+  /** The server answered (any answer that is not an overload signal, 404 included); latency defaults to the time since the grant. */
   | { kind: 'answered'; latencyMs?: number }
   /** Refused or dropped for capacity: 503, 429, 504, a timeout, a reset or refused connection. */
   | { kind: 'overload'; reason: OverloadReason }
@@ -49,13 +49,13 @@ export interface ConcurrencyLimitStats {
   limit: number;
   inFlight: number;
   waiting: number;
-  /** The level where the server last refused (undefined before the first refusal or after a passed probe). */
+  /** The level where the server last refused (undefined before the first refusal and after a passed probe). */
   ceiling: number | undefined;
-  /** Overload answers seen (every one, including those that did not cause a cut). */
+  /** Overload answers seen (every one, also those that did not cause a cut). */
   overloads: number;
   /** Times the limit was cut (at most one per round trip). */
   cuts: number;
-  /** The lowest recent latency, the "no-load" reference of the latency signal. */
+  /** The latency of an unloaded request, the reference of the latency signal. */
   baselineMs: number | undefined;
 }
 
@@ -72,10 +72,14 @@ export const LIMIT_TUNING = {
   maxProbeRounds: 256,
   /** Latency counts as "rising" when the round's fastest answer exceeds the baseline by more than this share… */
   latencyTolerance: 0.25,
-  /** …and by more than this (scheduling jitter of a few ms on either end is not a server queue). */
+  /** …and by more than this (scheduling jitter of a few ms on either end is not a server queue)… */
   latencySlackMs: 5,
-  /** The baseline is the minimum over the last 1-2 buckets of this many rounds, so it can follow a slower path. */
-  baselineBucketRounds: 128,
+  /** …and by more than this many times the usual spread of a round's answers (see #spread). */
+  spreadTolerance: 2,
+  spreadMinAnswers: 4,
+  spreadSmoothing: 0.125,
+  /** Rounds after which a baseline not seen again is measured afresh (one round at half the limit). */
+  baselineRounds: 128,
 } as const;
 
 interface Waiter {
@@ -100,7 +104,9 @@ export class ConcurrencyLimit {
   /** Permits with seq >= this belong to the current round. */
   #roundStart = 0;
   #roundDone = 0;
-  #roundMinMs = Number.POSITIVE_INFINITY;
+  #roundFastest = Number.POSITIVE_INFINITY;
+  #roundLatencySum = 0;
+  #roundAnswers = 0;
   #roundSaturated = false;
   /** Cuts since the last clean round (0 = the last round was clean). */
   #cutsInARow = 0;
@@ -112,9 +118,17 @@ export class ConcurrencyLimit {
   #heldRounds = 0;
   #probing = false;
 
-  #bucketRounds = 0;
-  #bucketMin = Number.POSITIVE_INFINITY;
-  #previousBucketMin = Number.POSITIVE_INFINITY;
+  #baseline = Number.POSITIVE_INFINITY;
+  /** How far a round's average answer usually lies above its fastest (smoothed): the noise floor of the latency signal. */
+  #spread = 0;
+  /** Rounds since an answer came within tolerance of the baseline. */
+  #roundsAboveBaseline = 0;
+  /** A round at half the limit that measures the baseline afresh (BBR's ProbeRTT)… */
+  #measuring = false;
+  /** …and the round after it, whose first answers still come from the drained server. */
+  #settling = false;
+  /** The last latency cut, taken back when the next round is no faster (the rise was not ours). */
+  #latencyCut: { fastest: number; from: number; ceiling: number | undefined } | undefined;
 
   #overloads = 0;
   #cuts = 0;
@@ -126,7 +140,7 @@ export class ConcurrencyLimit {
     this.#limit = Math.min(this.#max, Math.max(1, Math.floor(options.initial ?? LIMIT_TUNING.initial)));
   }
 
-  /** Requests allowed in flight now: a whole number in [1, max]. */
+  /** Requests allowed in flight: a whole number in [1, max]. */
   limit(): number {
     return Math.max(1, Math.floor(this.#limit + 1e-9));
   }
@@ -136,7 +150,6 @@ export class ConcurrencyLimit {
   }
 
   stats(): ConcurrencyLimitStats {
-    const baseline = Math.min(this.#bucketMin, this.#previousBucketMin);
     return {
       limit: this.limit(),
       inFlight: this.#inFlight,
@@ -144,7 +157,7 @@ export class ConcurrencyLimit {
       ceiling: this.#ceiling,
       overloads: this.#overloads,
       cuts: this.#cuts,
-      baselineMs: Number.isFinite(baseline) ? baseline : undefined,
+      baselineMs: Number.isFinite(this.#baseline) ? this.#baseline : undefined,
     };
   }
 
@@ -154,9 +167,9 @@ export class ConcurrencyLimit {
     return () => this.#listeners.delete(listener);
   }
 
-  /** A permit now, or undefined when the limit is reached. */
+  /** A permit now, or undefined when the limit is reached (or others are already waiting). */
   tryAcquire(): Permit | undefined {
-    if (this.#inFlight >= this.limit() || this.#waiters.length > 0) {
+    if (this.#inFlight >= this.#admits() || this.#waiters.length > 0) {
       this.#roundSaturated = true;
       return undefined;
     }
@@ -181,6 +194,11 @@ export class ConcurrencyLimit {
     });
   }
 
+  /** Permits handed out at most: the limit, or half of it during a baseline round. */
+  #admits(): number {
+    return this.#measuring ? Math.max(1, Math.floor(this.limit() / 2)) : this.limit();
+  }
+
   #grant(): Permit {
     this.#inFlight++;
     if (this.#inFlight >= this.limit()) this.#roundSaturated = true;
@@ -200,7 +218,7 @@ export class ConcurrencyLimit {
   }
 
   #drain(): void {
-    while (this.#waiters.length > 0 && this.#inFlight < this.limit()) {
+    while (this.#waiters.length > 0 && this.#inFlight < this.#admits()) {
       const waiter = this.#waiters.shift()!;
       if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort);
       waiter.resolve(this.#grant());
@@ -216,42 +234,79 @@ export class ConcurrencyLimit {
       if (epoch === this.#epoch) this.#cut('overload');
       return;
     }
-    if (outcome.kind === 'answered') {
-      const ms = Math.max(0, outcome.latencyMs ?? this.#clock.now() - grantedAt);
-      if (ms < this.#roundMinMs) this.#roundMinMs = ms;
-      if (ms < this.#bucketMin) this.#bucketMin = ms;
-    }
+    // No news (our own abort, a local error): it neither ends a round nor counts as a clean answer.
+    if (outcome.kind === 'ignore') return;
+    const ms = Math.max(0, outcome.latencyMs ?? this.#clock.now() - grantedAt);
+    if (ms < this.#baseline) this.#baseline = ms;
+    // Only answers to requests sent in this round speak for its level.
     if (seq < this.#roundStart) return;
-    this.#roundDone++;
-    // A round is one round trip and at least one window of answers: enough answers to judge
-    // the level they were sent at.
-    if (this.#roundDone >= this.limit()) this.#endRound();
+    if (ms < this.#roundFastest) this.#roundFastest = ms;
+    this.#roundLatencySum += ms;
+    this.#roundAnswers++;
+    // A round is one round trip and at least one window of answers sent in it: enough answers
+    // to judge the level they were sent at.
+    if (++this.#roundDone >= this.#admits()) this.#endRound();
   }
 
   #endRound(): void {
     const saturated = this.#roundSaturated;
-    const fastest = this.#roundMinMs;
+    const fastest = this.#roundFastest;
+    const answers = this.#roundAnswers;
+    const mean = this.#roundLatencySum / Math.max(1, answers);
     this.#startRound();
-    if (++this.#bucketRounds >= LIMIT_TUNING.baselineBucketRounds) {
-      this.#previousBucketMin = this.#bucketMin;
-      this.#bucketMin = Number.POSITIVE_INFINITY;
-      this.#bucketRounds = 0;
+    // A round's fastest of few answers lies above the baseline (a minimum of thousands) by chance
+    // alone, by about this much: without it, jittery latency reads as a queue and a lower limit
+    // (fewer answers per round) reads as a longer one, down to 1.
+    if (answers >= LIMIT_TUNING.spreadMinAnswers) this.#spread += (mean - fastest - this.#spread) * LIMIT_TUNING.spreadSmoothing;
+    if (this.#measuring) {
+      // The fastest answer at half the load is what an unloaded request takes now: the old
+      // baseline was a queue of our own making if this is lower, or the path got slower.
+      this.#measuring = false;
+      this.#settling = true;
+      if (Number.isFinite(fastest)) this.#baseline = fastest;
+      this.#roundsAboveBaseline = 0;
+      return;
     }
-    const baseline = Math.min(this.#bucketMin, this.#previousBucketMin, fastest);
-    if (Number.isFinite(fastest) && Number.isFinite(baseline)) {
-      const tolerance = Math.max(baseline * LIMIT_TUNING.latencyTolerance, LIMIT_TUNING.latencySlackMs);
-      const excess = fastest - baseline;
-      // Even the fastest answer of the round waited: the server queues. Far above: back off;
-      // a little above: hold, neither growing nor counting the round as clean.
-      if (excess > 2 * tolerance) return this.#cut('latency');
-      if (excess > tolerance) return;
+    if (this.#settling) {
+      this.#settling = false;
+      return;
     }
+    if (!Number.isFinite(fastest)) return;
+    const cut = this.#latencyCut;
+    this.#latencyCut = undefined;
+    if (cut && fastest >= cut.fastest) {
+      // Fewer requests and not a millisecond faster: the latency rose for everyone (a slower
+      // path, a busy backend, larger documents), not because of our queue. Take the cut back.
+      this.#baseline = fastest;
+      this.#ceiling = cut.ceiling;
+      this.#cutsInARow = Math.max(0, this.#cutsInARow - 1);
+      return this.#set(cut.from, 'latency');
+    }
+    const tolerance = Math.max(this.#baseline * LIMIT_TUNING.latencyTolerance, LIMIT_TUNING.latencySlackMs, LIMIT_TUNING.spreadTolerance * this.#spread);
+    const excess = fastest - this.#baseline;
+    if (excess <= tolerance) this.#roundsAboveBaseline = 0;
+    else if (++this.#roundsAboveBaseline >= LIMIT_TUNING.baselineRounds) {
+      // Never near the baseline for many rounds: measure it again instead of trusting an old
+      // minimum (a slower path, larger documents) or taking the queue we hold for the norm.
+      this.#measuring = true;
+      this.#roundsAboveBaseline = 0;
+      return;
+    }
+    // Even the fastest answer of the round waited: the server queues. Far above: back off;
+    // a little above: hold, neither growing nor counting the round as clean.
+    if (excess > 2 * tolerance) {
+      const before = { fastest, from: this.#limit, ceiling: this.#ceiling };
+      this.#cut('latency');
+      this.#latencyCut = before;
+      return;
+    }
+    if (excess > tolerance) return;
     this.#cutsInARow = 0;
-    if (!saturated) return; // the limit was not what held the requests back: no news about a higher one
+    if (!saturated) return; // the limit was not what held requests back: no news about a higher one
     const level = this.limit();
     if (this.#lastGood === undefined || level > this.#lastGood) this.#lastGood = level;
     if (this.#probing) {
-      // A clean round at or past the ceiling: the server takes more than it did. Forget the ceiling.
+      // A clean round at the ceiling: the server takes more than it did. Forget the ceiling.
       this.#probing = false;
       this.#ceiling = undefined;
       this.#probeRounds = LIMIT_TUNING.probeRounds;
@@ -268,16 +323,16 @@ export class ConcurrencyLimit {
     const level = this.limit();
     const factor = this.#cutsInARow > 0 ? LIMIT_TUNING.repeatedBackoff : LIMIT_TUNING.backoff;
     let next = this.#limit * factor;
-    // Back to the last level that ran clean when that is lower (the step that overshot is undone).
+    // Back to the last level that ran clean when that is lower: the step that overshot is undone.
     if (this.#lastGood !== undefined && this.#lastGood < level) next = Math.min(next, this.#lastGood);
     this.#ceiling = level;
     if (this.#probing) this.#probeRounds = Math.min(this.#probeRounds * 2, LIMIT_TUNING.maxProbeRounds);
     this.#probing = false;
     this.#heldRounds = 0;
+    this.#lastGood = undefined;
     this.#cutsInARow++;
     this.#cuts++;
     this.#epoch++;
-    this.#lastGood = undefined;
     this.#startRound();
     this.#set(next, reason);
   }
@@ -285,7 +340,9 @@ export class ConcurrencyLimit {
   #startRound(): void {
     this.#roundStart = this.#seq;
     this.#roundDone = 0;
-    this.#roundMinMs = Number.POSITIVE_INFINITY;
+    this.#roundFastest = Number.POSITIVE_INFINITY;
+    this.#roundLatencySum = 0;
+    this.#roundAnswers = 0;
     this.#roundSaturated = this.#waiters.length > 0;
   }
 
