@@ -16,6 +16,8 @@ export interface WorkerHostOptions {
   queueName: string;
   /** API requests in flight in this process (--concurrency, the client's pool size). */
   concurrency: number;
+  /** With --concurrency auto: the client's adaptive limit, which the jobs run at once follow. */
+  adaptive?: { concurrencyLimit(): number; onConcurrencyChange(listener: (limit: number) => void): () => void };
   attempts: number;
   /** Most jobs per second across all workers (BullMQ's global limiter). */
   rate?: number;
@@ -72,7 +74,7 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
     // more uploads per second (10 alternated runs; four did no better). Requests in flight stay
     // bounded by the client's pool (connections = --concurrency); the extra jobs only queue on
     // it, each holding its file (at most READ_ONCE_MAX_BYTES) meanwhile.
-    concurrency: options.concurrency * JOBS_PER_CONNECTION,
+    concurrency: (options.adaptive?.concurrencyLimit() ?? options.concurrency) * JOBS_PER_CONNECTION,
     lockDuration: options.lockDurationMs ?? 30_000,
     stalledInterval: options.stalledIntervalMs ?? 15_000,
     maxStalledCount: 10,
@@ -85,6 +87,9 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
         return delay > 0 ? delay : -1;
       },
     },
+  });
+  const unfollow = options.adaptive?.onConcurrencyChange((limit) => {
+    worker.concurrency = limit * JOBS_PER_CONNECTION;
   });
   worker.on('completed', finished);
   // A job can also fail without our processor recording why (stalled too often, lost lock):
@@ -122,6 +127,7 @@ export async function startWorkerHost(options: WorkerHostOptions): Promise<Worke
       return () => listeners.delete(listener);
     },
     async close(graceMs = 30_000) {
+      unfollow?.();
       const graceful = worker.close();
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((resolve) => {

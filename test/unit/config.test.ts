@@ -16,6 +16,7 @@ describe('loadConfig precedence', () => {
   it('uses defaults when nothing is given', () => {
     const c = loadConfig({ env: {}, cwd: '/srv' });
     expect(c.concurrency).toBe(8);
+    expect(c.concurrencyMode).toBe('fixed');
     expect(c.attempts).toBe(5);
     expect(c.insecure).toBe(false);
     expect(c.stateDir).toBe('/srv/.idsync');
@@ -55,6 +56,18 @@ describe('loadConfig precedence', () => {
     expect(c.reportDir).toBe(path.join(path.dirname(file), 'reports'));
   });
 
+  it('reads --concurrency auto (flag, environment or file, any case) with its maximum', () => {
+    const auto = loadConfig({ env: {}, flags: { concurrency: 'auto' } });
+    expect(auto).toMatchObject({ concurrency: 64, concurrencyMode: 'auto' });
+    expect(loadConfig({ env: { IDSYNC_CONCURRENCY: 'AUTO', IDSYNC_CONCURRENCY_MAX: '16' } })).toMatchObject({ concurrency: 16, concurrencyMode: 'auto' });
+    const file = configFile({ concurrency: 'auto', concurrencyMax: 24 });
+    const fromFile = loadConfig({ env: { IDSYNC_CONFIG: file } });
+    expect(fromFile).toMatchObject({ concurrency: 24, concurrencyMode: 'auto' });
+    expect(fromFile.origins).toMatchObject({ concurrency: 'file', concurrencyMax: 'file' });
+    // A maximum set for auto runs (say in the environment) does not change a fixed number.
+    expect(loadConfig({ env: { IDSYNC_CONCURRENCY_MAX: '16' }, flags: { concurrency: '32' } })).toMatchObject({ concurrency: 32, concurrencyMode: 'fixed' });
+  });
+
   it('reads booleans from the environment', () => {
     expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: '1' } }).insecure).toBe(true);
     expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: 'no' } }).insecure).toBe(false);
@@ -63,8 +76,12 @@ describe('loadConfig precedence', () => {
 
 describe('loadConfig validation', () => {
   const cases: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
-    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number \(got "lots"\)/],
-    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1/],
+    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number or auto \(got "lots"\)/],
+    ['fractional concurrency', { env: {}, flags: { concurrency: '2.5' } }, /--concurrency must be a whole number or auto \(got "2.5"\)/],
+    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1 \(or auto/],
+    ['huge concurrency in a file', { env: { IDSYNC_CONFIG: 'FILE:{"concurrency":5000}' } }, /"concurrency" in .* must be at most 1024 \(got 5000\)/],
+    ['zero --concurrency-max', { env: {}, flags: { concurrency: 'auto', concurrencyMax: '0' } }, /--concurrency-max must be at least 1 \(got "0"\)/],
+    ['non-numeric IDSYNC_CONCURRENCY_MAX', { env: { IDSYNC_CONCURRENCY_MAX: 'many' } }, /IDSYNC_CONCURRENCY_MAX \(environment\) must be a whole number/],
     ['bad URL', { env: { IDSYNC_API_URL: 'ftp://x' } }, /IDSYNC_API_URL \(environment\) must be an http:\/\/ or https:\/\/ URL/],
     ['URL with credentials', { env: {}, flags: { apiUrl: 'https://u:p@x.example' } }, /--api-url must not carry credentials/],
     ['bad Redis URL', { env: { REDIS_URL: 'localhost:6379' } }, /REDIS_URL \(environment\) must be a redis:\/\//],
@@ -72,8 +89,11 @@ describe('loadConfig validation', () => {
     ['bad boolean', { env: { IDSYNC_INSECURE_TLS: 'maybe' } }, /IDSYNC_INSECURE_TLS \(environment\) must be 1\/0/],
     ['unreadable CA file', { env: {}, flags: { caFile: '/no/such/ca.pem' } }, /--ca-file \/no\/such\/ca.pem cannot be read/],
   ];
-  for (const [name, options, message] of cases) {
+  for (const [name, given, message] of cases) {
     it(`rejects ${name}`, () => {
+      // A config file's content, written when the case runs.
+      const file = given?.env?.IDSYNC_CONFIG?.startsWith('FILE:') ? configFile(JSON.parse(given.env.IDSYNC_CONFIG.slice(5))) : undefined;
+      const options = file ? { ...given, env: { ...given!.env, IDSYNC_CONFIG: file } } : given;
       expect(() => loadConfig(options)).toThrowError(ConfigError);
       expect(() => loadConfig(options)).toThrowError(message);
     });
