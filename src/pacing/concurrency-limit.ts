@@ -40,7 +40,7 @@ export interface LimitChange {
 export interface ConcurrencyLimitOptions {
   /** --concurrency-max: never more requests in flight than this. */
   max: number;
-  /** Where it starts (default min(8, max)). */
+  /** Where it starts (default min(4, max)). */
   initial?: number;
   clock: Clock;
 }
@@ -60,7 +60,7 @@ export interface ConcurrencyLimitStats {
 }
 
 export const LIMIT_TUNING = {
-  initial: 8,
+  initial: 4,
   /** An isolated overload: step back 10 % (and never above the last level known to be clean). */
   backoff: 0.9,
   /** An overload in the round right after a cut: the cut was far from enough, halve. */
@@ -78,6 +78,8 @@ export const LIMIT_TUNING = {
   spreadTolerance: 2,
   spreadMinAnswers: 4,
   spreadSmoothing: 0.125,
+  /** Rounds in a row with latency far above the baseline (twice the tolerance) before a cut. */
+  farAboveRounds: 2,
   /** Rounds after which a baseline not seen again is measured afresh (one round at half the limit). */
   baselineRounds: 128,
 } as const;
@@ -123,6 +125,8 @@ export class ConcurrencyLimit {
   #spread = 0;
   /** Rounds since an answer came within tolerance of the baseline. */
   #roundsAboveBaseline = 0;
+  /** Rounds in a row far above the baseline. */
+  #roundsFarAbove = 0;
   /** A round at half the limit that measures the baseline afresh (BBR's ProbeRTT)… */
   #measuring = false;
   /** …and the round after it, whose first answers still come from the drained server. */
@@ -292,9 +296,12 @@ export class ConcurrencyLimit {
       this.#roundsAboveBaseline = 0;
       return;
     }
-    // Even the fastest answer of the round waited: the server queues. Far above: back off;
+    // Even the fastest answer of the round waited: the server queues. Far above twice in a row
+    // (a pause of our own event loop delays one round's answers, a queue stays): back off;
     // a little above: hold, neither growing nor counting the round as clean.
-    if (excess > 2 * tolerance) {
+    this.#roundsFarAbove = excess > 2 * tolerance ? this.#roundsFarAbove + 1 : 0;
+    if (this.#roundsFarAbove >= LIMIT_TUNING.farAboveRounds) {
+      this.#roundsFarAbove = 0;
       const before = { fastest, from: this.#limit, ceiling: this.#ceiling };
       this.#cut('latency');
       this.#latencyCut = before;

@@ -42,7 +42,7 @@ describe('ConcurrencyLimit against a simulated server (simulated time)', () => {
     for (const refusalMs of [0, RTT]) {
       const sim = simulate({ capacity: () => capacity, latency: flat, refusalMs }, { max: 64 });
       const windows = sim.run(30_000, 1000);
-      // Starting at 8 above a capacity of 1, the first second costs a few refusals; none after that many.
+      // Starting at 4 above a capacity of 1, the first second costs a few refusals; not many after it.
       expect(windows[0]!.refused).toBeLessThanOrEqual(20);
       const settled = windows.slice(2);
       for (const l of limits(settled)) {
@@ -134,8 +134,8 @@ describe('ConcurrencyLimit bookkeeping', () => {
     return permits;
   }
 
-  it('starts at 8 (or the maximum when lower)', () => {
-    expect(new ConcurrencyLimit({ max: 64, clock: clock() }).limit()).toBe(8);
+  it('starts at 4 (or the maximum when lower)', () => {
+    expect(new ConcurrencyLimit({ max: 64, clock: clock() }).limit()).toBe(4);
     expect(new ConcurrencyLimit({ max: 3, clock: clock() }).limit()).toBe(3);
     expect(() => new ConcurrencyLimit({ max: 0, clock: clock() })).toThrow(/at least|>= 1/);
   });
