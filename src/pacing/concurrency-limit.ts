@@ -63,7 +63,7 @@ export const LIMIT_TUNING = {
   initial: 4,
   /** An isolated overload: step back 10 % (and never above the last level known to be clean). */
   backoff: 0.9,
-  /** An overload in the round right after a cut: the cut was far from enough, halve. */
+  /** Each further cut before a clean round steps back 10 % more (0.8, 0.7, …), at most this far. */
   repeatedBackoff: 0.5,
   /** Before any refusal: +25 % per clean round (at least +1), so 8 → 64 takes ~10 round trips. */
   growth: 1.25,
@@ -242,14 +242,15 @@ export class ConcurrencyLimit {
     if (outcome.kind === 'ignore') return;
     const ms = Math.max(0, outcome.latencyMs ?? this.#clock.now() - grantedAt);
     if (ms < this.#baseline) this.#baseline = ms;
-    // Only answers to requests sent in this round speak for its level.
-    if (seq < this.#roundStart) return;
     if (ms < this.#roundFastest) this.#roundFastest = ms;
     this.#roundLatencySum += ms;
     this.#roundAnswers++;
-    // A round is one round trip and at least one window of answers sent in it: enough answers
-    // to judge the level they were sent at.
-    if (++this.#roundDone >= this.#admits()) this.#endRound();
+    if (seq >= this.#roundStart) this.#roundDone++;
+    // A round is one round trip (an answer to a request sent in it) and one window of answers.
+    // A try of the ceiling, and the round after a cut, wait for a whole window of answers to
+    // requests sent at the new level: answers to requests sent before must not vouch for it.
+    const sentInRound = this.#probing || this.#cutsInARow > 0 ? this.#admits() : 1;
+    if (this.#roundDone >= sentInRound && this.#roundAnswers >= this.#admits()) this.#endRound();
   }
 
   #endRound(): void {
@@ -328,7 +329,8 @@ export class ConcurrencyLimit {
 
   #cut(reason: 'overload' | 'latency'): void {
     const level = this.limit();
-    const factor = this.#cutsInARow > 0 ? LIMIT_TUNING.repeatedBackoff : LIMIT_TUNING.backoff;
+    // Refused again before a clean round: each cut in a row goes 10 % further, down to halving.
+    const factor = Math.max(LIMIT_TUNING.repeatedBackoff, LIMIT_TUNING.backoff - 0.1 * this.#cutsInARow);
     let next = this.#limit * factor;
     // Back to the last level that ran clean when that is lower: the step that overshot is undone.
     if (this.#lastGood !== undefined && this.#lastGood < level) next = Math.min(next, this.#lastGood);

@@ -152,7 +152,7 @@ describe('ConcurrencyLimit bookkeeping', () => {
     expect(s.ceiling).toBe(20);
   });
 
-  it('halves when requests sent after a cut are refused too, and never goes below 1', () => {
+  it('steps back further with each refusal of a request sent after a cut (0.9, 0.8, … 0.5), never below 1', () => {
     const limiter = new ConcurrencyLimit({ max: 64, initial: 20, clock: clock() });
     const sizes: number[] = [];
     for (let i = 0; i < 8; i++) {
@@ -163,7 +163,7 @@ describe('ConcurrencyLimit bookkeeping', () => {
       refused.release({ kind: 'overload', reason: 'connection' });
       sizes.push(limiter.limit());
     }
-    expect(sizes).toEqual([18, 9, 4, 2, 1, 1, 1, 1]);
+    expect(sizes).toEqual([18, 14, 10, 6, 3, 1, 1, 1]);
   });
 
   it('ignores outcomes that say nothing about capacity', () => {
