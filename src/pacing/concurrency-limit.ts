@@ -247,9 +247,10 @@ export class ConcurrencyLimit {
     this.#roundAnswers++;
     if (seq >= this.#roundStart) this.#roundDone++;
     // A round is one round trip (an answer to a request sent in it) and one window of answers.
-    // A try of the ceiling, and the round after a cut, wait for a whole window of answers to
-    // requests sent at the new level: answers to requests sent before must not vouch for it.
-    const sentInRound = this.#probing || this.#cutsInARow > 0 ? this.#admits() : 1;
+    // A try of the ceiling, the round after a cut and a baseline measurement wait for a whole
+    // window of answers to requests sent at the new level: answers to requests sent before
+    // must not vouch for it.
+    const sentInRound = this.#probing || this.#measuring || this.#cutsInARow > 0 ? this.#admits() : 1;
     if (this.#roundDone >= sentInRound && this.#roundAnswers >= this.#admits()) this.#endRound();
   }
 
