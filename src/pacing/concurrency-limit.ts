@@ -246,11 +246,12 @@ export class ConcurrencyLimit {
     this.#roundLatencySum += ms;
     this.#roundAnswers++;
     if (seq >= this.#roundStart) this.#roundDone++;
-    // A round is one round trip (an answer to a request sent in it) and one window of answers.
-    // A try of the ceiling, the round after a cut and a baseline measurement wait for a whole
-    // window of answers to requests sent at the new level: answers to requests sent before
-    // must not vouch for it.
-    const sentInRound = this.#probing || this.#measuring || this.#cutsInARow > 0 ? this.#admits() : 1;
+    // A round is one window of answers, a quarter of them to requests sent in it: a little over
+    // one round trip, so that refusals of requests sent at the new level arrive before the
+    // round can count as clean. A try of the ceiling, the round after a cut and a baseline
+    // measurement wait for a whole window of answers to requests sent at the new level.
+    const strict = this.#probing || this.#measuring || this.#cutsInARow > 0;
+    const sentInRound = strict ? this.#admits() : Math.ceil(this.#admits() / 4);
     if (this.#roundDone >= sentInRound && this.#roundAnswers >= this.#admits()) this.#endRound();
   }
 
