@@ -12,6 +12,7 @@ import {
   TimeoutError,
   TlsError,
 } from '../errors.ts';
+import type { OverloadReason } from '../pacing/concurrency-limit.ts';
 
 /** What to do about a failure: the ONE place that decides it (STYLE.md habit 1); nothing else lists HTTP status codes. */
 export type { Classification } from '../errors.ts';
@@ -31,6 +32,12 @@ const CREDENTIALS_REFUSED_STATUS = new Set([400, 401, 403]);
 const PERMANENT_FILE_CODES = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP']);
 /** Connection broke after it was set up (the classic stale keep-alive socket). */
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED']);
+/**
+ * Answers that mean "too much at once" to --concurrency auto: the server (or its gateway) refused
+ * for capacity (503), asked to slow down (429), or gave up waiting for a busy backend (504).
+ * 500 and 502 are failures, not load: cutting the concurrency for them would not help.
+ */
+const OVERLOAD_STATUS = new Set([429, 503, 504]);
 
 function isIdempotent(method: string): boolean {
   return IDEMPOTENT.has(method.toUpperCase());
@@ -83,6 +90,17 @@ export function isCredentialRefusal(status: number): boolean {
 /** A broken connection before any byte of the answer: an idempotent GET may be sent once more. */
 export function isConnectionReset(err: unknown): boolean {
   return err instanceof NetworkError && err.sysCode !== undefined && RESET_CODES.has(err.sysCode);
+}
+
+/**
+ * Whether a failed request tells --concurrency auto that the API is over its capacity, and how.
+ * A server that stops accepting or drops connections, or does not answer in time, is full too.
+ */
+export function overloadOf(err: unknown): OverloadReason | undefined {
+  if (err instanceof HttpStatusError) return OVERLOAD_STATUS.has(err.status) ? 'status' : undefined;
+  if (err instanceof TimeoutError) return err.phase === 'body' ? undefined : 'timeout';
+  if (err instanceof NetworkError && err.sysCode !== undefined && (RESET_CODES.has(err.sysCode) || err.sysCode === 'ECONNREFUSED')) return 'connection';
+  return undefined;
 }
 
 export function isSuccess(status: number): boolean {

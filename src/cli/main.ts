@@ -96,6 +96,9 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--revoke-every <seconds>', 'revoke every outstanding token this often')
       .option('--slow-body-rate <0..1>', 'share of responses whose body trickles out')
       .option('--slow-body-delay <ms>', 'pause between the pieces of a slow body (default: 200)')
+      .option('--capacity <n>', 'most requests handled at once; more are answered 503 (default: no limit)')
+      .option('--capacity-knee <n>', 'requests handled at once before latency grows with load (default: half of --capacity)')
+      .option('--capacity-latency-ms-per-request <ms>', 'latency added per request handled at once above the knee (default: 0)')
       .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),

@@ -27,7 +27,8 @@ export function logLevelOption(): Option {
 /** Options of the job commands (import, export, watch, archive, worker). */
 export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
   cmd
-    .option('--concurrency <n>', 'requests in flight per process [env IDSYNC_CONCURRENCY] (default: 8)')
+    .option('--concurrency <n|auto>', 'requests in flight per process, or auto: found from the API\'s answers, up to --concurrency-max [env IDSYNC_CONCURRENCY] (default: 8)')
+    .option('--concurrency-max <n>', 'most requests in flight with --concurrency auto [env IDSYNC_CONCURRENCY_MAX] (default: 64)')
     .option('--rate <n>', 'most requests per second, across all workers together [env IDSYNC_RATE] (default: unlimited)')
     .option('--attempts <n>', 'tries per item before it counts as failed [env IDSYNC_ATTEMPTS] (default: 5)')
     .option('--connect-timeout <ms>', 'TCP and TLS connect timeout [env IDSYNC_CONNECT_TIMEOUT_MS] (default: 10000)')

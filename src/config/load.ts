@@ -20,7 +20,13 @@ export interface Config {
   redisPrefix: string;
   /** Absolute path of the folder holding the ledger and the private Redis data. */
   stateDir: string;
+  /**
+   * Requests in flight per process: the fixed --concurrency, or with `auto` its bound
+   * --concurrency-max. Either way the most there can be (the pool's size, the worker's bound).
+   */
   concurrency: number;
+  /** `auto`: the API client learns the limit between 1 and `concurrency` (src/pacing/concurrency-limit.ts). */
+  concurrencyMode: 'fixed' | 'auto';
   rate: number | undefined;
   attempts: number;
   reportDir: string | undefined;
@@ -163,7 +169,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     redisPrefix: values.redisPrefix as string,
     redisCaFile: values.redisCaFile as string | undefined,
     stateDir: (values.stateDir as string | undefined) ?? defaultStateDir(env),
-    concurrency: values.concurrency as number,
+    concurrency: values.concurrency === 'auto' ? (values.concurrencyMax as number) : (values.concurrency as number),
+    concurrencyMode: values.concurrency === 'auto' ? 'auto' : 'fixed',
     rate: values.rate as number | undefined,
     attempts: values.attempts as number,
     reportDir: values.reportDir as string | undefined,

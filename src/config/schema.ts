@@ -30,6 +30,24 @@ function intIn(min: number, max: number) {
     .max(max, { message: `must be at most ${max}` });
 }
 
+export const CONCURRENCY_CEILING = 1024;
+
+/** --concurrency: a whole number, or `auto` (any case) for the adaptive limit. */
+const concurrencySetting = z.union([z.number(), z.string()], { message: 'must be a whole number or auto' }).transform((v, ctx) => {
+  if (typeof v === 'string' && v.trim().toLowerCase() === 'auto') return 'auto' as const;
+  const n = typeof v === 'number' ? v : v.trim() === '' ? Number.NaN : Number(v);
+  const problem = !Number.isInteger(n)
+    ? 'must be a whole number or auto'
+    : n < 1
+      ? 'must be at least 1 (or auto, to find the API\'s capacity)'
+      : n > CONCURRENCY_CEILING
+        ? `must be at most ${CONCURRENCY_CEILING}`
+        : undefined;
+  if (problem === undefined) return n;
+  ctx.addIssue({ code: 'custom', message: problem });
+  return z.NEVER;
+});
+
 const httpUrl = z
   .string()
   .trim()
@@ -94,7 +112,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'redisCaFile', flag: '--redis-ca-file', env: 'IDSYNC_REDIS_CA_FILE', schema: z.string().min(1), help: 'CA certificate(s), PEM, of a TLS Redis (rediss://)' },
   { key: 'redisPrefix', flag: '--redis-prefix', env: 'IDSYNC_REDIS_PREFIX', schema: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1-64 letters, digits, dots, dashes or underscores' }), default: 'idsync', help: 'root of every Redis key idsync writes (several deployments can share one Redis)' },
   { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), help: "folder for the ledger and the private Redis data (default: $XDG_STATE_HOME/idsync, else ~/.local/state/idsync)" },
-  { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: intIn(1, 1024), default: 8, help: 'requests in flight per process' },
+  { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: concurrencySetting, default: 8, help: 'requests in flight per process, or auto' },
+  { key: 'concurrencyMax', flag: '--concurrency-max', env: 'IDSYNC_CONCURRENCY_MAX', schema: intIn(1, CONCURRENCY_CEILING), default: 64, help: 'most requests in flight with --concurrency auto' },
   { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(1, 100_000), help: 'most requests per second across all workers' },
   { key: 'attempts', flag: '--attempts', env: 'IDSYNC_ATTEMPTS', schema: intIn(1, 100), default: 5, help: 'tries per item' },
   { key: 'reportDir', flag: '--report-dir', env: 'IDSYNC_REPORT_DIR', schema: z.string().min(1), help: 'where reports go' },
@@ -124,6 +143,7 @@ export interface SettingsInput {
   redisCaFile?: string;
   stateDir?: string;
   concurrency?: number | string;
+  concurrencyMax?: number | string;
   rate?: number | string;
   attempts?: number | string;
   reportDir?: string;

@@ -108,6 +108,7 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
         workersElsewhere: pool === undefined,
         ...(pool ? { local: pool } : {}),
         onResults: () => void report.advance(),
+        ...(session.config.concurrencyMode === 'auto' ? { concurrency: () => ({ limit: session.client.concurrencyLimit(), overloaded: session.client.stats().overloaded }) } : {}),
         onTick: () => {
           if (clock.now() - lastBeat < HEARTBEAT_MS) return;
           lastBeat = clock.now();

@@ -121,6 +121,7 @@ export function workerPool(session: Session, graceMs: number): WorkerPool {
     signer: session.signer,
     log: session.log,
     concurrency: c.concurrency,
+    ...(c.concurrencyMode === 'auto' ? { adaptive: session.client } : {}),
     attempts: c.attempts,
     lockDurationMs: c.lockDurationMs,
     stalledIntervalMs: c.stalledIntervalMs,

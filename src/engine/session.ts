@@ -147,6 +147,7 @@ export function createApiClient(config: Config, api: ApiSettings, log: Logger, e
     ...(config.caFile ? { caFile: config.caFile } : {}),
     insecure: config.insecure,
     connections: config.concurrency,
+    concurrencyMode: config.concurrencyMode,
     connectTimeoutMs: config.connectTimeoutMs,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyTimeoutMs: config.bodyTimeoutMs,

@@ -46,6 +46,8 @@ export interface WaitOptions {
   onResults?: () => void;
   /** Called every loop (the owner's heartbeat). */
   onTick?: () => void;
+  /** The API client's adaptive concurrency, shown with the progress (auto mode). */
+  concurrency?: () => { limit: number; overloaded: number } | undefined;
 }
 
 /**
@@ -65,7 +67,8 @@ export async function waitForRun(o: WaitOptions): Promise<Ending> {
     if (!look) return 'interrupted';
     const [counts, meta] = look;
     const done = counts.succeeded + counts.skipped + counts.failed + counts.rejected;
-    o.progress.update({ done, counts, total: o.total });
+    const c = o.concurrency?.();
+    o.progress.update({ done, counts, total: o.total, ...(c ? { concurrency: c.limit, overloaded: c.overloaded } : {}) });
     o.onTick?.();
     if (done >= o.total && !o.feeding()) return 'done';
     if (o.signal.aborted) return 'interrupted';

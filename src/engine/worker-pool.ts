@@ -29,6 +29,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   /** API requests in flight in this process (--concurrency, the client's pool size). */
   concurrency: number;
+  /** With --concurrency auto: the client's adaptive limit, which the jobs run at once follow. */
+  adaptive?: { concurrencyLimit(): number; onConcurrencyChange(listener: (limit: number) => void): () => void };
   attempts: number;
   /** How fast a crashed worker's jobs are taken back (lower in tests). */
   lockDurationMs: number;
@@ -47,9 +49,22 @@ export class WorkerPool {
   readonly #listeners = new Set<() => void>();
   #processed = 0;
 
+  readonly #unfollow: (() => void) | undefined;
+
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
-    this.#gate = pLimit(options.concurrency * JOBS_PER_CONNECTION);
+    this.#gate = pLimit(this.#jobsAtOnce());
+    // Auto mode: three jobs per request the client allows now, so jobs (each holding a file) do
+    // not pile up on requests that may not start.
+    this.#unfollow = options.adaptive?.onConcurrencyChange(() => {
+      const jobs = this.#jobsAtOnce();
+      this.#gate.concurrency = jobs;
+      for (const worker of this.#workers.values()) worker.concurrency = jobs;
+    });
+  }
+
+  #jobsAtOnce(): number {
+    return (this.#o.adaptive?.concurrencyLimit() ?? this.#o.concurrency) * JOBS_PER_CONNECTION;
   }
 
   /** Jobs this process finished (completed or failed, retries included). */
@@ -80,7 +95,7 @@ export class WorkerPool {
     const worker = new Worker<JobEnvelope, RowResult | undefined>(queueName, (job, token, signal) => this.#gate(() => processor(job, token, signal)), {
       connection: o.redis.connect(`worker:${queueName}`),
       prefix: o.queuePrefix,
-      concurrency: o.concurrency * JOBS_PER_CONNECTION,
+      concurrency: this.#jobsAtOnce(),
       lockDuration: o.lockDurationMs,
       stalledInterval: o.stalledIntervalMs,
       maxStalledCount: 10,
@@ -121,6 +136,7 @@ export class WorkerPool {
 
   /** Stops serving every queue (in parallel, each with the same grace). */
   async close(graceMs: number): Promise<void> {
+    this.#unfollow?.();
     await Promise.all([...this.#workers.keys()].map((name) => this.stop(name, graceMs)));
   }
 

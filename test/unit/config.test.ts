@@ -17,6 +17,7 @@ describe('loadConfig precedence', () => {
   it('uses defaults when nothing is given', () => {
     const c = loadConfig({ env: { HOME: '/home/ops' }, cwd: '/srv' });
     expect(c.concurrency).toBe(8);
+    expect(c.concurrencyMode).toBe('fixed');
     expect(c.attempts).toBe(5);
     expect(c.insecure).toBe(false);
     // The user's, never the working directory's: a rerun from another folder finds its state.
@@ -79,6 +80,18 @@ describe('loadConfig precedence', () => {
     expect(c.reportDir).toBe(path.join(path.dirname(file), 'reports'));
   });
 
+  it('reads --concurrency auto (flag, environment or file, any case) with its maximum', () => {
+    const auto = loadConfig({ env: {}, flags: { concurrency: 'auto' } });
+    expect(auto).toMatchObject({ concurrency: 64, concurrencyMode: 'auto' });
+    expect(loadConfig({ env: { IDSYNC_CONCURRENCY: 'AUTO', IDSYNC_CONCURRENCY_MAX: '16' } })).toMatchObject({ concurrency: 16, concurrencyMode: 'auto' });
+    const file = configFile({ concurrency: 'auto', concurrencyMax: 24 });
+    const fromFile = loadConfig({ env: { IDSYNC_CONFIG: file } });
+    expect(fromFile).toMatchObject({ concurrency: 24, concurrencyMode: 'auto' });
+    expect(fromFile.origins).toMatchObject({ concurrency: 'file', concurrencyMax: 'file' });
+    // A maximum set for auto runs (say in the environment) does not change a fixed number.
+    expect(loadConfig({ env: { IDSYNC_CONCURRENCY_MAX: '16' }, flags: { concurrency: '32' } })).toMatchObject({ concurrency: 32, concurrencyMode: 'fixed' });
+  });
+
   it('reads booleans from the environment', () => {
     expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: '1' } }).insecure).toBe(true);
     expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: 'no' } }).insecure).toBe(false);
@@ -97,8 +110,12 @@ describe('manifest settings', () => {
 
 describe('loadConfig validation', () => {
   const cases: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
-    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number \(got "lots"\)/],
-    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1/],
+    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number or auto \(got "lots"\)/],
+    ['fractional concurrency', { env: {}, flags: { concurrency: '2.5' } }, /--concurrency must be a whole number or auto \(got "2.5"\)/],
+    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1 \(or auto/],
+    ['huge concurrency in a file', { env: { IDSYNC_CONFIG: 'FILE:{"concurrency":5000}' } }, /"concurrency" in .* must be at most 1024 \(got 5000\)/],
+    ['zero --concurrency-max', { env: {}, flags: { concurrency: 'auto', concurrencyMax: '0' } }, /--concurrency-max must be at least 1 \(got "0"\)/],
+    ['non-numeric IDSYNC_CONCURRENCY_MAX', { env: { IDSYNC_CONCURRENCY_MAX: 'many' } }, /IDSYNC_CONCURRENCY_MAX \(environment\) must be a whole number/],
     ['bad URL', { env: { IDSYNC_API_URL: 'ftp://x' } }, /IDSYNC_API_URL \(environment\) must be an http:\/\/ or https:\/\/ URL/],
     ['URL with credentials', { env: {}, flags: { apiUrl: 'https://u:p@x.example' } }, /--api-url must not carry credentials/],
     ['bad Redis URL', { env: { REDIS_URL: 'localhost:6379' } }, /REDIS_URL \(environment\) must be a redis:\/\//],
@@ -109,8 +126,11 @@ describe('loadConfig validation', () => {
     ['a quote as delimiter', { env: { IDSYNC_DELIMITER: '"' } }, /IDSYNC_DELIMITER \(environment\) cannot be a quote/],
     ['an unknown encoding', { env: {}, flags: { encoding: 'klingon' } }, /--encoding is not an encoding idsync knows; use a name like utf-8, latin1, cp1252/],
   ];
-  for (const [name, options, message] of cases) {
+  for (const [name, given, message] of cases) {
     it(`rejects ${name}`, () => {
+      // A config file's content, written when the case runs.
+      const file = given?.env?.IDSYNC_CONFIG?.startsWith('FILE:') ? configFile(JSON.parse(given.env.IDSYNC_CONFIG.slice(5))) : undefined;
+      const options = file ? { ...given, env: { ...given!.env, IDSYNC_CONFIG: file } } : given;
       expect(() => loadConfig(options)).toThrowError(ConfigError);
       expect(() => loadConfig(options)).toThrowError(message);
     });
