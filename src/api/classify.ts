@@ -43,8 +43,17 @@ function isIdempotent(method: string): boolean {
   return IDEMPOTENT.has(method.toUpperCase());
 }
 
+/**
+ * Redis refusing a write for a reason no retry fixes (out of memory under noeviction, an ACL
+ * without the permission): the run stops, naming it, rather than failing row after row.
+ */
+export function isRedisRefusal(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  return e?.name === 'ReplyError' && typeof e.message === 'string' && /^(OOM|NOPERM)/.test(e.message);
+}
+
 export function classify(err: unknown): Classification {
-  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError) {
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || isRedisRefusal(err)) {
     return { kind: 'fatal', ambiguous: false };
   }
   // Cut before its last bytes: the server never had a complete upload. Hashed afresh next time.

@@ -11,7 +11,7 @@ import { retryDelay } from '../pacing/backoff.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
 import { Ledger } from '../store/ledger/ledger.ts';
 import { ApiStore } from '../store/api-store.ts';
-import { openRedis, type RedisHandle } from '../store/redis/connection.ts';
+import { describeRedisFailure, openRedis, type RedisHandle } from '../store/redis/connection.ts';
 import { JobSigner } from './job-signing.ts';
 
 export interface SessionOptions {
@@ -78,7 +78,10 @@ export class Session {
         session.#redis = await redisOpening;
         log.info({ redis: session.#redis.where }, 'queue store ready');
         session.#store = new ApiStore(session.#redis.connect('session'), { apiUrl: api.apiUrl, root: config.redisPrefix, lockTtlMs: config.lockDurationMs, replicas: session.#redis.replicas });
-        await session.#store.register();
+        // The first write: a user without access to idsync's keys, or a full Redis, is told here.
+        await session.#store.register().catch((err: unknown) => {
+          throw describeRedisFailure(err, session.#redis!.where);
+        });
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
       }
       return session;

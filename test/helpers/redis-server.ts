@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -20,7 +20,7 @@ export interface TestRedis {
  * A redis-server of its own on a free port, configured from a file (no password in its argv),
  * for the suite and for tests that need their own (cluster nodes, a replica, a restart).
  */
-export async function startTestRedis(dir: string, options: { port?: number; password?: string; conf?: string[]; binary?: string } = {}): Promise<TestRedis> {
+export async function startTestRedis(dir: string, options: { port?: number; password?: string; conf?: string[]; binary?: string; tls?: { ca: string } } = {}): Promise<TestRedis> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const password = options.password ?? randomBytes(12).toString('hex');
   const binary = options.binary ?? ensureRedisServer({ allowInstall: true, say: (line) => console.log(`[test redis] ${line}`) });
@@ -34,9 +34,9 @@ export async function startTestRedis(dir: string, options: { port?: number; pass
     );
     const child = spawn(binary, [conf], { stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const url = `redis://:${password}@127.0.0.1:${port}`;
+    const url = `${options.tls ? 'rediss' : 'redis'}://:${password}@127.0.0.1:${port}`;
     for (let i = 0; i < 100; i++) {
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(options.tls ? { tls: { ca: readFileSync(options.tls.ca, 'utf8') } } : {}) });
       probe.on('error', () => {});
       const up = await probe.connect().then(() => probe.ping(), () => undefined).finally(() => probe.disconnect());
       if (up === 'PONG') {

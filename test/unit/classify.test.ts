@@ -105,3 +105,13 @@ describe('overloadOf (what --concurrency auto counts as "too much at once")', ()
     expect(overloadOf(err)).toBe(expected);
   });
 });
+
+describe('Redis refusals', () => {
+  it('out of memory and a missing ACL permission stop the run; other Redis errors do not', async () => {
+    const { classify: c } = await import('../../src/api/classify.ts');
+    const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
+    expect(c(reply("OOM command not allowed when used memory > 'maxmemory'."))).toEqual({ kind: 'fatal', ambiguous: false });
+    expect(c(reply('NOPERM this user has no permissions to access one of the keys used as arguments'))).toEqual({ kind: 'fatal', ambiguous: false });
+    expect(c(reply('WRONGTYPE Operation against a key holding the wrong kind of value')).kind).toBe('permanent');
+  });
+});

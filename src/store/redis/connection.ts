@@ -113,7 +113,12 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
   }
   const where = target.where;
   const probe = new Redis({ ...target.options, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: options.connectTimeoutMs ?? 5_000, ...(target.kind === 'sentinel' ? { sentinelRetryStrategy: () => null } : {}) });
-  probe.on('error', () => {});
+  // The reason a connection fails (a refused password, an untrusted certificate) comes as an
+  // 'error' event; the promise itself only says "Connection is closed".
+  let reason: unknown;
+  probe.on('error', (err) => {
+    reason ??= err;
+  });
   let cluster = false;
   let replicas = 0;
   try {
@@ -124,7 +129,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
   } catch (err) {
     probe.disconnect();
     await privateRedis?.release();
-    throw describeRedisFailure(err, where);
+    throw describeRedisFailure(reason ?? err, where);
   }
   if (!privateRedis) {
     try {
