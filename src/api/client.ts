@@ -12,6 +12,7 @@ import { RequestSpacer } from '../pacing/request-spacer.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
 import { USER_AGENT } from '../version.ts';
 import { cutText } from '../text.ts';
+import { ApiHealth, type ApiHealthSnapshot } from './api-health.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpeg-content.ts';
@@ -106,6 +107,7 @@ export class ApiClient {
   readonly #clock: Clock;
   readonly #spacer: RequestSpacer | undefined;
   readonly #tokens: TokenSource;
+  readonly #health = new ApiHealth();
   #requests = 0;
   #throttled = 0;
 
@@ -283,6 +285,11 @@ export class ApiClient {
     return data as PersonRecord;
   }
 
+  /** Is the API answering this process's requests, and since when not (the watch's heartbeat). */
+  health(): ApiHealthSnapshot {
+    return this.#health.snapshot();
+  }
+
   stats(): ClientStats {
     return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled };
   }
@@ -358,6 +365,7 @@ export class ApiClient {
         });
       } catch (thrown) {
         const err = toTransportError(thrown, ctx);
+        this.#health.failed(err, this.#clock.now());
         // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (STYLE.md habit 3).
         if (attempt === 1 && spec.method === 'GET' && isConnectionReset(err)) {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
@@ -367,7 +375,10 @@ export class ApiClient {
         throw err;
       }
       this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: this.#clock.now() - started }, 'response');
-      if (isSuccess(res.statusCode)) return res;
+      if (isSuccess(res.statusCode)) {
+        this.#health.answered(this.#clock.now());
+        return res;
+      }
       const err = new HttpStatusError({
         method: spec.method,
         path: fullPath,
@@ -376,6 +387,7 @@ export class ApiClient {
         retryAfterMs: parseRetryAfter(res.headers['retry-after'], this.#clock.now()),
         requestSent: true,
       });
+      this.#health.failed(err, this.#clock.now());
       const classification = classify(err);
       if (classification.kind === 'retry-after') {
         this.#throttled++;

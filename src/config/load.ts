@@ -20,6 +20,10 @@ export interface Config {
   concurrency: number;
   rate: number | undefined;
   attempts: number;
+  /** watch: a failing file is retried this long after its first failure (0 = --attempts counts). */
+  retryBudgetMs: number;
+  /** watch: the longest wait between two tries under the retry budget. */
+  retryMaxDelayMs: number;
   reportDir: string | undefined;
   dryRun: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -162,6 +166,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     concurrency: values.concurrency as number,
     rate: values.rate as number | undefined,
     attempts: values.attempts as number,
+    retryBudgetMs: values.retryBudget as number,
+    retryMaxDelayMs: values.retryMaxDelay as number,
     reportDir: values.reportDir as string | undefined,
     dryRun: values.dryRun as boolean,
     logLevel: values.logLevel as Config['logLevel'],
