@@ -37,7 +37,8 @@ export async function triesSpent(job: Job<JobEnvelope>, attempt: number, fallbac
   const budget = job.data.b;
   if (budget === undefined) return attempt >= (job.opts.attempts ?? fallbackAttempts);
   if (job.data.f === undefined) {
-    await job.updateData({ ...job.data, f: now });
+    // Not remembered (Redis failing too)? The next failure tries again; the budget starts later, never early.
+    await job.updateData({ ...job.data, f: now }).catch(() => undefined);
     return budget <= 0;
   }
   return now - job.data.f >= budget;
