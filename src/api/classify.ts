@@ -112,6 +112,15 @@ export function overloadOf(err: unknown): OverloadReason | undefined {
   return undefined;
 }
 
+/**
+ * The API did not work at all: no connection, no answer in time, or a 5xx or 408 answer. What a
+ * heartbeat calls "down" (src/api/api-health.ts); a 4xx or a 429 is an answer from a working server.
+ */
+export function isOutage(err: unknown): boolean {
+  if (err instanceof NetworkError || err instanceof TimeoutError) return true;
+  return err instanceof HttpStatusError && (err.status >= 500 || err.status === 408);
+}
+
 export function isSuccess(status: number): boolean {
   return status >= 200 && status < 300;
 }

@@ -13,6 +13,7 @@ import { RequestSpacer } from '../pacing/request-spacer.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
 import { USER_AGENT } from '../version.ts';
 import { cutText } from '../text.ts';
+import { ApiHealth, type ApiHealthSnapshot } from './api-health.ts';
 import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess, overloadOf } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpeg-content.ts';
@@ -120,6 +121,7 @@ export class ApiClient {
   readonly #limit: ConcurrencyLimit | undefined;
   /** The limit last logged at info level (see #onLimitChange). */
   #loggedLimit = 0;
+  readonly #health = new ApiHealth();
   #requests = 0;
   #throttled = 0;
   #overloaded = 0;
@@ -304,6 +306,11 @@ export class ApiClient {
     return data as PersonRecord;
   }
 
+  /** Is the API answering this process's requests, and since when not (the watch's heartbeat). */
+  health(): ApiHealthSnapshot {
+    return this.#health.snapshot();
+  }
+
   stats(): ClientStats {
     return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled, overloaded: this.#overloaded, concurrencyLimit: this.concurrencyLimit() };
   }
@@ -371,6 +378,7 @@ export class ApiClient {
       } catch (thrown) {
         const err = toTransportError(thrown, ctx);
         this.#settle(permit, err);
+        this.#health.failed(err, this.#clock.now());
         // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (STYLE.md habit 3).
         if (attempt === 1 && spec.method === 'GET' && isConnectionReset(err)) {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
@@ -382,6 +390,7 @@ export class ApiClient {
       const { res, latencyMs } = sent;
       this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: latencyMs }, 'response');
       if (isSuccess(res.statusCode)) {
+        this.#health.answered(this.#clock.now());
         // The slot stays taken until the body is read or dropped: a download still occupies the server.
         if (permit) res.body.once('close', () => permit.release({ kind: 'answered', latencyMs }));
         return res;
@@ -395,6 +404,7 @@ export class ApiClient {
         requestSent: true,
       });
       this.#settle(permit, err, latencyMs);
+      this.#health.failed(err, this.#clock.now());
       const classification = classify(err);
       if (classification.kind === 'retry-after') {
         this.#throttled++;

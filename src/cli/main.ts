@@ -50,6 +50,9 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--processed-dir <dir>', 'where uploaded files go (default: <dir>/.processed)')
       .option('--delete', 'delete uploaded files instead of moving them')
       .option('--failed-dir <dir>', 'where files that failed for good go (default: <dir>/.failed)')
+      .option('--retry-budget <duration>', 'while the API is down or failing (5xx, network, timeouts, 429), retry a file this long after its first failure, e.g. 6h, 90m; 0 = count --attempts [env IDSYNC_RETRY_BUDGET] (default: 6h)')
+      .option('--retry-max-delay <duration>', 'longest wait between two tries under --retry-budget [env IDSYNC_RETRY_MAX_DELAY] (default: 5m)')
+      .option('--retry-failed', 'first put the files of the failed folder back into the drop folder (with their sidecars; their .error.json notes removed), then watch')
       .description('long-running: upload files dropped into a folder, each to the person its subfolder names'),
     lazy(() => import('./watch.ts')),
   );
@@ -59,7 +62,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .requiredOption('--out <dir>', 'archive folder')
       .option('--persons <persons.csv>', 'CSV with a personId column: people whose detection photos to archive')
       .option('--tag <tagId>', 'archive detection photos of the people carrying this tag')
-      .option('--since <iso-time>', 'start of the first detection window (default: 24 hours ago)')
+      .option('--since <iso-time>', 'start of the first detection window (default: everything the server lists)')
       .option('--cron <expr>', 'run on this schedule (cron syntax) and stay up as a worker')
       .option('--tz <zone>', 'time zone of --cron (default: UTC)')
       .description('archive enrollment photos and detection photos, once or on a schedule'),

@@ -29,6 +29,10 @@ export interface Config {
   concurrencyMode: 'fixed' | 'auto';
   rate: number | undefined;
   attempts: number;
+  /** watch: a failing file is retried this long after its first failure (0 = --attempts counts). */
+  retryBudgetMs: number;
+  /** watch: the longest wait between two tries under the retry budget. */
+  retryMaxDelayMs: number;
   reportDir: string | undefined;
   dryRun: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -173,6 +177,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     concurrencyMode: values.concurrency === 'auto' ? 'auto' : 'fixed',
     rate: values.rate as number | undefined,
     attempts: values.attempts as number,
+    retryBudgetMs: values.retryBudget as number,
+    retryMaxDelayMs: values.retryMaxDelay as number,
     reportDir: values.reportDir as string | undefined,
     dryRun: values.dryRun as boolean,
     logLevel: values.logLevel as Config['logLevel'],

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import iconv from 'iconv-lite';
+import { formatDuration, parseDuration } from './duration.ts';
 
 /**
  * Every setting shared by the commands: where it comes from (flag, environment variable,
@@ -100,6 +101,24 @@ const encoding = z
   .trim()
   .refine((s) => iconv.encodingExists(s), { message: 'is not an encoding idsync knows; use a name like utf-8, latin1, cp1252 or utf-16le' });
 
+/** A duration (`6h`, `90m`, `30s`, `500ms`; `0` = none) between two bounds, as milliseconds. */
+function durationIn(minMs: number, maxMs: number) {
+  return z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const ms = typeof v === 'number' ? (v === 0 ? 0 : undefined) : parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration with a unit, e.g. 6h, 90m, 30s or 500ms (0 = none)' });
+        return z.NEVER;
+      }
+      if (ms !== 0 && (ms < minMs || ms > maxMs)) {
+        ctx.addIssue({ code: 'custom', message: `must be 0 or between ${formatDuration(minMs)} and ${formatDuration(maxMs)}` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -116,6 +135,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'concurrencyMax', flag: '--concurrency-max', env: 'IDSYNC_CONCURRENCY_MAX', schema: intIn(1, CONCURRENCY_CEILING), default: 64, help: 'most requests in flight with --concurrency auto' },
   { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(1, 100_000), help: 'most requests per second across all workers' },
   { key: 'attempts', flag: '--attempts', env: 'IDSYNC_ATTEMPTS', schema: intIn(1, 100), default: 5, help: 'tries per item' },
+  // A watch's files wait out an API outage this long (30 days at most: a run's keys expire then).
+  { key: 'retryBudget', flag: '--retry-budget', env: 'IDSYNC_RETRY_BUDGET', schema: durationIn(1000, 30 * 86_400_000), default: '6h', help: 'watch: how long a file is retried after its first failure while the API is down or failing; 0 = count --attempts instead' },
+  { key: 'retryMaxDelay', flag: '--retry-max-delay', env: 'IDSYNC_RETRY_MAX_DELAY', schema: durationIn(50, 3_600_000).refine((ms) => ms > 0, { message: 'must be more than 0' }), default: '5m', help: 'watch: the longest wait between two tries under --retry-budget' },
   { key: 'reportDir', flag: '--report-dir', env: 'IDSYNC_REPORT_DIR', schema: z.string().min(1), help: 'where reports go' },
   { key: 'dryRun', flag: '--dry-run', env: 'IDSYNC_DRY_RUN', schema: boolFromText, default: false, help: 'validate, send nothing' },
   { key: 'logLevel', flag: '--log-level', env: 'IDSYNC_LOG_LEVEL', schema: z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }), default: 'info', help: 'log level' },
@@ -146,6 +168,8 @@ export interface SettingsInput {
   concurrencyMax?: number | string;
   rate?: number | string;
   attempts?: number | string;
+  retryBudget?: number | string;
+  retryMaxDelay?: number | string;
   reportDir?: string;
   dryRun?: boolean | string;
   logLevel?: string;

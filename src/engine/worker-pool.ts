@@ -1,8 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { classify } from '../api/classify.ts';
 import type { Logger } from '../log.ts';
-import { retryDelay } from '../pacing/backoff.ts';
 import type { RowResult } from '../report/row-result.ts';
 import { CONTROL_QUEUE, rowOfJobId } from '../store/keys.ts';
 import type { RedisHandle } from '../store/redis/connection.ts';
@@ -10,6 +8,7 @@ import type { JobContext } from '../../jobs/job-kind.ts';
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
 import { createProcessor, failedResult } from './processor.ts';
+import { jobRetryDelay } from './retry-budget.ts';
 
 /**
  * Jobs a process runs at once per API connection. A job spends several ms on bookkeeping around
@@ -103,8 +102,9 @@ export class WorkerPool {
       removeOnFail: { count: 0 },
       settings: {
         // retryDelay's 0 means "do not retry"; BullMQ reads 0 as "at once" and only -1 as "stop".
-        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => {
-          const delay = retryDelay(attemptsMade, classify(err), Math.random);
+        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: { opts: { backoff?: number | { delay?: number } } }) => {
+          const backoff = job?.opts.backoff;
+          const delay = jobRetryDelay(attemptsMade, err, typeof backoff === 'object' ? backoff : undefined, Math.random);
           return delay > 0 ? delay : -1;
         },
       },

@@ -9,7 +9,7 @@ import { RUN_TTL_SECONDS, type ArchiveKeys, type RunKeys } from './keys.ts';
 export const WATERMARK_FILE = '.idsync-archive.json';
 
 export interface PersonMark {
-  /** Start of this person's very first window (so a failed first run is retried from there, not from a later "24 h ago"). */
+  /** Start of this person's very first window (so a failed first run is retried from there, not from a later start). */
   startMs?: number;
   /** Inclusive end of the last window that succeeded completely. */
   watermarkMs?: number;

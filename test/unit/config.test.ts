@@ -108,6 +108,27 @@ describe('manifest settings', () => {
   });
 });
 
+describe('retry budget settings (watch)', () => {
+  it('default to 6 h with waits of at most 5 min, and take durations as people write them', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({ retryBudgetMs: 6 * 3_600_000, retryMaxDelayMs: 300_000 });
+    expect(loadConfig({ env: {}, flags: { retryBudget: '90m', retryMaxDelay: '30s' } })).toMatchObject({ retryBudgetMs: 5_400_000, retryMaxDelayMs: 30_000 });
+    expect(loadConfig({ env: { IDSYNC_RETRY_BUDGET: '1h30m', IDSYNC_RETRY_MAX_DELAY: '200ms' } })).toMatchObject({ retryBudgetMs: 5_400_000, retryMaxDelayMs: 200 });
+    expect(loadConfig({ env: {}, flags: { config: configFile({ retryBudget: '2d' }) } }).retryBudgetMs).toBe(2 * 86_400_000);
+    expect(loadConfig({ env: {}, flags: { retryBudget: '0' } }).retryBudgetMs).toBe(0);
+    expect(loadConfig({ env: {}, flags: { config: configFile({ retryBudget: 0 }) } }).retryBudgetMs).toBe(0);
+  });
+
+  it.each([
+    [{ retryBudget: '6' }, /--retry-budget must be a duration with a unit, e\.g\. 6h, 90m, 30s or 500ms \(0 = none\) \(got "6"\)/],
+    [{ retryBudget: 'six hours' }, /--retry-budget must be a duration with a unit/],
+    [{ retryBudget: '31d' }, /--retry-budget must be 0 or between 1s and 30d/],
+    [{ retryMaxDelay: '0' }, /--retry-max-delay must be more than 0/],
+    [{ retryMaxDelay: '2h' }, /--retry-max-delay must be 0 or between 50ms and 1h/],
+  ])('rejects %o', (flags, message) => {
+    expect(() => loadConfig({ env: {}, flags })).toThrowError(message);
+  });
+});
+
 describe('loadConfig validation', () => {
   const cases: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
     ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number or auto \(got "lots"\)/],
