@@ -252,7 +252,7 @@ describe('idsync verify against the sandbox', () => {
     const superseded = clean.rows.find((row) => row.status === 'skipped')!;
     expect(superseded.output).toBe(`enrollment/${FACE}.jpg`);
     expect(superseded.action).toMatch(/^superseded by line \d+$/);
-    expect(Number(superseded.action.split(' ').pop())).toBeGreaterThan(Number(superseded.row));
+    expect(Number(superseded.action!.split(' ').pop())).toBeGreaterThan(Number(superseded.row));
     expect(clean.lines[0]).toMatch(/verified, 0 mismatch, 0 missing, 0 failed, 0 rejected, 1 skipped;/);
 
     // --remote: the photos are asked for too (detections by person and time); all still the same.
