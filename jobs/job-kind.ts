@@ -1,7 +1,7 @@
 import type { ApiClient } from '../src/api/client.ts';
 import type { Logger } from '../src/log.ts';
 import type { Clock } from '../src/pacing/clock.ts';
-import type { RowResult } from '../src/report/row-result.ts';
+import type { RowResult, RowStatus, StatusCounts } from '../src/report/row-result.ts';
 import type { ApiStore } from '../src/store/api-store.ts';
 import type { Ledger } from '../src/store/ledger/ledger.ts';
 
@@ -130,6 +130,11 @@ export interface ReportShape {
   failedRow?: (values: Record<string, string>) => Record<string, string>;
   /** failed.csv's delimiter and header: the input's. */
   failedFormat?: { delimiter?: string; header?: readonly string[] };
+  /**
+   * The statuses the run's rows end in, as the summary shows them (even at 0), in order; default
+   * succeeded, skipped, failed, rejected. verify's are verified, mismatch, missing, failed, rejected.
+   */
+  statuses?: readonly RowStatus[];
 }
 
 /** The engine's services for control jobs. */
@@ -148,7 +153,7 @@ export interface RunServices {
 export interface RunSummaryLike {
   runId: string;
   rows: number;
-  counts: Record<'succeeded' | 'skipped' | 'failed' | 'rejected', number>;
+  counts: StatusCounts;
   bytes: number;
   reportDir: string;
 }

@@ -246,8 +246,21 @@ export class ApiClient {
    * The sha256 and size of a stored document's bytes, streamed through the hash (nothing kept,
    * nothing written); undefined when the API answers 404.
    */
-  async hashDocument(personId: string, documentId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
-    const spec: RequestSpec = { method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` };
+  hashDocument(personId: string, documentId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    return this.#hash({ method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` }, signal);
+  }
+
+  /** The same for an enrollment photo (the bytes as served: what an export or archive wrote). */
+  hashEnrollmentPhoto(faceId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    return this.#hash({ method: 'GET', path: `/api/v1/people/enrollmentPhoto/${seg(faceId)}` }, signal);
+  }
+
+  /** The same for a detection photo. */
+  hashDetectionPhoto(faceId: string, detectionId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    return this.#hash({ method: 'GET', path: `/api/v1/people/detectionPhoto/${seg(faceId)}/${seg(detectionId)}` }, signal);
+  }
+
+  async #hash(spec: RequestSpec, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#authed(spec, signal);

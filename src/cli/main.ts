@@ -69,6 +69,15 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     lazy(() => import('./archive.ts')),
   );
   wire(
+    addManifestOptions(
+      addJobOptions(addConnectionOptions(program.command('verify').argument('<input>', 'an import manifest, a report.csv of an import or export, or an archive folder (or its index.csv)')), { readOnly: true }),
+    )
+      .option('--out <dir>', "the export's folder, for an export's report.csv (paths in it are relative to it); an archive's, for an index.csv kept elsewhere")
+      .option('--remote', 'for an export or archive: compare the files with the server\'s copies too (manifests and import reports always are)')
+      .description('prove what the server (or an export or archive folder) holds: each row verified, mismatch, missing or failed; exits 0 only when all are verified'),
+    lazy(() => import('./verify.ts')),
+  );
+  wire(
     addJobOptions(addConnectionOptions(program.command('worker')), { worker: true }).description(
       'long-running: process queued jobs only (for extra machines sharing one Redis)',
     ),

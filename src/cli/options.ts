@@ -24,8 +24,11 @@ export function logLevelOption(): Option {
   return new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent [env IDSYNC_LOG_LEVEL] (default: info)');
 }
 
-/** Options of the job commands (import, export, watch, archive, worker). */
-export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
+/**
+ * Options of the job commands (import, export, watch, archive, worker, verify). `readOnly`: a
+ * command that only reads from the API (verify) has no --dry-run or --check-existing.
+ */
+export function addJobOptions(cmd: Command, { worker = false, readOnly = false } = {}): Command {
   cmd
     .option('--concurrency <n|auto>', 'requests in flight per process, or auto: found from the API\'s answers, up to --concurrency-max [env IDSYNC_CONCURRENCY] (default: 8)')
     .option('--concurrency-max <n>', 'most requests in flight with --concurrency auto [env IDSYNC_CONCURRENCY_MAX] (default: 64)')
@@ -37,8 +40,11 @@ export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
   if (!worker) {
     cmd
       .option('--report-dir <dir>', 'where the report goes [env IDSYNC_REPORT_DIR] (default: idsync-reports/<runId>)')
+      .option('--workers <n>', 'in-process workers; 0 = enqueue and wait for `idsync worker` processes elsewhere (default: 1)');
+  }
+  if (!worker && !readOnly) {
+    cmd
       .option('--dry-run', 'validate everything and check the login; send nothing else')
-      .option('--workers <n>', 'in-process workers; 0 = enqueue and wait for `idsync worker` processes elsewhere (default: 1)')
       .option('--check-existing', 'ask the API whether each document already exists before uploading (for a rerun from another machine)');
   }
   return cmd;

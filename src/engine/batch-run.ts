@@ -140,10 +140,11 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
       seconds: Math.max(0, (endedAt.getTime() - startedAt) / 1000),
     }));
     const failedCsv = path.join(summary.reportDir, 'failed.csv');
-    for (const line of summaryLines(plan.command, summary, o.retryHint ? { retry: o.retryHint(failedCsv) } : {})) o.out(line);
+    const shown = plan.report.statuses ? { statuses: plan.report.statuses } : {};
+    for (const line of summaryLines(plan.command, summary, { ...shown, ...(o.retryHint ? { retry: o.retryHint(failedCsv) } : {}) })) o.out(line);
     if (ending === 'fatal') o.out(`idsync: the run stopped: ${meta?.fatal ?? 'fatal error'}`);
     if (ending === 'stopped') o.out(`idsync: the run had to stop: ${scrubSecrets(describeError(feedError))}`);
-    return { summary, ending, exitCode: exitCodeForOutcome({ ending, failed: summary.counts.failed, rejected: summary.counts.rejected }) };
+    return { summary, ending, exitCode: exitCodeForOutcome({ ending, counts: summary.counts }) };
   } finally {
     if (!finished) await report.discard(); // the run ended in an error before its report was finished
   }
@@ -189,7 +190,7 @@ export async function dryRunBatch(o: { plan: RunPlan; reportDir: string; out: (l
   });
   o.out(`dry run: ${summary.counts.skipped} rows would be ${plan.report.action}ed, ${summary.counts.rejected} rejected; nothing was sent`);
   o.out(`report: ${path.join(summary.reportDir, 'report.csv')}`);
-  return { summary, ending: 'done', exitCode: exitCodeForOutcome({ ending: 'done', failed: 0, rejected: summary.counts.rejected }) };
+  return { summary, ending: 'done', exitCode: exitCodeForOutcome({ ending: 'done', counts: summary.counts }) };
 }
 
 

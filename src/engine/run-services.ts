@@ -23,6 +23,7 @@ export function runReport(run: RunStore, plan: RunPlan, options: { reportDir: st
     knownColumns: plan.report.knownColumns,
     ...(plan.report.failedRow ? { failedRow: plan.report.failedRow } : {}),
     ...(plan.report.failedFormat ? { failedFormat: plan.report.failedFormat } : {}),
+    ...(plan.report.statuses ? { statuses: plan.report.statuses } : {}),
     getResults: (rows) => run.getResults(rows),
     retire: (rows) => run.retire(rows),
     reportDir: options.reportDir,

@@ -1,10 +1,10 @@
 import cliProgress from 'cli-progress';
 import type { Logger } from '../log.ts';
-import type { RowStatus } from './row-result.ts';
+import type { StatusCounts } from './row-result.ts';
 
 export interface ProgressState {
   done: number;
-  counts: Record<RowStatus, number>;
+  counts: StatusCounts;
   total: number | undefined;
   /** Requests allowed in flight now (the API client's concurrencyLimit(); shown when given). */
   concurrency?: number;

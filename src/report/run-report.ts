@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
 import { ReportWriter, type FailedCsvFormat, type RunSummary } from './report-writer.ts';
-import type { RowResult } from './row-result.ts';
+import type { RowResult, RowStatus } from './row-result.ts';
 
 /** One line of the report: the row's number and its cells in the input. */
 export interface ReportLine {
@@ -24,6 +24,8 @@ export interface RunReportOptions {
   failedRow?: (values: Record<string, string>) => Record<string, string>;
   /** failed.csv's delimiter and header: the input's. */
   failedFormat?: FailedCsvFormat;
+  /** Statuses counted even when no row has them (a verify run's). */
+  statuses?: readonly RowStatus[];
   /** The rows' results, from the run's store. */
   getResults(rows: number[]): Promise<Array<RowResult | undefined>>;
   /** Called with the rows just written: their results may be dropped from Redis (their status stays). */
@@ -63,7 +65,7 @@ export class RunReport {
 
   constructor(options: RunReportOptions) {
     this.#o = options;
-    this.#writer = new ReportWriter(options.reportDir, options.columns, options.knownColumns, options.failedRow, options.failedFormat);
+    this.#writer = new ReportWriter(options.reportDir, options.columns, options.knownColumns, options.failedRow, options.failedFormat, undefined, options.statuses);
     this.#records = options.lines[Symbol.asyncIterator]();
   }
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { RowResult, RowStatus } from '../report/row-result.ts';
+import { emptyCounts, type RowResult, type RowStatus, type StatusCounts } from '../report/row-result.ts';
 import { RUN_TTL_SECONDS, type ApiKeys, type RunKeys } from './keys.ts';
 import { rowCommands, scriptAnswer, STATUS_CODE } from './row-scripts.ts';
 import { TurnBatcher } from './turn-batcher.ts';
@@ -202,10 +202,10 @@ export class RunStore {
   }
 
   /** Results recorded so far, per status (one small hash). */
-  async counts(): Promise<Record<RowStatus, number>> {
+  async counts(): Promise<StatusCounts> {
     const raw = await this.#redis.hgetall(this.keys.counts);
-    const out: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
-    for (const [k, v] of Object.entries(raw)) if (k in out) out[k as RowStatus] = Number(v);
+    const out = emptyCounts();
+    for (const [k, v] of Object.entries(raw)) if (k in STATUS_CODE) out[k as RowStatus] = Number(v);
     return out;
   }
 
