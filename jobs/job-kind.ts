@@ -101,6 +101,12 @@ export interface RunPlan {
    * gap through the watermarks): when it stops, its queued jobs are dropped rather than kept.
    */
   resumable?: boolean;
+  /**
+   * True when a row's work can vanish after it was done (an exported file deleted from --out): a
+   * rerun does every row again, and its job looks first whether the work is still there (a file
+   * at its name is not fetched again), so remembered results never outrank the disk.
+   */
+  recheckSettled?: boolean;
   /** Reads every row once before anything is queued (a plan that cannot be read sends nothing); the number of rows. */
   check(signal?: AbortSignal): Promise<number>;
   /** The rows in order, each validated, with its job or result (the queueing pass). */

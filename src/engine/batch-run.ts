@@ -71,12 +71,13 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
   else log.info({ runId: plan.runId }, '--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
 
   // Written while the run goes on (rows in order as their results come in).
-  const report = runReport(run, plan, { reportDir: o.reportDir, invocationStart: startedAt, log });
+  let prepared = 0;
+  const report = runReport(run, plan, { reportDir: o.reportDir, invocationStart: startedAt, log, preparedThrough: () => prepared });
   let finished = false;
   try {
     let feeding = true;
     let feedError: unknown;
-    const fed = feedRun({ plan, run, queue, signer: session.signer, attempts: session.config.attempts, window: o.window ?? DEFAULT_WINDOW, signal: o.signal, clock, log })
+    const fed = feedRun({ plan, run, queue, signer: session.signer, attempts: session.config.attempts, window: o.window ?? DEFAULT_WINDOW, signal: o.signal, clock, log, onPrepared: (row) => (prepared = row) })
       .then((counts) => {
         log.info({ rows: counts.rows, queued: counts.queued, rejected: counts.rejected, alreadyDone: counts.settled }, 'every row queued');
         return counts;

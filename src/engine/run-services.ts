@@ -16,7 +16,7 @@ export function ownerNow(now: number): RunOwner {
 }
 
 /** The report of a run: its lines in order, with their results from the run's store. */
-export function runReport(run: RunStore, plan: RunPlan, options: { reportDir: string; invocationStart: number; log?: Session['log'] }): RunReport {
+export function runReport(run: RunStore, plan: RunPlan, options: { reportDir: string; invocationStart: number; log?: Session['log']; preparedThrough?: () => number }): RunReport {
   return new RunReport({
     lines: plan.lines(),
     columns: plan.report.columns,
@@ -26,6 +26,7 @@ export function runReport(run: RunStore, plan: RunPlan, options: { reportDir: st
     ...(plan.report.statuses ? { statuses: plan.report.statuses } : {}),
     getResults: (rows) => run.getResults(rows),
     retire: (rows) => run.retire(rows),
+    ...(options.preparedThrough ? { preparedThrough: options.preparedThrough } : {}),
     reportDir: options.reportDir,
     invocationStart: options.invocationStart,
     action: plan.report.action,

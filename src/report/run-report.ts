@@ -30,6 +30,11 @@ export interface RunReportOptions {
   getResults(rows: number[]): Promise<Array<RowResult | undefined>>;
   /** Called with the rows just written: their results may be dropped from Redis (their status stays). */
   retire?(rows: number[]): Promise<void>;
+  /**
+   * The last row this invocation has queued or settled: until then a row's result in Redis may be
+   * an earlier invocation's, about to be forgotten and done again, so the report waits for it.
+   */
+  preparedThrough?: () => number;
   reportDir: string;
   /** Rows that succeeded before this time were done by an earlier invocation of the run. */
   invocationStart: number;
@@ -122,6 +127,7 @@ export class RunReport {
       try {
         for (; n < head.length; n++) {
           const record = head[n]!;
+          if (!missing && this.#o.preparedThrough && record.row > this.#o.preparedThrough()) break;
           let result = results[n];
           if (!result) {
             if (!missing) break;

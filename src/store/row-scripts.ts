@@ -94,23 +94,25 @@ end
 return out`;
 
 /**
- * Before an invocation queues rows: KEYS results, counts, status, meta; ARGV rows. Per row:
- * 'settled' (nothing to do), 'new', or 'redo' (its failed or rejected result is forgotten, the
- * counts follow, and it is done again).
+ * Before an invocation queues rows: KEYS results, counts, status, meta; ARGV[1] '1' to do settled
+ * rows again too (their jobs then look whether the work is still there, e.g. a downloaded file),
+ * then the rows. Per row: 'settled' (nothing to do), 'new', or 'redo' (its result is forgotten,
+ * the counts follow, and it is done again).
  */
 const PREPARE = `${ROW_STATE}
 local out = {}
-for i = 1, #ARGV do
+local recheck = ARGV[1] == '1'
+for i = 2, #ARGV do
   local row = ARGV[i]
   local state = row_state(KEYS[1], KEYS[3], KEYS[4], row)
-  if state == 'settled' then out[i] = 'settled'
-  elseif state == 'retry' then
+  if state == 'settled' and not recheck then out[i - 1] = 'settled'
+  elseif state then
     local prev = row_status(KEYS[1], KEYS[3], KEYS[4], row)
     if prev then redis.call('hincrby', KEYS[2], prev, -1) end
     redis.call('hdel', KEYS[1], row)
     if is_dense(KEYS[4], row) then redis.call('bitfield', KEYS[3], 'SET', 'u3', '#' .. row, 0) end
-    out[i] = 'redo'
-  else out[i] = 'new' end
+    out[i - 1] = 'redo'
+  else out[i - 1] = 'new' end
 end
 return out`;
 

@@ -161,12 +161,13 @@ export class RunStore {
 
   /**
    * Before an invocation queues rows: which are settled (done by an earlier invocation), new, or
-   * to be done again (their failed or rejected result is forgotten here).
+   * to be done again (their failed or rejected result is forgotten here; with recheckSettled, a
+   * settled one's too).
    */
-  async prepareRows(rows: number[]): Promise<Array<'settled' | 'new' | 'redo'>> {
+  async prepareRows(rows: number[], options: { recheckSettled?: boolean } = {}): Promise<Array<'settled' | 'new' | 'redo'>> {
     if (rows.length === 0) return [];
     const k = this.keys;
-    return (await rowCommands(this.#redis).idsyncPrepare(4, k.results, k.counts, k.status, k.meta, ...rows.map(String))) as Array<'settled' | 'new' | 'redo'>;
+    return (await rowCommands(this.#redis).idsyncPrepare(4, k.results, k.counts, k.status, k.meta, options.recheckSettled ? '1' : '0', ...rows.map(String))) as Array<'settled' | 'new' | 'redo'>;
   }
 
   /** What a job asks before it starts: a settled result of its row (return it), or a stopped run. */

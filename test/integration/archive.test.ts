@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parse } from 'csv-parse/sync';
@@ -178,6 +178,17 @@ describe('idsync archive against the sandbox', () => {
     expect(readCsv(path.join(out, 'index.csv')).filter((r) => r.kind === 'enrollment-previous')).toHaveLength(1);
     // No temp files left behind anywhere.
     expect((readdirSync(out, { recursive: true }) as string[]).filter((f) => f.includes('.part') || f.includes('.incoming-'))).toEqual([]);
+
+    // The archive folder is wiped: Redis still knows the watermarks, but the folder's own record is
+    // gone, so the next run archives the whole history again instead of skipping it.
+    const before = detectionFiles(out).length;
+    rmSync(out, { recursive: true, force: true });
+    const T3 = T2 + 60_000;
+    clock.set(T3);
+    const fourth = await archive(s, dir, { reportName: 'r4', since, clock, pageSize: 5 });
+    expect(fourth.summary!.counts.failed).toBe(0);
+    expect(detectionFiles(out).length).toBe(before + (await imagesInWindow(s, PERSONS[0]!, T2 + 1, T3)) + (await imagesInWindow(s, PERSONS[1]!, T2 + 1, T3)));
+    expect(readdirSync(path.join(out, 'enrollment'))).toHaveLength(2);
   });
 
   it('without --since, the first run archives all the history the server lists; the next run only what is new', async () => {
