@@ -12,7 +12,7 @@ export interface ArchiveSpec {
   /** Absolute PERSONS.csv, or the tag whose people to archive (one of them, or neither). */
   persons?: string;
   tag?: string;
-  /** Explicit --since (epoch ms); otherwise each person starts 24 h before its first run. */
+  /** Explicit --since (epoch ms); otherwise a person's first window starts at the epoch (all history). */
   sinceMs?: number;
   attempts: number;
   /** Detections asked per listing page. */
@@ -34,7 +34,7 @@ export interface ArchiveDetectionsPayload {
   personId: string;
   outDir: string;
   archiveKey: string;
-  /** Start for a person seen for the first time (explicit --since, or 24 h before the run). */
+  /** Start for a person seen for the first time (explicit --since, or the epoch: everything the server lists). */
   firstStartMs: number;
   /** True when --since was given: it then also replaces a stored first start. */
   explicitSince: boolean;

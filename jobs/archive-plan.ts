@@ -8,8 +8,13 @@ import { loadPlan, savePlan } from '../src/store/archive-state.ts';
 import type { ArchiveDetectionsPayload, ArchiveEnrollmentPayload, ArchiveSpec } from './archive-job-data.ts';
 import type { PlannedRow, RunPlan } from './job-kind.ts';
 
-/** Without --since, a person's first window reaches back this far. */
-export const DEFAULT_FIRST_WINDOW_MS = 24 * 3600 * 1000;
+/**
+ * Without --since, a person's first window starts at the epoch: the first run archives every
+ * detection the server lists (issue #17: a first run starting "24 h ago" archived none of months
+ * of history). The listing takes any epochStartMs (the vendor guide sets no lower bound; the
+ * sandbox takes any integer), and 0 is before any detection a server can hold.
+ */
+export const FIRST_WINDOW_START_MS = 0;
 
 /** The columns an archive report line carries besides the standard ones (and failed.csv's format). */
 const LINE_COLUMNS = ['kind', 'faceId', 'personId'];
@@ -87,7 +92,7 @@ export class ArchivePlan implements RunPlan {
 
   async *rows(): AsyncIterable<PlannedRow> {
     const spec = this.#spec;
-    const firstStartMs = spec.sinceMs ?? this.#runAtMs - DEFAULT_FIRST_WINDOW_MS;
+    const firstStartMs = spec.sinceMs ?? FIRST_WINDOW_START_MS;
     for (const t of await this.#lines()) {
       const values = lineValues(t);
       const ids = t.kind === 'face' ? { faceId: t.id } : { personId: t.id };

@@ -1,9 +1,9 @@
 import type { ApiClient } from '../src/api/client.ts';
 import type { Logger } from '../src/log.ts';
 import type { Clock } from '../src/pacing/clock.ts';
-import type { RowResult } from '../src/report/row-result.ts';
+import type { RowResult, RowStatus, StatusCounts } from '../src/report/row-result.ts';
 import type { ApiStore } from '../src/store/api-store.ts';
-import type { Ledger } from '../src/state/ledger.ts';
+import type { Ledger } from '../src/store/ledger/ledger.ts';
 
 /**
  * The contract between the engine and a kind of job. A kind is one file in jobs/ and one line
@@ -101,6 +101,12 @@ export interface RunPlan {
    * gap through the watermarks): when it stops, its queued jobs are dropped rather than kept.
    */
   resumable?: boolean;
+  /**
+   * True when a row's work can vanish after it was done (an exported file deleted from --out): a
+   * rerun does every row again, and its job looks first whether the work is still there (a file
+   * at its name is not fetched again), so remembered results never outrank the disk.
+   */
+  recheckSettled?: boolean;
   /** Reads every row once before anything is queued (a plan that cannot be read sends nothing); the number of rows. */
   check(signal?: AbortSignal): Promise<number>;
   /** The rows in order, each validated, with its job or result (the queueing pass). */
@@ -130,6 +136,11 @@ export interface ReportShape {
   failedRow?: (values: Record<string, string>) => Record<string, string>;
   /** failed.csv's delimiter and header: the input's. */
   failedFormat?: { delimiter?: string; header?: readonly string[] };
+  /**
+   * The statuses the run's rows end in, as the summary shows them (even at 0), in order; default
+   * succeeded, skipped, failed, rejected. verify's are verified, mismatch, missing, failed, rejected.
+   */
+  statuses?: readonly RowStatus[];
 }
 
 /** The engine's services for control jobs. */
@@ -148,7 +159,7 @@ export interface RunServices {
 export interface RunSummaryLike {
   runId: string;
   rows: number;
-  counts: Record<'succeeded' | 'skipped' | 'failed' | 'rejected', number>;
+  counts: StatusCounts;
   bytes: number;
   reportDir: string;
 }

@@ -12,6 +12,7 @@ import {
   TimeoutError,
   TlsError,
 } from '../errors.ts';
+import type { OverloadReason } from '../pacing/concurrency-limit.ts';
 
 /** What to do about a failure: the ONE place that decides it (STYLE.md habit 1); nothing else lists HTTP status codes. */
 export type { Classification } from '../errors.ts';
@@ -31,13 +32,28 @@ const CREDENTIALS_REFUSED_STATUS = new Set([400, 401, 403]);
 const PERMANENT_FILE_CODES = new Set(['ENOENT', 'EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP']);
 /** Connection broke after it was set up (the classic stale keep-alive socket). */
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED']);
+/**
+ * Answers that mean "too much at once" to --concurrency auto: the server (or its gateway) refused
+ * for capacity (503), asked to slow down (429), or gave up waiting for a busy backend (504).
+ * 500 and 502 are failures, not load: cutting the concurrency for them would not help.
+ */
+const OVERLOAD_STATUS = new Set([429, 503, 504]);
 
 function isIdempotent(method: string): boolean {
   return IDEMPOTENT.has(method.toUpperCase());
 }
 
+/**
+ * Redis refusing a write for a reason no retry fixes (out of memory under noeviction, an ACL
+ * without the permission): the run stops, naming it, rather than failing row after row.
+ */
+export function isRedisRefusal(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  return e?.name === 'ReplyError' && typeof e.message === 'string' && /^(OOM|NOPERM)/.test(e.message);
+}
+
 export function classify(err: unknown): Classification {
-  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError) {
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || isRedisRefusal(err)) {
     return { kind: 'fatal', ambiguous: false };
   }
   // Cut before its last bytes: the server never had a complete upload. Hashed afresh next time.
@@ -83,6 +99,26 @@ export function isCredentialRefusal(status: number): boolean {
 /** A broken connection before any byte of the answer: an idempotent GET may be sent once more. */
 export function isConnectionReset(err: unknown): boolean {
   return err instanceof NetworkError && err.sysCode !== undefined && RESET_CODES.has(err.sysCode);
+}
+
+/**
+ * Whether a failed request tells --concurrency auto that the API is over its capacity, and how.
+ * A server that stops accepting or drops connections, or does not answer in time, is full too.
+ */
+export function overloadOf(err: unknown): OverloadReason | undefined {
+  if (err instanceof HttpStatusError) return OVERLOAD_STATUS.has(err.status) ? 'status' : undefined;
+  if (err instanceof TimeoutError) return err.phase === 'body' ? undefined : 'timeout';
+  if (err instanceof NetworkError && err.sysCode !== undefined && (RESET_CODES.has(err.sysCode) || err.sysCode === 'ECONNREFUSED')) return 'connection';
+  return undefined;
+}
+
+/**
+ * The API did not work at all: no connection, no answer in time, or a 5xx or 408 answer. What a
+ * heartbeat calls "down" (src/api/api-health.ts); a 4xx or a 429 is an answer from a working server.
+ */
+export function isOutage(err: unknown): boolean {
+  if (err instanceof NetworkError || err instanceof TimeoutError) return true;
+  return err instanceof HttpStatusError && (err.status >= 500 || err.status === 408);
 }
 
 export function isSuccess(status: number): boolean {

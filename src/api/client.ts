@@ -8,11 +8,13 @@ import { AuthRefusedError, BadContentError, ConfigError, FileChangedError, FileE
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
 import { AdaptivePace } from '../pacing/adaptive-pace.ts';
+import { ConcurrencyLimit, type LimitChange, type Permit, type RequestOutcome } from '../pacing/concurrency-limit.ts';
 import { RequestSpacer } from '../pacing/request-spacer.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
 import { USER_AGENT } from '../version.ts';
 import { cutText } from '../text.ts';
-import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess } from './classify.ts';
+import { ApiHealth, type ApiHealthSnapshot } from './api-health.ts';
+import { classify, isConnectionReset, isCredentialRefusal, isNotFound, isSuccess, overloadOf } from './classify.ts';
 import { fileNameFromContentDisposition } from './content-disposition.ts';
 import { hasJpegSignature, isJpegContentType, JPEG_SIGNATURE_BYTES } from './jpeg-content.ts';
 import { OutFolder, resolveInside } from '../outputs/out-dir.ts';
@@ -35,8 +37,13 @@ export interface ApiClientOptions {
   caFile?: string;
   /** Turns certificate verification off (the CLI logs the warning). */
   insecure?: boolean;
-  /** Pool size (keep-alive connections to the API); default 8, pass the concurrency setting. */
+  /** Pool size (keep-alive connections to the API); default 8, pass the concurrency setting (the maximum in auto mode). */
   connections?: number;
+  /**
+   * `fixed` (default): the pool's `connections` bound the requests in flight, as they always did.
+   * `auto`: a ConcurrencyLimit learns how many the API takes, between 1 and `connections`.
+   */
+  concurrencyMode?: 'fixed' | 'auto';
   connectTimeoutMs?: number;
   headersTimeoutMs?: number;
   /** Longest silence while a body streams (idle time, not a total). */
@@ -68,6 +75,10 @@ export interface ClientStats {
   refreshesOn401: number;
   /** Answers that carried Retry-After and paused the process. */
   throttled: number;
+  /** Over-capacity answers: 503, 429, 504, timeouts, reset or refused connections (classify.ts's overloadOf). */
+  overloaded: number;
+  /** Requests allowed in flight now (the fixed setting, or the adaptive limit). */
+  concurrencyLimit: number;
 }
 
 type Query = Record<string, string | number | boolean | undefined>;
@@ -106,8 +117,14 @@ export class ApiClient {
   readonly #clock: Clock;
   readonly #spacer: RequestSpacer | undefined;
   readonly #tokens: TokenSource;
+  readonly #fixedConcurrency: number;
+  readonly #limit: ConcurrencyLimit | undefined;
+  /** The limit last logged at info level (see #onLimitChange). */
+  #loggedLimit = 0;
+  readonly #health = new ApiHealth();
   #requests = 0;
   #throttled = 0;
+  #overloaded = 0;
 
   constructor(options: ApiClientOptions) {
     let url: URL;
@@ -132,12 +149,18 @@ export class ApiClient {
     this.#clock = options.clock ?? systemClock;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? CLIENT_DEFAULTS.headersTimeoutMs;
     this.#bodyTimeoutMs = options.bodyTimeoutMs ?? CLIENT_DEFAULTS.bodyTimeoutMs;
+    this.#fixedConcurrency = options.connections ?? CLIENT_DEFAULTS.connections;
+    if (options.concurrencyMode === 'auto') {
+      this.#limit = new ConcurrencyLimit({ max: this.#fixedConcurrency, clock: this.#clock });
+      this.#loggedLimit = this.#limit.limit();
+      this.#limit.onChange((change) => this.#onLimitChange(change));
+    }
     if (options.dispatcher) {
       this.#dispatcher = options.dispatcher;
       this.#ownsDispatcher = false;
     } else {
       this.#dispatcher = new Pool(this.#origin, {
-        connections: options.connections ?? CLIENT_DEFAULTS.connections,
+        connections: this.#fixedConcurrency,
         keepAliveTimeout: CLIENT_DEFAULTS.keepAliveTimeoutMs,
         headersTimeout: this.#headersTimeoutMs,
         bodyTimeout: this.#bodyTimeoutMs,
@@ -223,8 +246,21 @@ export class ApiClient {
    * The sha256 and size of a stored document's bytes, streamed through the hash (nothing kept,
    * nothing written); undefined when the API answers 404.
    */
-  async hashDocument(personId: string, documentId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
-    const spec: RequestSpec = { method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` };
+  hashDocument(personId: string, documentId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    return this.#hash({ method: 'GET', path: `/api/v1/people/${seg(personId)}/fileDocuments/${seg(documentId)}/data` }, signal);
+  }
+
+  /** The same for an enrollment photo (the bytes as served: what an export or archive wrote). */
+  hashEnrollmentPhoto(faceId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    return this.#hash({ method: 'GET', path: `/api/v1/people/enrollmentPhoto/${seg(faceId)}` }, signal);
+  }
+
+  /** The same for a detection photo. */
+  hashDetectionPhoto(faceId: string, detectionId: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
+    return this.#hash({ method: 'GET', path: `/api/v1/people/detectionPhoto/${seg(faceId)}/${seg(detectionId)}` }, signal);
+  }
+
+  async #hash(spec: RequestSpec, signal?: AbortSignal): Promise<{ sha256: string; bytes: number } | undefined> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#authed(spec, signal);
@@ -283,8 +319,28 @@ export class ApiClient {
     return data as PersonRecord;
   }
 
+  /** Is the API answering this process's requests, and since when not (the watch's heartbeat). */
+  health(): ApiHealthSnapshot {
+    return this.#health.snapshot();
+  }
+
   stats(): ClientStats {
-    return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled };
+    return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled, overloaded: this.#overloaded, concurrencyLimit: this.concurrencyLimit() };
+  }
+
+  /** Requests allowed in flight now: the fixed --concurrency, or the adaptive limit of `auto`. */
+  concurrencyLimit(): number {
+    return this.#limit?.limit() ?? this.#fixedConcurrency;
+  }
+
+  /** The adaptive limit's state (undefined with a fixed --concurrency). */
+  concurrencyStats(): ReturnType<ConcurrencyLimit['stats']> | undefined {
+    return this.#limit?.stats();
+  }
+
+  /** Calls back with the new limit whenever `auto` changes it (never with a fixed --concurrency); returns the unsubscribe. */
+  onConcurrencyChange(listener: (limit: number) => void): () => void {
+    return this.#limit?.onChange((change) => listener(change.to)) ?? (() => undefined);
   }
 
   /**
@@ -326,38 +382,16 @@ export class ApiClient {
   async #send(spec: RequestSpec, token: string | undefined, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
     const fullPath = this.#fullPath(spec);
     const ctx: RequestContext = { method: spec.method, path: fullPath, origin: this.#origin };
-    const search = queryString(spec.query);
     for (let attempt = 1; ; attempt++) {
-      await this.pace.wait(signal);
-      await this.#spacer?.wait(signal);
-      const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
-      if (token !== undefined) headers.authorization = `Bearer ${token}`;
-      let body: string | Buffer | MultipartBody['body'] | undefined;
-      if (spec.json !== undefined) {
-        body = JSON.stringify(spec.json);
-        headers['content-type'] = 'application/json';
-      } else if (spec.form) {
-        const form = await spec.form();
-        body = form.body;
-        headers['content-type'] = form.contentType;
-        headers['content-length'] = String(form.length);
-      }
-      const started = this.#clock.now();
-      this.#requests++;
-      let res: Dispatcher.ResponseData;
+      // The permit first: a request waiting out a pause or its rate slot keeps its place in line.
+      const permit = await this.#limit?.acquire(signal);
+      let sent: { res: Dispatcher.ResponseData; latencyMs: number };
       try {
-        res = await this.#dispatcher.request({
-          origin: this.#origin,
-          path: fullPath + search,
-          method: spec.method,
-          headers,
-          body: body ?? null,
-          signal,
-          headersTimeout: this.#headersTimeoutMs,
-          bodyTimeout: this.#bodyTimeoutMs,
-        });
+        sent = await this.#dispatch(spec, token, signal);
       } catch (thrown) {
         const err = toTransportError(thrown, ctx);
+        this.#settle(permit, err);
+        this.#health.failed(err, this.#clock.now());
         // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (STYLE.md habit 3).
         if (attempt === 1 && spec.method === 'GET' && isConnectionReset(err)) {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
@@ -366,8 +400,14 @@ export class ApiClient {
         this.#log.debug({ method: spec.method, path: fullPath, code: (err as { code?: string }).code }, 'request failed');
         throw err;
       }
-      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: this.#clock.now() - started }, 'response');
-      if (isSuccess(res.statusCode)) return res;
+      const { res, latencyMs } = sent;
+      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: latencyMs }, 'response');
+      if (isSuccess(res.statusCode)) {
+        this.#health.answered(this.#clock.now());
+        // The slot stays taken until the body is read or dropped: a download still occupies the server.
+        if (permit) res.body.once('close', () => permit.release({ kind: 'answered', latencyMs }));
+        return res;
+      }
       const err = new HttpStatusError({
         method: spec.method,
         path: fullPath,
@@ -376,14 +416,74 @@ export class ApiClient {
         retryAfterMs: parseRetryAfter(res.headers['retry-after'], this.#clock.now()),
         requestSent: true,
       });
+      this.#settle(permit, err, latencyMs);
+      this.#health.failed(err, this.#clock.now());
       const classification = classify(err);
       if (classification.kind === 'retry-after') {
         this.#throttled++;
+        // The pause says when to send again; the limit says how many (it was cut once above, and
+        // the other answers of the same round trip do not cut it again): the two do not add up.
         this.pace.throttle(classification.ms);
         this.#log.info({ method: spec.method, path: fullPath, status: err.status, pauseMs: classification.ms }, 'API asked to slow down; pausing new requests');
       }
       throw err;
     }
+  }
+
+  /** Waits out a pause and the rate, builds a fresh body, sends; latency is counted from the send to the answer's headers. */
+  async #dispatch(spec: RequestSpec, token: string | undefined, signal: AbortSignal | undefined): Promise<{ res: Dispatcher.ResponseData; latencyMs: number }> {
+    await this.pace.wait(signal);
+    await this.#spacer?.wait(signal);
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
+    let body: string | Buffer | MultipartBody['body'] | undefined;
+    if (spec.json !== undefined) {
+      body = JSON.stringify(spec.json);
+      headers['content-type'] = 'application/json';
+    } else if (spec.form) {
+      const form = await spec.form();
+      body = form.body;
+      headers['content-type'] = form.contentType;
+      headers['content-length'] = String(form.length);
+    }
+    const started = this.#clock.now();
+    this.#requests++;
+    const res = await this.#dispatcher.request({
+      origin: this.#origin,
+      path: this.#fullPath(spec) + queryString(spec.query),
+      method: spec.method,
+      headers,
+      body: body ?? null,
+      signal,
+      headersTimeout: this.#headersTimeoutMs,
+      bodyTimeout: this.#bodyTimeoutMs,
+    });
+    return { res, latencyMs: this.#clock.now() - started };
+  }
+
+  /** Counts an over-capacity failure and gives the permit back with what the failure says about capacity. */
+  #settle(permit: Permit | undefined, err: unknown, latencyMs?: number): void {
+    const reason = overloadOf(err);
+    if (reason) this.#overloaded++;
+    if (!permit) return;
+    let outcome: RequestOutcome;
+    if (reason) outcome = { kind: 'overload', reason };
+    else if (err instanceof HttpStatusError) outcome = { kind: 'answered', ...(latencyMs !== undefined ? { latencyMs } : {}) };
+    else outcome = { kind: 'ignore' };
+    permit.release(outcome);
+  }
+
+  /** Info when the limit moved far from the last level logged at info, debug otherwise: a log line per round trip would drown the rest. */
+  #onLimitChange(change: LimitChange): void {
+    const moved = Math.abs(change.to - this.#loggedLimit);
+    const fields = { concurrency: change.to, from: change.from, reason: change.reason };
+    if (moved < Math.max(4, this.#loggedLimit * 0.5)) {
+      this.#log.debug(fields, 'concurrency limit changed');
+      return;
+    }
+    this.#loggedLimit = change.to;
+    const why = change.reason === 'overload' ? 'the API refused requests for capacity' : change.reason === 'latency' ? 'the API answers more slowly' : 'the API keeps up';
+    this.#log.info(fields, `concurrency limit now ${change.to}: ${why}`);
   }
 
   /** At most EXCERPT_LENGTH characters of an error body, without anything secret. The body is always released. */

@@ -50,6 +50,9 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--processed-dir <dir>', 'where uploaded files go (default: <dir>/.processed)')
       .option('--delete', 'delete uploaded files instead of moving them')
       .option('--failed-dir <dir>', 'where files that failed for good go (default: <dir>/.failed)')
+      .option('--retry-budget <duration>', 'while the API is down or failing (5xx, network, timeouts, 429), retry a file this long after its first failure, e.g. 6h, 90m; 0 = count --attempts [env IDSYNC_RETRY_BUDGET] (default: 6h)')
+      .option('--retry-max-delay <duration>', 'longest wait between two tries under --retry-budget [env IDSYNC_RETRY_MAX_DELAY] (default: 5m)')
+      .option('--retry-failed', 'first put the files of the failed folder back into the drop folder (with their sidecars; their .error.json notes removed), then watch')
       .description('long-running: upload files dropped into a folder, each to the person its subfolder names'),
     lazy(() => import('./watch.ts')),
   );
@@ -59,11 +62,20 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .requiredOption('--out <dir>', 'archive folder')
       .option('--persons <persons.csv>', 'CSV with a personId column: people whose detection photos to archive')
       .option('--tag <tagId>', 'archive detection photos of the people carrying this tag')
-      .option('--since <iso-time>', 'start of the first detection window (default: 24 hours ago)')
+      .option('--since <iso-time>', 'start of the first detection window (default: everything the server lists)')
       .option('--cron <expr>', 'run on this schedule (cron syntax) and stay up as a worker')
       .option('--tz <zone>', 'time zone of --cron (default: UTC)')
       .description('archive enrollment photos and detection photos, once or on a schedule'),
     lazy(() => import('./archive.ts')),
+  );
+  wire(
+    addManifestOptions(
+      addJobOptions(addConnectionOptions(program.command('verify').argument('<input>', 'an import manifest, a report.csv of an import or export, or an archive folder (or its index.csv)')), { readOnly: true }),
+    )
+      .option('--out <dir>', "the export's folder, for an export's report.csv (paths in it are relative to it); an archive's, for an index.csv kept elsewhere")
+      .option('--remote', 'for an export or archive: compare the files with the server\'s copies too (manifests and import reports always are)')
+      .description('prove what the server (or an export or archive folder) holds: each row verified, mismatch, missing or failed; exits 0 only when all are verified'),
+    lazy(() => import('./verify.ts')),
   );
   wire(
     addJobOptions(addConnectionOptions(program.command('worker')), { worker: true }).description(
@@ -142,6 +154,9 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--revoke-every <seconds>', 'revoke every outstanding token this often')
       .option('--slow-body-rate <0..1>', 'share of responses whose body trickles out')
       .option('--slow-body-delay <ms>', 'pause between the pieces of a slow body (default: 200)')
+      .option('--capacity <n>', 'most requests handled at once; more are answered 503 (default: no limit)')
+      .option('--capacity-knee <n>', 'requests handled at once before latency grows with load (default: half of --capacity)')
+      .option('--capacity-latency-ms-per-request <ms>', 'latency added per request handled at once above the knee (default: 0)')
       .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
@@ -152,7 +167,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .command('demo')
       .description('rehearse a whole migration locally: sandbox API + private Redis, import examples/, export them back')
       .addOption(commonRedisOption())
-      .option('--state-dir <dir>', 'folder for the ledger and the private Redis data (default: .idsync/demo)')
+      .option('--state-dir <dir>', 'folder for the ledger and the private Redis data (default: <the state dir>/demo)')
       .addOption(logLevelOption()),
     lazy(() => import('./demo.ts')),
   );

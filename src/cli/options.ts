@@ -8,7 +8,9 @@ export function addConnectionOptions(cmd: Command): Command {
     .option('--ca-file <path>', 'extra CA certificate(s), PEM, for servers with their own certificates [env IDSYNC_CA_FILE]')
     .option('--insecure', 'skip TLS certificate verification (logged as a warning) [env IDSYNC_INSECURE_TLS=1]')
     .addOption(commonRedisOption())
-    .addOption(new Option('--state-dir <dir>', 'folder for the ledger and the private Redis data [env IDSYNC_STATE_DIR] (default: .idsync)'))
+    .option('--redis-ca-file <path>', 'CA certificate(s), PEM, of a TLS Redis (rediss://) [env IDSYNC_REDIS_CA_FILE]')
+    .option('--redis-prefix <prefix>', 'root of every Redis key idsync writes, so several deployments can share one Redis [env IDSYNC_REDIS_PREFIX] (default: idsync)')
+    .addOption(new Option('--state-dir <dir>', 'folder for the ledger and the private Redis data [env IDSYNC_STATE_DIR] (default: $XDG_STATE_HOME/idsync, else ~/.local/state/idsync; the same from any folder)'))
     .option('--config <path>', 'JSON config file with the same settings; flags beat environment beat file [env IDSYNC_CONFIG]')
     .addOption(logLevelOption())
     .addOption(new Option('--log-format <format>', 'auto (pretty on a terminal), json or pretty [env IDSYNC_LOG_FORMAT]').choices(['auto', 'json', 'pretty']));
@@ -36,10 +38,14 @@ export function logLevelOption(): Option {
   return new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent [env IDSYNC_LOG_LEVEL] (default: info)');
 }
 
-/** Options of the job commands (import, export, watch, archive, worker). */
-export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
+/**
+ * Options of the job commands (import, export, watch, archive, worker, verify). `readOnly`: a
+ * command that only reads from the API (verify) has no --dry-run or --check-existing.
+ */
+export function addJobOptions(cmd: Command, { worker = false, readOnly = false } = {}): Command {
   cmd
-    .option('--concurrency <n>', 'requests in flight per process [env IDSYNC_CONCURRENCY] (default: 8)')
+    .option('--concurrency <n|auto>', 'requests in flight per process, or auto: found from the API\'s answers, up to --concurrency-max [env IDSYNC_CONCURRENCY] (default: 8)')
+    .option('--concurrency-max <n>', 'most requests in flight with --concurrency auto [env IDSYNC_CONCURRENCY_MAX] (default: 64)')
     .option('--rate <n>', 'most requests per second, across all workers together; 0 removes a limit stored by an earlier --rate [env IDSYNC_RATE] (default: unlimited, or the stored limit)')
     .option('--attempts <n>', 'tries per item before it counts as failed [env IDSYNC_ATTEMPTS] (default: 5)')
     .option('--connect-timeout <ms>', 'TCP and TLS connect timeout [env IDSYNC_CONNECT_TIMEOUT_MS] (default: 10000)')
@@ -48,8 +54,11 @@ export function addJobOptions(cmd: Command, { worker = false } = {}): Command {
   if (!worker) {
     cmd
       .option('--report-dir <dir>', 'where the report goes [env IDSYNC_REPORT_DIR] (default: idsync-reports/<runId>)')
+      .option('--workers <n>', 'in-process workers; 0 = enqueue and wait for `idsync worker` processes elsewhere (default: 1)');
+  }
+  if (!worker && !readOnly) {
+    cmd
       .option('--dry-run', 'validate everything and check the login; send nothing else')
-      .option('--workers <n>', 'in-process workers; 0 = enqueue and wait for `idsync worker` processes elsewhere (default: 1)')
       .option('--check-existing', 'ask the API whether each document already exists before uploading (for a rerun from another machine)');
   }
   return cmd;

@@ -29,6 +29,9 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
     slowBodyRate: num(opts, 'slowBodyRate', '--slow-body-rate'),
     slowBodyDelayMs: num(opts, 'slowBodyDelay', '--slow-body-delay'),
     revokeEverySeconds: num(opts, 'revokeEvery', '--revoke-every'),
+    capacity: num(opts, 'capacity', '--capacity'),
+    capacityKnee: num(opts, 'capacityKnee', '--capacity-knee'),
+    capacityLatencyMsPerRequest: num(opts, 'capacityLatencyMsPerRequest', '--capacity-latency-ms-per-request'),
   };
   for (const k of Object.keys(faults) as Array<keyof FaultSettings>) if (faults[k] === undefined) delete faults[k];
   const options: SandboxOptions = {
@@ -64,6 +67,7 @@ function banner(s: Sandbox, o: SandboxOptions): string {
     ...s.users.map((u) => `user: ${u.username} password: ${u.password} permissions: ${u.permissions.join(', ') || '(none)'}`),
     ...(s.caFile ? [`ca-file: ${s.caFile}   (pass it to idsync --ca-file, or curl --cacert)`] : []),
     `documents: ${s.dir}${o.dir ? '' : ' (temporary, removed at exit; use --dir to keep them)'}`,
+    ...(o.faults?.capacity !== undefined ? [`capacity: ${o.faults.capacity} requests handled at once; more are answered 503`] : []),
     ...(o.admin
       ? [`admin: ${s.origin}/_admin/documents  ${s.origin}/_admin/stats  ${s.origin}/_admin/faults  (POST ${s.origin}/_admin/revoke, /_admin/reset-stats)`]
       : []),

@@ -29,6 +29,7 @@ export async function run(args: unknown[], opts: Record<string, unknown>, _cmd: 
       ...(typeof opts.processedDir === 'string' ? { processedDir: opts.processedDir } : {}),
       deleteProcessed: opts.delete === true,
       ...(typeof opts.failedDir === 'string' ? { failedDir: opts.failedDir } : {}),
+      retryFailed: opts.retryFailed === true,
     });
     return exitCode;
   });

@@ -1,4 +1,5 @@
 import { readFileSync, accessSync, constants } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { Secret } from './secret.ts';
@@ -13,13 +14,25 @@ export interface Config {
   caFile: string | undefined;
   insecure: boolean;
   redisUrl: string | undefined;
+  /** CA certificate(s) of a TLS Redis (IDSYNC_REDIS_CA_FILE). */
+  redisCaFile: string | undefined;
   /** Root of every Redis key (IDSYNC_REDIS_PREFIX). */
   redisPrefix: string;
   /** Absolute path of the folder holding the ledger and the private Redis data. */
   stateDir: string;
+  /**
+   * Requests in flight per process: the fixed --concurrency, or with `auto` its bound
+   * --concurrency-max. Either way the most there can be (the pool's size, the worker's bound).
+   */
   concurrency: number;
+  /** `auto`: the API client learns the limit between 1 and `concurrency` (src/pacing/concurrency-limit.ts). */
+  concurrencyMode: 'fixed' | 'auto';
   rate: number | undefined;
   attempts: number;
+  /** watch: a failing file is retried this long after its first failure (0 = --attempts counts). */
+  retryBudgetMs: number;
+  /** watch: the longest wait between two tries under the retry budget. */
+  retryMaxDelayMs: number;
   reportDir: string | undefined;
   dryRun: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -46,7 +59,7 @@ export interface LoadOptions {
   cwd?: string;
 }
 
-const PATH_KEYS = new Set<keyof SettingsInput>(['caFile', 'stateDir', 'reportDir', 'passwordFile']);
+const PATH_KEYS = new Set<keyof SettingsInput>(['caFile', 'redisCaFile', 'stateDir', 'reportDir', 'passwordFile']);
 
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
@@ -158,10 +171,14 @@ export function loadConfig(options: LoadOptions = {}): Config {
     insecure: values.insecure as boolean,
     redisUrl: values.redisUrl as string | undefined,
     redisPrefix: values.redisPrefix as string,
-    stateDir: values.stateDir as string,
-    concurrency: values.concurrency as number,
+    redisCaFile: values.redisCaFile as string | undefined,
+    stateDir: (values.stateDir as string | undefined) ?? defaultStateDir(env),
+    concurrency: values.concurrency === 'auto' ? (values.concurrencyMax as number) : (values.concurrency as number),
+    concurrencyMode: values.concurrency === 'auto' ? 'auto' : 'fixed',
     rate: values.rate as number | undefined,
     attempts: values.attempts as number,
+    retryBudgetMs: values.retryBudget as number,
+    retryMaxDelayMs: values.retryMaxDelay as number,
     reportDir: values.reportDir as string | undefined,
     dryRun: values.dryRun as boolean,
     logLevel: values.logLevel as Config['logLevel'],
@@ -217,4 +234,14 @@ export function requireApiSettings(config: Config): ApiSettings {
     throw new ConfigError(`missing connection settings: ${missing.join(', ')}`, missing[0]);
   }
   return { apiUrl: config.apiUrl!, username: config.username!, password: config.password! };
+}
+
+/**
+ * The user's state dir (XDG Base Directory): the same whatever folder a command runs from, so a
+ * rerun from another folder (or systemd's `/`) finds its ledger and its private Redis.
+ */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_STATE_HOME;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'idsync');
+  return path.join(env.HOME || os.homedir(), '.local', 'state', 'idsync');
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import iconv from 'iconv-lite';
+import { formatDuration, parseDuration } from './duration.ts';
 
 /**
  * Every setting shared by the commands: where it comes from (flag, environment variable,
@@ -29,6 +30,24 @@ function intIn(min: number, max: number) {
     .min(min, { message: `must be at least ${min}` })
     .max(max, { message: `must be at most ${max}` });
 }
+
+export const CONCURRENCY_CEILING = 1024;
+
+/** --concurrency: a whole number, or `auto` (any case) for the adaptive limit. */
+const concurrencySetting = z.union([z.number(), z.string()], { message: 'must be a whole number or auto' }).transform((v, ctx) => {
+  if (typeof v === 'string' && v.trim().toLowerCase() === 'auto') return 'auto' as const;
+  const n = typeof v === 'number' ? v : v.trim() === '' ? Number.NaN : Number(v);
+  const problem = !Number.isInteger(n)
+    ? 'must be a whole number or auto'
+    : n < 1
+      ? 'must be at least 1 (or auto, to find the API\'s capacity)'
+      : n > CONCURRENCY_CEILING
+        ? `must be at most ${CONCURRENCY_CEILING}`
+        : undefined;
+  if (problem === undefined) return n;
+  ctx.addIssue({ code: 'custom', message: problem });
+  return z.NEVER;
+});
 
 const httpUrl = z
   .string()
@@ -66,16 +85,9 @@ export function normaliseApiUrl(text: string): string {
 const redisUrl = z
   .string()
   .trim()
-  .refine(
-    (s) => {
-      try {
-        return ['redis:', 'rediss:', 'unix:'].includes(new URL(s).protocol);
-      } catch {
-        return false;
-      }
-    },
-    { message: 'must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379' },
-  );
+  .refine((s) => /^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel):\/\//i.test(s), {
+    message: 'must be a redis://, rediss://, unix:// or redis+sentinel://host:port[,host:port…]/MASTER URL, e.g. redis://127.0.0.1:6379',
+  });
 
 /** One character, or `\t` / `tab` for a tab; a quote or a line break cannot separate cells. */
 const delimiter = z
@@ -89,6 +101,24 @@ const encoding = z
   .trim()
   .refine((s) => iconv.encodingExists(s), { message: 'is not an encoding idsync knows; use a name like utf-8, latin1, cp1252 or utf-16le' });
 
+/** A duration (`6h`, `90m`, `30s`, `500ms`; `0` = none) between two bounds, as milliseconds. */
+function durationIn(minMs: number, maxMs: number) {
+  return z
+    .union([z.string(), z.number()])
+    .transform((v, ctx) => {
+      const ms = typeof v === 'number' ? (v === 0 ? 0 : undefined) : parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration with a unit, e.g. 6h, 90m, 30s or 500ms (0 = none)' });
+        return z.NEVER;
+      }
+      if (ms !== 0 && (ms < minMs || ms > maxMs)) {
+        ctx.addIssue({ code: 'custom', message: `must be 0 or between ${formatDuration(minMs)} and ${formatDuration(maxMs)}` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -98,11 +128,16 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'caFile', flag: '--ca-file', env: 'IDSYNC_CA_FILE', schema: z.string().min(1), help: 'extra CA certificate(s), PEM' },
   { key: 'insecure', flag: '--insecure', env: 'IDSYNC_INSECURE_TLS', schema: boolFromText, default: false, help: 'skip TLS verification' },
   { key: 'redisUrl', flag: '--redis-url', env: 'REDIS_URL', schema: redisUrl, help: 'Redis holding the queues' },
+  { key: 'redisCaFile', flag: '--redis-ca-file', env: 'IDSYNC_REDIS_CA_FILE', schema: z.string().min(1), help: 'CA certificate(s), PEM, of a TLS Redis (rediss://)' },
   { key: 'redisPrefix', flag: '--redis-prefix', env: 'IDSYNC_REDIS_PREFIX', schema: z.string().trim().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1-64 letters, digits, dots, dashes or underscores' }), default: 'idsync', help: 'root of every Redis key idsync writes (several deployments can share one Redis)' },
-  { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), default: '.idsync', help: 'folder for the ledger and the private Redis data' },
-  { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: intIn(1, 1024), default: 8, help: 'requests in flight per process' },
+  { key: 'stateDir', flag: '--state-dir', env: 'IDSYNC_STATE_DIR', schema: z.string().min(1), help: "folder for the ledger and the private Redis data (default: $XDG_STATE_HOME/idsync, else ~/.local/state/idsync)" },
+  { key: 'concurrency', flag: '--concurrency', env: 'IDSYNC_CONCURRENCY', schema: concurrencySetting, default: 8, help: 'requests in flight per process, or auto' },
+  { key: 'concurrencyMax', flag: '--concurrency-max', env: 'IDSYNC_CONCURRENCY_MAX', schema: intIn(1, CONCURRENCY_CEILING), default: 64, help: 'most requests in flight with --concurrency auto' },
   { key: 'rate', flag: '--rate', env: 'IDSYNC_RATE', schema: intIn(0, 100_000), help: 'most requests per second across all workers; 0 removes a stored limit' },
   { key: 'attempts', flag: '--attempts', env: 'IDSYNC_ATTEMPTS', schema: intIn(1, 100), default: 5, help: 'tries per item' },
+  // A watch's files wait out an API outage this long (30 days at most: a run's keys expire then).
+  { key: 'retryBudget', flag: '--retry-budget', env: 'IDSYNC_RETRY_BUDGET', schema: durationIn(1000, 30 * 86_400_000), default: '6h', help: 'watch: how long a file is retried after its first failure while the API is down or failing; 0 = count --attempts instead' },
+  { key: 'retryMaxDelay', flag: '--retry-max-delay', env: 'IDSYNC_RETRY_MAX_DELAY', schema: durationIn(50, 3_600_000).refine((ms) => ms > 0, { message: 'must be more than 0' }), default: '5m', help: 'watch: the longest wait between two tries under --retry-budget' },
   { key: 'reportDir', flag: '--report-dir', env: 'IDSYNC_REPORT_DIR', schema: z.string().min(1), help: 'where reports go' },
   { key: 'dryRun', flag: '--dry-run', env: 'IDSYNC_DRY_RUN', schema: boolFromText, default: false, help: 'validate, send nothing' },
   { key: 'logLevel', flag: '--log-level', env: 'IDSYNC_LOG_LEVEL', schema: z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }), default: 'info', help: 'log level' },
@@ -127,10 +162,14 @@ export interface SettingsInput {
   insecure?: boolean | string;
   redisUrl?: string;
   redisPrefix?: string;
+  redisCaFile?: string;
   stateDir?: string;
   concurrency?: number | string;
+  concurrencyMax?: number | string;
   rate?: number | string;
   attempts?: number | string;
+  retryBudget?: number | string;
+  retryMaxDelay?: number | string;
   reportDir?: string;
   dryRun?: boolean | string;
   logLevel?: string;

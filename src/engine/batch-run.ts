@@ -72,13 +72,14 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
   else log.info({ runId: plan.runId }, '--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
 
   // Written while the run goes on (rows in order as their results come in).
-  const report = runReport(run, plan, { reportDir: o.reportDir, invocationStart: startedAt, log });
+  let prepared = 0;
+  const report = runReport(run, plan, { reportDir: o.reportDir, invocationStart: startedAt, log, preparedThrough: () => prepared });
   let finished = false;
   try {
     let feeding = true;
     let feedError: unknown;
     const cancelled = new AbortController();
-    const fed = feedRun({ plan, run, queue, signer: session.signer, attempts: session.config.attempts, window: o.window ?? DEFAULT_WINDOW, signal: AbortSignal.any([o.signal, cancelled.signal]), clock, log })
+    const fed = feedRun({ plan, run, queue, signer: session.signer, attempts: session.config.attempts, window: o.window ?? DEFAULT_WINDOW, signal: AbortSignal.any([o.signal, cancelled.signal]), clock, log, onPrepared: (row) => (prepared = row) })
       .then((counts) => {
         log.info({ rows: counts.rows, queued: counts.queued, rejected: counts.rejected, alreadyDone: counts.settled }, 'every row queued');
         return counts;
@@ -110,6 +111,7 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
         workersElsewhere: pool === undefined,
         ...(pool ? { local: pool } : {}),
         onResults: () => void report.advance(),
+        ...(session.config.concurrencyMode === 'auto' ? { concurrency: () => ({ limit: session.client.concurrencyLimit(), overloaded: session.client.stats().overloaded }) } : {}),
         onTick: () => {
           if (clock.now() - lastBeat < HEARTBEAT_MS) return;
           lastBeat = clock.now();
@@ -143,11 +145,12 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
       seconds: Math.max(0, (endedAt.getTime() - startedAt) / 1000),
     }));
     const failedCsv = path.join(summary.reportDir, 'failed.csv');
-    for (const line of summaryLines(plan.command, summary, o.retryHint ? { retry: o.retryHint(failedCsv) } : {})) o.out(line);
+    const shown = plan.report.statuses ? { statuses: plan.report.statuses } : {};
+    for (const line of summaryLines(plan.command, summary, { ...shown, ...(o.retryHint ? { retry: o.retryHint(failedCsv) } : {}) })) o.out(line);
     if (ending === 'fatal') o.out(`idsync: the run stopped: ${meta?.fatal ?? 'fatal error'}`);
     if (ending === 'stopped') o.out(`idsync: the run had to stop: ${scrubSecrets(describeError(feedError))}`);
     if (ending === 'cancelled') o.out('idsync: the run was cancelled from elsewhere (idsync cancel); run the same command again to do the rows left');
-    return { summary, ending, exitCode: exitCodeForOutcome({ ending, failed: summary.counts.failed, rejected: summary.counts.rejected }) };
+    return { summary, ending, exitCode: exitCodeForOutcome({ ending, counts: summary.counts }) };
   } finally {
     if (!finished) await report.discard(); // the run ended in an error before its report was finished
   }
@@ -200,7 +203,7 @@ export async function dryRunBatch(o: { plan: RunPlan; reportDir: string; out: (l
   });
   o.out(`dry run: ${summary.counts.skipped} rows would be ${plan.report.action}ed, ${summary.counts.rejected} rejected; nothing was sent`);
   o.out(`report: ${path.join(summary.reportDir, 'report.csv')}`);
-  return { summary, ending: 'done', exitCode: exitCodeForOutcome({ ending: 'done', failed: 0, rejected: summary.counts.rejected }) };
+  return { summary, ending: 'done', exitCode: exitCodeForOutcome({ ending: 'done', counts: summary.counts }) };
 }
 
 

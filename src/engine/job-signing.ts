@@ -10,8 +10,9 @@ import type { Secret } from '../config/secret.ts';
  * signed payload cannot be replayed under another row or run.
  *
  * What is not covered, on purpose: the hints a job keeps about itself between attempts (in doubt,
- * throttles). Forging those can only cost an extra existence check or skip one, the same as
- * deleting idsync's keys in Redis would.
+ * throttles, its retry budget and first failure). Forging those can only cost an extra existence
+ * check or skip one, or make a job try longer or shorter (as BullMQ's own `attempts` could), the
+ * same as deleting idsync's keys in Redis would.
  */
 export class JobSigner {
   readonly #key: Buffer;
@@ -42,4 +43,8 @@ export interface JobEnvelope<P = unknown> {
   d?: boolean;
   /** How often the API throttled this job (429): those tries do not count as attempts. */
   t?: number;
+  /** Retry budget, ms: passing failures end the job only once this long has gone since `f` (src/engine/retry-budget.ts). */
+  b?: number;
+  /** When the job first failed for a passing reason (epoch ms): where its retry budget starts. */
+  f?: number;
 }

@@ -1,10 +1,11 @@
 import { IdsyncError } from '../errors.ts';
+import { rowsNotOk, type StatusCounts } from '../report/row-result.ts';
 
 /** The exit codes of cli.md, and the one place that maps outcomes and errors onto them. */
 export const ExitCode = {
-  /** Every row succeeded or was skipped. */
+  /** Every row succeeded or was skipped (verify: every row verified). */
   Ok: 0,
-  /** The run finished and at least one row failed or was rejected. */
+  /** The run finished and at least one row failed or was rejected (or, verify: differs or is missing). */
   RowsFailed: 1,
   /** The run could not start (or had to stop): usage, config, credentials, Redis, manifest. */
   CannotStart: 2,
@@ -24,10 +25,11 @@ export type Ending = 'done' | 'lost' | 'interrupted' | 'fatal' | 'stopped' | 'ca
 
 export interface Outcome {
   ending: Ending;
-  failed: number;
-  rejected: number;
+  /** The run's rows per status (the report's counts). */
+  counts: StatusCounts;
 }
 
+/** A finished run exits 0 only when every row is OK (succeeded, skipped, verified: row-result.ts's OK_STATUSES). */
 export function exitCodeForOutcome(o: Outcome): ExitCodeValue {
   switch (o.ending) {
     case 'interrupted':
@@ -37,7 +39,7 @@ export function exitCodeForOutcome(o: Outcome): ExitCodeValue {
     case 'stopped':
       return ExitCode.CannotStart;
     default:
-      return o.failed > 0 || o.rejected > 0 ? ExitCode.RowsFailed : ExitCode.Ok;
+      return rowsNotOk(o.counts) > 0 ? ExitCode.RowsFailed : ExitCode.Ok;
   }
 }
 

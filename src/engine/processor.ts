@@ -9,6 +9,7 @@ import { cutText } from '../text.ts';
 import type { ControlJob, JobContext, RowJob, RowJobKind } from '../../jobs/job-kind.ts';
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
+import { triesSpent } from './retry-budget.ts';
 
 /** What a job of a cancelled run fails with: its row is left without a result (the report says cancelled). */
 export const RUN_CANCELLED = 'the run was cancelled (idsync cancel)';
@@ -46,7 +47,8 @@ export interface ProcessorOptions {
  * the job's kind (jobs/registry.ts), records each row's final result in the run's store (before
  * BullMQ removes the job), and turns error classes into what steers BullMQ: permanent and fatal
  * → UnrecoverableError (tried once), 429 → a pause of the queue that spends no attempt,
- * anything retryable → rethrown for backoff, until the last attempt.
+ * anything retryable → rethrown for backoff, until the last attempt or, for a job on a retry
+ * budget (watch), until the budget is spent.
  */
 export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
   return async (job: Job<JobEnvelope>, token?: string, signal?: AbortSignal): Promise<RowResult | undefined> => {
@@ -136,8 +138,8 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
         await options.rateLimit(job.queueName, Math.max(1, c.ms));
         throw Worker.RateLimitError();
       }
-      // The enqueuing command's --attempts travels with the job; a worker's own setting is the fallback.
-      const final = c.kind === 'permanent' || c.kind === 'fatal' || attempt >= (job.opts.attempts ?? options.attempts);
+      // The enqueuing command's --attempts (or retry budget) travels with the job; a worker's own setting is the fallback.
+      const final = c.kind === 'permanent' || c.kind === 'fatal' || (await triesSpent(job, attempt, options.attempts, ctx.clock.now()));
       if (!final) {
         run.stats.noteRetry(errorCode(err), ctx.clock.now());
         log().debug({ err, kind: c.kind, ambiguous: c.ambiguous }, 'job failed; will retry');

@@ -41,6 +41,8 @@ export interface FeedOptions {
   log: Logger;
   /** How often a full window looks again for room. */
   pollMs?: number;
+  /** Called with the last row of each batch once its rows are queued or settled (in row order). */
+  onPrepared?: (row: number) => void;
 }
 
 /** The jobs of a run in its queue: what waits, is delayed, or runs. */
@@ -70,7 +72,7 @@ export async function feedRun(o: FeedOptions): Promise<FeedCounts> {
     }
   };
   const write = async (rows: PlannedRow[]) => {
-    const states = await o.run.prepareRows(rows.map((r) => r.row));
+    const states = await o.run.prepareRows(rows.map((r) => r.row), { recheckSettled: o.plan.recheckSettled === true });
     const results: RowResult[] = [];
     const jobs: Array<{ name: string; data: JobEnvelope; opts: Record<string, unknown> }> = [];
     const redo: number[] = [];
@@ -96,12 +98,14 @@ export async function feedRun(o: FeedOptions): Promise<FeedCounts> {
     // A row done again must not find its earlier job (kept by BullMQ's id dedup) in the way.
     if (redo.length > 0) await Promise.all(redo.map((row) => o.queue.remove(rowJobId(row)).catch(() => 0)));
     await o.run.recordAll(results);
-    if (jobs.length === 0) return;
-    await waitForRoom(jobs.length);
-    if (o.signal.aborted) return;
-    await o.queue.addBulk(jobs as never);
-    backlog += jobs.length;
-    counts.queued += jobs.length;
+    if (jobs.length > 0) {
+      await waitForRoom(jobs.length);
+      if (o.signal.aborted) return;
+      await o.queue.addBulk(jobs as never);
+      backlog += jobs.length;
+      counts.queued += jobs.length;
+    }
+    o.onPrepared?.(rows.at(-1)!.row);
   };
   // Two batches in flight: the next one is read and validated (CSV parsing, file stats) while the
   // previous one is written to Redis. Writes stay in order, one batch at a time.

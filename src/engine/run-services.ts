@@ -16,15 +16,17 @@ export function ownerNow(now: number): RunOwner {
 }
 
 /** The report of a run: its lines in order, with their results from the run's store. */
-export function runReport(run: RunStore, plan: RunPlan, options: { reportDir: string; invocationStart: number; log?: Session['log'] }): RunReport {
+export function runReport(run: RunStore, plan: RunPlan, options: { reportDir: string; invocationStart: number; log?: Session['log']; preparedThrough?: () => number }): RunReport {
   return new RunReport({
     lines: plan.lines(),
     columns: plan.report.columns,
     knownColumns: plan.report.knownColumns,
     ...(plan.report.failedRow ? { failedRow: plan.report.failedRow } : {}),
     ...(plan.report.failedFormat ? { failedFormat: plan.report.failedFormat } : {}),
+    ...(plan.report.statuses ? { statuses: plan.report.statuses } : {}),
     getResults: (rows) => run.getResults(rows),
     retire: (rows) => run.retire(rows),
+    ...(options.preparedThrough ? { preparedThrough: options.preparedThrough } : {}),
     reportDir: options.reportDir,
     invocationStart: options.invocationStart,
     action: plan.report.action,
@@ -110,7 +112,7 @@ function runServices(session: Session): RunServices {
  * commands issued in the same tick by concurrent jobs go out in one write.
  */
 export function jobContext(session: Session): JobContext {
-  const store = new ApiStore(session.redis.connect('jobs', { autoPipelining: true }), { apiUrl: session.api.apiUrl, root: session.config.redisPrefix, lockTtlMs: session.config.lockDurationMs });
+  const store = new ApiStore(session.redis.connect('jobs', { autoPipelining: true }), { apiUrl: session.api.apiUrl, root: session.config.redisPrefix, lockTtlMs: session.config.lockDurationMs, replicas: session.redis.replicas });
   return { client: session.client, store, ledger: session.ledger, log: session.log, clock: session.clock, runs: runServices(session) };
 }
 
@@ -124,6 +126,7 @@ export function workerPool(session: Session, graceMs: number, command = 'worker'
     signer: session.signer,
     log: session.log,
     concurrency: c.concurrency,
+    ...(c.concurrencyMode === 'auto' ? { adaptive: session.client } : {}),
     attempts: c.attempts,
     lockDurationMs: c.lockDurationMs,
     stalledIntervalMs: c.stalledIntervalMs,

@@ -9,9 +9,9 @@ import { requireApiSettings, type ApiSettings, type Config } from '../config/loa
 import type { Logger } from '../log.ts';
 import { retryDelay } from '../pacing/backoff.ts';
 import { systemClock, type Clock } from '../pacing/clock.ts';
-import { Ledger } from '../state/ledger.ts';
+import { Ledger } from '../store/ledger/ledger.ts';
 import { ApiStore } from '../store/api-store.ts';
-import { openRedis, type RedisHandle } from '../store/redis/connection.ts';
+import { describeRedisFailure, openRedis, type RedisHandle } from '../store/redis/connection.ts';
 import { JobSigner } from './job-signing.ts';
 
 export interface SessionOptions {
@@ -88,7 +88,7 @@ export class Session {
     const client = createApiClient(config, api, log, { ...(options.clock ? { clock: options.clock } : {}), ...options.clientOptions });
     const session = new Session(options, api, client);
     const wantsState = options.state !== false;
-    const redisOpening = wantsState ? openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log, allowInstall: options.allowInstallRedis }) : undefined;
+    const redisOpening = wantsState ? openRedis({ redisUrl: config.redisUrl, redisCaFile: config.redisCaFile, stateDir: config.stateDir, log, allowInstall: options.allowInstallRedis }) : undefined;
     redisOpening?.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
     try {
       await loginWithRetries(client, config.attempts, log, signal);
@@ -98,7 +98,10 @@ export class Session {
         log.info({ redis: session.#redis.where }, 'queue store ready');
         session.#connection = session.#redis.connect('session');
         session.#store = session.storeFor(api.apiUrl);
-        await session.#store.register();
+        // The first write: a user without access to idsync's keys, or a full Redis, is told here.
+        await session.#store.register().catch((err: unknown) => {
+          throw describeRedisFailure(err, session.#redis!.where);
+        });
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
       }
       return session;
@@ -119,7 +122,7 @@ export class Session {
     const { config, log } = options;
     const session = new Session(options);
     try {
-      session.#redis = await openRedis({ redisUrl: config.redisUrl, stateDir: config.stateDir, log, attachOnly: true });
+      session.#redis = await openRedis({ redisUrl: config.redisUrl, redisCaFile: config.redisCaFile, stateDir: config.stateDir, log, attachOnly: true });
       session.#connection = session.#redis.connect('session');
       if (config.apiUrl) session.#store = session.storeFor(config.apiUrl);
       return session;
@@ -131,7 +134,7 @@ export class Session {
 
   /** The store of an API (by its URL) over this session's connection. */
   storeFor(apiUrl: string): ApiStore {
-    return new ApiStore(this.connection, { apiUrl, root: this.config.redisPrefix, lockTtlMs: this.config.lockDurationMs });
+    return new ApiStore(this.connection, { apiUrl, root: this.config.redisPrefix, lockTtlMs: this.config.lockDurationMs, replicas: this.#redis?.replicas ?? 0 });
   }
 
   get redis(): RedisHandle {
@@ -194,6 +197,7 @@ export function createApiClient(config: Config, api: ApiSettings, log: Logger, e
     ...(config.caFile ? { caFile: config.caFile } : {}),
     insecure: config.insecure,
     connections: config.concurrency,
+    concurrencyMode: config.concurrencyMode,
     connectTimeoutMs: config.connectTimeoutMs,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyTimeoutMs: config.bodyTimeoutMs,

@@ -2,7 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../pacing/clock.ts';
 import type { Progress } from '../report/progress.ts';
-import type { RowStatus } from '../report/row-result.ts';
+import { countedRows, type StatusCounts } from '../report/row-result.ts';
 import type { RunStore } from '../store/run-store.ts';
 import type { Ending } from './outcome.ts';
 import { queuedJobs } from './run-feeder.ts';
@@ -11,7 +11,7 @@ import type { WorkerPool } from './worker-pool.ts';
 export interface RunStatus {
   /** Rows with a result. */
   done: number;
-  counts: Record<RowStatus, number>;
+  counts: StatusCounts;
   /** Jobs of the run still in its queue (waiting, delayed, active). */
   queued: number;
 }
@@ -19,7 +19,7 @@ export interface RunStatus {
 /** How far a run is, in two small Redis reads (no scan of its rows). */
 export async function runStatus(run: RunStore, queue: Queue): Promise<RunStatus> {
   const [counts, queued] = await Promise.all([run.counts(), queuedJobs(queue)]);
-  return { done: counts.succeeded + counts.skipped + counts.failed + counts.rejected, counts, queued };
+  return { done: countedRows(counts), counts, queued };
 }
 
 export interface WaitOptions {
@@ -46,6 +46,8 @@ export interface WaitOptions {
   onResults?: () => void;
   /** Called every loop (the owner's heartbeat). */
   onTick?: () => void;
+  /** The API client's adaptive concurrency, shown with the progress (auto mode). */
+  concurrency?: () => { limit: number; overloaded: number } | undefined;
 }
 
 /**
@@ -65,8 +67,9 @@ export async function waitForRun(o: WaitOptions): Promise<Ending> {
     const look = await untilAborted(Promise.all([o.run.counts(), o.run.getMeta()]), o.signal);
     if (!look) return 'interrupted';
     const [counts, meta] = look;
-    const done = counts.succeeded + counts.skipped + counts.failed + counts.rejected;
-    o.progress.update({ done, counts, total: o.total });
+    const done = countedRows(counts);
+    const c = o.concurrency?.();
+    o.progress.update({ done, counts, total: o.total, ...(c ? { concurrency: c.limit, overloaded: c.overloaded } : {}) });
     o.onTick?.();
     if (done >= o.total && !o.feeding()) return 'done';
     if (o.signal.aborted) return 'interrupted';

@@ -1,8 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { classify } from '../api/classify.ts';
 import type { Logger } from '../log.ts';
-import { retryDelay } from '../pacing/backoff.ts';
 import type { RowResult } from '../report/row-result.ts';
 import { CONTROL_QUEUE, rowOfJobId } from '../store/keys.ts';
 import type { RedisHandle } from '../store/redis/connection.ts';
@@ -10,6 +8,7 @@ import type { JobContext } from '../../jobs/job-kind.ts';
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
 import { createProcessor, failedResult, RUN_CANCELLED } from './processor.ts';
+import { jobRetryDelay } from './retry-budget.ts';
 
 /**
  * Jobs a process runs at once per API connection. A job spends several ms on bookkeeping around
@@ -29,6 +28,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   /** API requests in flight in this process (--concurrency, the client's pool size). */
   concurrency: number;
+  /** With --concurrency auto: the client's adaptive limit, which the jobs run at once follow. */
+  adaptive?: { concurrencyLimit(): number; onConcurrencyChange(listener: (limit: number) => void): () => void };
   attempts: number;
   /** How fast a crashed worker's jobs are taken back (lower in tests). */
   lockDurationMs: number;
@@ -62,10 +63,23 @@ export class WorkerPool {
   #announced = false;
   readonly #startedAt: number;
 
+  readonly #unfollow: (() => void) | undefined;
+
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
-    this.#gate = pLimit(options.concurrency * JOBS_PER_CONNECTION);
+    this.#gate = pLimit(this.#jobsAtOnce());
     this.#startedAt = options.ctx.clock.now();
+    // Auto mode: three jobs per request the client allows now, so jobs (each holding a file) do
+    // not pile up on requests that may not start.
+    this.#unfollow = options.adaptive?.onConcurrencyChange(() => {
+      const jobs = this.#jobsAtOnce();
+      this.#gate.concurrency = jobs;
+      for (const worker of this.#workers.values()) worker.concurrency = jobs;
+    });
+  }
+
+  #jobsAtOnce(): number {
+    return (this.#o.adaptive?.concurrencyLimit() ?? this.#o.concurrency) * JOBS_PER_CONNECTION;
   }
 
   /** Jobs this process finished (completed or failed, retries included). */
@@ -97,7 +111,7 @@ export class WorkerPool {
       connection: o.redis.connect(`worker:${queueName}`),
       prefix: o.queuePrefix,
       ...(o.workerId ? { name: o.workerId } : {}),
-      concurrency: o.concurrency * JOBS_PER_CONNECTION,
+      concurrency: this.#jobsAtOnce(),
       lockDuration: o.lockDurationMs,
       stalledInterval: o.stalledIntervalMs,
       maxStalledCount: 10,
@@ -105,8 +119,9 @@ export class WorkerPool {
       removeOnFail: { count: 0 },
       settings: {
         // retryDelay's 0 means "do not retry"; BullMQ reads 0 as "at once" and only -1 as "stop".
-        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => {
-          const delay = retryDelay(attemptsMade, classify(err), Math.random);
+        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: { opts: { backoff?: number | { delay?: number } } }) => {
+          const backoff = job?.opts.backoff;
+          const delay = jobRetryDelay(attemptsMade, err, typeof backoff === 'object' ? backoff : undefined, Math.random);
           return delay > 0 ? delay : -1;
         },
       },
@@ -154,6 +169,7 @@ export class WorkerPool {
 
   /** Stops serving every queue (in parallel, each with the same grace), and leaves the list of workers. */
   async close(graceMs: number): Promise<void> {
+    this.#unfollow?.();
     await Promise.all([...this.#workers.keys()].map((name) => this.stop(name, graceMs)));
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { ReportWriteError } from '../errors.ts';
 import { stringify } from 'csv-stringify/sync';
-import { REPORT_COLUMNS, type RowResult, type RowStatus } from './row-result.ts';
+import { emptyCounts, OK_STATUSES, REPORT_COLUMNS, rowsDone, type RowResult, type RowStatus, type StatusCounts } from './row-result.ts';
 import { spreadsheetSafe } from './spreadsheet-cell.ts';
 
 export interface RunSummary {
@@ -16,7 +16,7 @@ export interface RunSummary {
   endedAt: string;
   interrupted: boolean;
   rows: number;
-  counts: Record<RowStatus, number>;
+  counts: StatusCounts;
   bytes: number;
   seconds: number;
   itemsPerSecond: number;
@@ -111,7 +111,7 @@ export class ReportWriter {
   readonly #failed: ReportFile;
   readonly #passThrough: string[];
   readonly #manifestColumns: string[];
-  readonly counts: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
+  readonly counts: StatusCounts;
   bytes = 0;
   rows = 0;
 
@@ -123,6 +123,7 @@ export class ReportWriter {
    * `failedRow` may adjust a failed row for failed.csv, which lives in another folder than the
    * manifest: import rewrites a relative `file` to an absolute path so the retry finds it.
    * failed.csv is written in UTF-8 (whatever the manifest's encoding) with `failedFormat`'s delimiter.
+   * `statuses`: statuses counted even when no row has them (a verify run's), besides every command's four.
    */
   constructor(
     dir: string,
@@ -131,7 +132,9 @@ export class ReportWriter {
     failedRow: (values: Record<string, string>) => Record<string, string> = (v) => v,
     failedFormat: FailedCsvFormat = {},
     openFile: ReportFileOpener = openForReport,
+    statuses: readonly RowStatus[] = [],
   ) {
+    this.counts = emptyCounts(statuses);
     this.#failedRow = failedRow;
     this.#failedDelimiter = failedFormat.delimiter ?? ',';
     this.dir = dir;
@@ -165,8 +168,9 @@ export class ReportWriter {
    */
   async add(result: RowResult, manifestValues: Record<string, string>, raw?: string): Promise<void> {
     this.rows++;
-    this.counts[result.status]++;
-    if (result.status === 'succeeded' && result.bytes) this.bytes += result.bytes;
+    this.counts[result.status] = (this.counts[result.status] ?? 0) + 1;
+    // Bytes moved, or (verify) checked: a skipped row's file was moved by an earlier run.
+    if ((result.status === 'succeeded' || result.status === 'verified') && result.bytes) this.bytes += result.bytes;
     const line = REPORT_COLUMNS.map((c) => spreadsheetSafe(result[c]));
     for (const c of this.#passThrough) line.push(spreadsheetSafe(manifestValues[c]));
     this.#csvLines.push(line);
@@ -175,7 +179,8 @@ export class ReportWriter {
     if (result.errorCode) json.errorCode = result.errorCode;
     for (const c of this.#passThrough) json[c] = manifestValues[c] ?? '';
     this.#jsonLines.push(JSON.stringify(json));
-    if (result.status === 'failed' || result.status === 'rejected') {
+    // Every row not OK: failed.csv fed back to the same command does exactly those again.
+    if (!OK_STATUSES.has(result.status)) {
       if (raw !== undefined) {
         this.#failedLines.push(raw);
       } else {
@@ -268,7 +273,7 @@ export class ReportWriter {
   async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
     await this.#flush();
     await this.#closeAll();
-    const done = this.counts.succeeded + this.counts.skipped;
+    const done = rowsDone(this.counts);
     const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;
     const full: RunSummary = { ...summary, rows: this.rows, counts: { ...this.counts }, bytes: this.bytes, itemsPerSecond, reportDir: this.dir };
     const summaryFile = new ReportFile(path.join(this.dir, `${SUMMARY}${PARTIAL}`), this.#openFile);

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
 import { ReportWriter, type FailedCsvFormat, type RunSummary } from './report-writer.ts';
-import type { RowResult } from './row-result.ts';
+import type { RowResult, RowStatus } from './row-result.ts';
 
 /** One line of the report: the row's number and its cells in the input. */
 export interface ReportLine {
@@ -24,10 +24,17 @@ export interface RunReportOptions {
   failedRow?: (values: Record<string, string>) => Record<string, string>;
   /** failed.csv's delimiter and header: the input's. */
   failedFormat?: FailedCsvFormat;
+  /** Statuses counted even when no row has them (a verify run's). */
+  statuses?: readonly RowStatus[];
   /** The rows' results, from the run's store. */
   getResults(rows: number[]): Promise<Array<RowResult | undefined>>;
   /** Called with the rows just written: their results may be dropped from Redis (their status stays). */
   retire?(rows: number[]): Promise<void>;
+  /**
+   * The last row this invocation has queued or settled: until then a row's result in Redis may be
+   * an earlier invocation's, about to be forgotten and done again, so the report waits for it.
+   */
+  preparedThrough?: () => number;
   reportDir: string;
   /** Rows that succeeded before this time were done by an earlier invocation of the run. */
   invocationStart: number;
@@ -63,7 +70,7 @@ export class RunReport {
 
   constructor(options: RunReportOptions) {
     this.#o = options;
-    this.#writer = new ReportWriter(options.reportDir, options.columns, options.knownColumns, options.failedRow, options.failedFormat);
+    this.#writer = new ReportWriter(options.reportDir, options.columns, options.knownColumns, options.failedRow, options.failedFormat, undefined, options.statuses);
     this.#records = options.lines[Symbol.asyncIterator]();
   }
 
@@ -120,6 +127,7 @@ export class RunReport {
       try {
         for (; n < head.length; n++) {
           const record = head[n]!;
+          if (!missing && this.#o.preparedThrough && record.row > this.#o.preparedThrough()) break;
           let result = results[n];
           if (!result) {
             if (!missing) break;

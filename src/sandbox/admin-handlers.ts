@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { faultSettingsProblems, type FaultSettings } from './fault-settings.ts';
 import { isGuid } from './guid.ts';
 import { readJson, sendJson, sendStatus } from './http-response.ts';
@@ -13,7 +15,7 @@ export interface AdminActions {
   bumpEnrollmentVersion(faceId: string): number;
 }
 
-/** GET/POST/PUT under /_admin at the server root: no auth, no faults, not counted in stats. */
+/** GET/POST/PUT/DELETE under /_admin at the server root: no auth, no faults, not counted in stats. */
 export async function handleAdmin(ctx: SandboxContext, actions: AdminActions, req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
   const method = req.method ?? 'GET';
   const rest = pathname.replace(/^\/_admin\/?/, '').replace(/\/+$/, '');
@@ -44,7 +46,38 @@ export async function handleAdmin(ctx: SandboxContext, actions: AdminActions, re
     return sendJson(res, 200, { faceId, version: actions.bumpEnrollmentVersion(faceId) });
   }
   if (route === 'POST detections') return addDetection(ctx, req, res);
+  const doc = /^(PUT|DELETE) documents\/([^/]+)\/([^/]+)$/.exec(route);
+  if (doc) {
+    const personId = decodeURIComponent(doc[2]!);
+    const documentId = decodeURIComponent(doc[3]!);
+    if (!isGuid(personId) || !isGuid(documentId)) return sendStatus(res, 400, 'personId and documentId must be GUIDs');
+    if (doc[1] === 'DELETE') return sendStatus(res, ctx.documents.remove(personId, documentId) ? 204 : 404);
+    return replaceDocument(ctx, req, res, personId, documentId);
+  }
   sendStatus(res, 404);
+}
+
+/** The request's body becomes the document's bytes (its metadata stays): so tests can make a server copy differ. */
+async function replaceDocument(ctx: SandboxContext, req: IncomingMessage, res: ServerResponse, personId: string, documentId: string): Promise<void> {
+  if (!ctx.documents.find(personId, documentId)) {
+    req.resume();
+    return sendStatus(res, 404);
+  }
+  const incoming = ctx.documents.incomingPath();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  req.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    bytes += chunk.length;
+  });
+  try {
+    await pipeline(req, createWriteStream(incoming));
+  } catch (err) {
+    ctx.documents.discard(incoming);
+    throw err;
+  }
+  if (!ctx.documents.replace(personId, documentId, incoming, { bytes, sha256: hash.digest('hex') })) return sendStatus(res, 404);
+  sendJson(res, 200, ctx.documents.find(personId, documentId)!.info);
 }
 
 async function addDetection(ctx: SandboxContext, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -82,6 +82,36 @@ export class DocumentStore {
     return 'stored';
   }
 
+  /**
+   * Gives a stored document other bytes (an admin call: what a server whose copy was altered
+   * would serve). Its metadata and upload count stay; false when there is no such document.
+   */
+  replace(personId: string, documentId: string, incoming: string, content: { bytes: number; sha256: string }): boolean {
+    const existing = this.entries.get(keyOf(personId, documentId));
+    if (!existing) {
+      this.discard(incoming);
+      return false;
+    }
+    const file = path.join(this.filesDir, randomUUID());
+    renameSync(incoming, file);
+    rmSync(existing.file, { force: true });
+    const { uploads: _uploads, ...kept } = existing.info;
+    const line: StoredLine = { ...kept, ...content, storedAt: new Date(this.now()).toISOString(), file: path.basename(file), replaced: true };
+    writeSync(this.indexFd, `${JSON.stringify(line)}\n`);
+    this.apply(line);
+    return true;
+  }
+
+  /** Forgets a stored document and drops its bytes (an admin call: a document lost on the server); false when there is none. */
+  remove(personId: string, documentId: string): boolean {
+    const existing = this.entries.get(keyOf(personId, documentId));
+    if (!existing) return false;
+    writeSync(this.indexFd, `${JSON.stringify({ personId: existing.info.personId, documentId: existing.info.documentId, deleted: true })}\n`);
+    this.entries.delete(keyOf(personId, documentId));
+    rmSync(existing.file, { force: true });
+    return true;
+  }
+
   find(personId: string, documentId: string): { info: StoredDocumentInfo; file: string } | undefined {
     return this.entries.get(keyOf(personId, documentId));
   }
@@ -105,15 +135,27 @@ export class DocumentStore {
     }
   }
 
-  private apply(line: StoredLine): void {
+  private apply(line: StoredLine | DeletedLine): void {
     const key = keyOf(line.personId, line.documentId);
+    if ('deleted' in line) {
+      this.entries.delete(key);
+      return;
+    }
     const previous = this.entries.get(key);
-    const { file, ...info } = line;
-    this.entries.set(key, { info: { ...info, uploads: (previous?.info.uploads ?? 0) + 1 }, file: path.join(this.filesDir, file) });
+    const { file, replaced, ...info } = line;
+    const uploads = (previous?.info.uploads ?? 0) + (replaced ? 0 : 1);
+    this.entries.set(key, { info: { ...info, uploads }, file: path.join(this.filesDir, file) });
   }
 }
 
-type StoredLine = Omit<StoredDocumentInfo, 'uploads'> & { file: string };
+/** A line of documents.jsonl: a store (an upload, or an admin's replacement of the bytes) … */
+type StoredLine = Omit<StoredDocumentInfo, 'uploads'> & { file: string; replaced?: boolean };
+/** … or an admin's removal. */
+interface DeletedLine {
+  personId: string;
+  documentId: string;
+  deleted: true;
+}
 
 function keyOf(personId: string, documentId: string): string {
   return `${personId.toLowerCase()}/${documentId.toLowerCase()}`;

@@ -25,6 +25,12 @@ export interface FaultSettings {
    * HTML login page, a JSON error, an empty body (what a proxy or a broken server sends)
    */
   badPhotoRate?: number;
+  /** most requests handled at once; the next one is answered 503 at once (after `latencyMs`), handling nothing */
+  capacity?: number;
+  /** requests handled at once before latency grows with load (default: half of `capacity`, or 0 without one) */
+  capacityKnee?: number;
+  /** added to a request for each request handled at once above the knee, itself included */
+  capacityLatencyMsPerRequest?: number;
 }
 
 export const FAULT_KEYS = [
@@ -39,9 +45,14 @@ export const FAULT_KEYS = [
   'slowBodyDelayMs',
   'revokeEverySeconds',
   'badPhotoRate',
+  'capacity',
+  'capacityKnee',
+  'capacityLatencyMsPerRequest',
 ] as const satisfies ReadonlyArray<keyof FaultSettings>;
 
 const RATES = new Set<string>(['failRate', 'throttleRate', 'resetRate', 'lostResponseRate', 'slowBodyRate', 'badPhotoRate']);
+/** Counts of requests: whole numbers (capacity 0 would refuse everything; leave it out for no limit). */
+const COUNTS: Record<string, number> = { capacity: 1, capacityKnee: 0 };
 
 /** Checks settings from JSON or flags; returns a message per problem (empty when fine). */
 export function faultSettingsProblems(input: unknown): string[] {
@@ -55,6 +66,7 @@ export function faultSettingsProblems(input: unknown): string[] {
     if (value === undefined || value === null) continue;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) problems.push(`${key} must be a number >= 0`);
     else if (RATES.has(key) && value > 1) problems.push(`${key} is a share of requests: 0..1`);
+    else if (key in COUNTS && (!Number.isInteger(value) || value < COUNTS[key]!)) problems.push(`${key} must be a whole number >= ${COUNTS[key]}${key === 'capacity' ? ' (leave it out for no limit)' : ''}`);
   }
   return problems;
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import type { CapacityGate } from './capacity-gate.ts';
 import type { DetectionSchedule } from './detection-schedule.ts';
 import type { DocumentStore } from './document-store.ts';
 import type { FaultInjector } from './fault-injector.ts';
@@ -23,6 +24,7 @@ export interface SandboxContext {
   detections: DetectionSchedule;
   documents: DocumentStore;
   faults: FaultInjector;
+  capacity: CapacityGate;
   stats: StatsCollector;
   now: () => number;
   log: Logger;

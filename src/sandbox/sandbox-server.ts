@@ -10,6 +10,7 @@ import { ConfigError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { handleAdmin, type AdminActions } from './admin-handlers.ts';
 import { handleApi } from './api-handlers.ts';
+import { CapacityGate } from './capacity-gate.ts';
 import { DetectionSchedule } from './detection-schedule.ts';
 import { DocumentStore, type DuplicatePolicy, type StoredDocumentInfo } from './document-store.ts';
 import { FaultInjector } from './fault-injector.ts';
@@ -105,6 +106,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const tokens = new TokenIssuer(now, options.tokenTtlSeconds ?? 3600);
   const faults = new FaultInjector(options.faults ?? {});
   tokens.setRevokeEvery(options.faults?.revokeEverySeconds);
+  const capacity = new CapacityGate(() => faults.get());
   const ctx: SandboxContext = {
     users,
     tokens,
@@ -113,7 +115,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     detections: new DetectionSchedule(photos),
     documents: new DocumentStore(dir, policy, now),
     faults,
-    stats: new StatsCollector(now),
+    capacity,
+    stats: new StatsCollector(now, () => capacity.load().maxHandling),
     now,
     log,
   };
@@ -123,7 +126,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       tokens.setRevokeEvery(f.revokeEverySeconds);
     },
     revokeAll: () => tokens.revokeAll(),
-    resetStats: () => ctx.stats.reset(),
+    resetStats: () => {
+      ctx.stats.reset();
+      capacity.resetMax();
+    },
     bumpEnrollmentVersion: (faceId) => photos.bumpEnrollmentVersion(faceId),
   };
 
@@ -225,7 +231,17 @@ async function handle(ctx: SandboxContext, actions: AdminActions, admin: boolean
   res.on('close', () => finished(res.writableFinished ? res.statusCode : 'reset'));
 
   const plan = ctx.faults.plan();
-  if (plan.latencyMs > 0) await sleep(plan.latencyMs);
+  const admission = ctx.capacity.enter();
+  if (!admission.admitted) {
+    // Refused at once, holding no place; the answer still takes the round trip (`latencyMs`).
+    ctx.stats.count('overCapacity');
+    if (plan.latencyMs > 0) await sleep(plan.latencyMs);
+    return sendStatus(res, 503, 'over capacity');
+  }
+  // 'close' comes after the answer is sent, and also when the connection dies first.
+  res.once('close', admission.leave);
+  const latencyMs = plan.latencyMs + admission.extraLatencyMs;
+  if (latencyMs > 0) await sleep(latencyMs);
   if (plan.early?.kind === 'reset') {
     req.socket.destroy();
     return;

@@ -11,6 +11,10 @@ export interface SandboxStats {
   uploads: number;
   /** upload requests received (stored, refused or failed) */
   uploadRequests: number;
+  /** requests answered 503 by the capacity model (`capacity`), also counted in status["503"] */
+  overCapacity: number;
+  /** most requests handled at once by the capacity model (refused ones hold no place), since the last reset */
+  maxHandling: number;
   /** requests started per second of the injected clock, the last 120 seconds, oldest first */
   requestsPerSecond: Array<{ second: number; count: number }>;
 }
@@ -22,7 +26,11 @@ export class StatsCollector {
   private s = fresh();
   private readonly perSecond = new Map<number, number>();
 
-  constructor(private readonly now: () => number) {}
+  /** `maxHandling` reads the capacity model's count (capacity-gate.ts), which resets with these counters. */
+  constructor(
+    private readonly now: () => number,
+    private readonly maxHandling: () => number = () => 0,
+  ) {}
 
   started(route: string): void {
     this.s.requests++;
@@ -40,7 +48,7 @@ export class StatsCollector {
     this.s.status[key] = (this.s.status[key] ?? 0) + 1;
   }
 
-  count(what: 'logins' | 'renewals' | 'uploads' | 'uploadRequests'): void {
+  count(what: 'logins' | 'renewals' | 'uploads' | 'uploadRequests' | 'overCapacity'): void {
     this.s[what]++;
   }
 
@@ -48,7 +56,7 @@ export class StatsCollector {
     const nowSecond = Math.floor(this.now() / 1000);
     this.prune(nowSecond);
     const requestsPerSecond = [...this.perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([second, count]) => ({ second, count }));
-    return { ...this.s, byRoute: { ...this.s.byRoute }, status: { ...this.s.status }, requestsPerSecond };
+    return { ...this.s, byRoute: { ...this.s.byRoute }, status: { ...this.s.status }, maxHandling: this.maxHandling(), requestsPerSecond };
   }
 
   reset(): void {
@@ -63,6 +71,6 @@ export class StatsCollector {
   }
 }
 
-function fresh(): Omit<SandboxStats, 'requestsPerSecond'> {
-  return { requests: 0, byRoute: {}, logins: 0, renewals: 0, status: {}, inFlight: 0, maxInFlight: 0, uploads: 0, uploadRequests: 0 };
+function fresh(): Omit<SandboxStats, 'requestsPerSecond' | 'maxHandling'> {
+  return { requests: 0, byRoute: {}, logins: 0, renewals: 0, status: {}, inFlight: 0, maxInFlight: 0, uploads: 0, uploadRequests: 0, overCapacity: 0 };
 }

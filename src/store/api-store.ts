@@ -34,11 +34,11 @@ export class ApiStore {
   readonly redis: Redis;
   readonly #runs = new Map<string, RunStore>();
 
-  constructor(redis: Redis, options: { apiUrl: string; root: string; lockTtlMs?: number }) {
+  constructor(redis: Redis, options: { apiUrl: string; root: string; lockTtlMs?: number; replicas?: number }) {
     this.redis = redis;
     this.apiUrl = options.apiUrl;
     this.keys = new ApiKeys(options.root, apiKey(options.apiUrl));
-    this.documents = new StoredDocuments(redis, this.keys, options.lockTtlMs);
+    this.documents = new StoredDocuments(redis, this.keys, options.lockTtlMs, options.replicas ?? 0);
   }
 
   /** BullMQ's prefix for this API's queues. */

@@ -9,7 +9,7 @@ import { RUN_TTL_SECONDS, type ArchiveKeys, type RunKeys } from './keys.ts';
 export const WATERMARK_FILE = '.idsync-archive.json';
 
 export interface PersonMark {
-  /** Start of this person's very first window (so a failed first run is retried from there, not from a later "24 h ago"). */
+  /** Start of this person's very first window (so a failed first run is retried from there, not from a later start). */
   startMs?: number;
   /** Inclusive end of the last window that succeeded completely. */
   watermarkMs?: number;
@@ -39,9 +39,10 @@ function later(a: number | undefined, b: number | undefined): number | undefined
 }
 
 /**
- * Per-person detection watermarks, in Redis AND in `<out>/.idsync-archive.json`: either alone
- * is enough to go on (Redis flushed, or archive folder moved to another machine), and when
- * both know a person the later watermark wins. The file is rewritten atomically (temp +
+ * Per-person detection watermarks, in Redis AND in `<out>/.idsync-archive.json`. The folder's
+ * record decides whether a window was archived (a wiped folder gets its history again; a folder
+ * moved to another machine or Redis goes on from its own record); when both know a person, the
+ * later watermark wins. The file is rewritten atomically (temp +
  * rename), merging with what it held, so it only ever moves forward too.
  */
 export class WatermarkStore {
@@ -61,7 +62,10 @@ export class WatermarkStore {
     const [[, mark], [, start]] = (await this.#redis.multi().hget(this.#marksKey, personId).hget(this.#startsKey, personId).exec()) as [[null, string | null], [null, string | null]];
     const fromFile = (await this.#readFile()).persons[personId];
     const out: PersonMark = {};
-    const watermarkMs = later(mark !== null ? Number(mark) : undefined, fromFile?.watermarkMs);
+    // A watermark counts only while the archive folder still holds what it stands for: Redis's
+    // alone would skip the history of a folder that was wiped or replaced, so the folder's own
+    // record must know the person too (a folder moved to another Redis still has it).
+    const watermarkMs = fromFile?.watermarkMs !== undefined ? later(mark !== null ? Number(mark) : undefined, fromFile.watermarkMs) : undefined;
     if (watermarkMs !== undefined) out.watermarkMs = watermarkMs;
     // The first start is write-once: the earliest known one wins.
     const starts = [start !== null ? Number(start) : undefined, fromFile?.startMs].filter((v): v is number => v !== undefined);

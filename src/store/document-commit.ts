@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DocumentConflictError, ResultNotRecordedError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { RowResult } from '../report/row-result.ts';
-import type { Ledger } from '../state/ledger.ts';
+import type { Ledger } from './ledger/ledger.ts';
 import { DocumentBusy, RowAlreadyDone, RunStopped } from './row-signals.ts';
 import type { RunStore } from './run-store.ts';
 import { contentPrefix, type DocumentClaim, type StoredDocuments } from './stored-documents.ts';

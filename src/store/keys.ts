@@ -50,7 +50,7 @@ export interface RunKeys {
   meta: string;
   /** Hash row → result JSON, for rows not written into the report yet (then retired). */
   results: string;
-  /** Bit field, 2 bits per row (dense rows only): what stays of a result once retired. */
+  /** Bit field, 3 bits per row (dense rows only): what stays of a result once retired (its status code). */
   status: string;
   /** Hash status → number of rows. */
   counts: string;

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { RowStatus } from '../report/row-result.ts';
 
 /**
  * The Lua of a row's life in Redis, beside the keys it touches (src/store/keys.ts): what a row's
@@ -12,16 +13,22 @@ import type { Redis } from 'ioredis';
  * server) and the first 8 bytes of the content's sha256, in bucketed hashes (StoredDocuments).
  */
 
-/** Status codes of the `status` bit field (u3 per row). */
-export const STATUS_CODE = { succeeded: 1, skipped: 2, failed: 3, rejected: 4 } as const;
+/**
+ * Status codes of the `status` bit field (u3 per row: 0 = no result, 7 codes). verified,
+ * mismatch and missing are `idsync verify`'s; STATUS_NAME in ROW_STATE lists them in this order.
+ */
+export const STATUS_CODE: Readonly<Record<RowStatus, number>> = { succeeded: 1, skipped: 2, failed: 3, rejected: 4, verified: 5, mismatch: 6, missing: 7 };
 
 /**
- * The row rule, written once: a row whose result is succeeded or skipped is settled (never done
- * again); failed or rejected, it is done again by the run's next invocation; an unreadable result
- * counts as failed. Returns 'settled' | 'retry' | nil, and the result JSON (or status code).
+ * The row rule, written once: a row whose job found what it was for is settled (never done
+ * again): succeeded or skipped, or a verify's verified, mismatch or missing (a finding, not a
+ * failure to try again); failed or rejected, it is done again by the run's next invocation; an
+ * unreadable result counts as failed. Returns 'settled' | 'retry' | nil, and the result JSON (or
+ * status code).
  */
 const ROW_STATE = `
-local STATUS_NAME = { 'succeeded', 'skipped', 'failed', 'rejected' }
+local STATUS_NAME = { 'succeeded', 'skipped', 'failed', 'rejected', 'verified', 'mismatch', 'missing' }
+local SETTLED = { succeeded = true, skipped = true, verified = true, mismatch = true, missing = true }
 local function is_dense(meta, row)
   return redis.call('hget', meta, 'dense') == '1' and tonumber(row) ~= nil and tonumber(row) < 1000000000
 end
@@ -29,13 +36,13 @@ local function row_state(results, status, meta, row)
   local raw = redis.call('hget', results, row)
   if raw then
     local ok, r = pcall(cjson.decode, raw)
-    if ok and type(r) == 'table' and (r.status == 'succeeded' or r.status == 'skipped') then return 'settled', raw end
+    if ok and type(r) == 'table' and type(r.status) == 'string' and SETTLED[r.status] then return 'settled', raw end
     return 'retry', raw
   end
   if is_dense(meta, row) then
     local code = redis.call('bitfield', status, 'GET', 'u3', '#' .. row)[1]
-    if code == 1 or code == 2 then return 'settled', code end
-    if code == 3 or code == 4 then return 'retry', code end
+    if code > 0 and SETTLED[STATUS_NAME[code]] then return 'settled', code end
+    if code > 0 then return 'retry', code end
   end
   return nil, nil
 end
@@ -87,23 +94,25 @@ end
 return out`;
 
 /**
- * Before an invocation queues rows: KEYS results, counts, status, meta; ARGV rows. Per row:
- * 'settled' (nothing to do), 'new', or 'redo' (its failed or rejected result is forgotten, the
- * counts follow, and it is done again).
+ * Before an invocation queues rows: KEYS results, counts, status, meta; ARGV[1] '1' to do settled
+ * rows again too (their jobs then look whether the work is still there, e.g. a downloaded file),
+ * then the rows. Per row: 'settled' (nothing to do), 'new', or 'redo' (its result is forgotten,
+ * the counts follow, and it is done again).
  */
 const PREPARE = `${ROW_STATE}
 local out = {}
-for i = 1, #ARGV do
+local recheck = ARGV[1] == '1'
+for i = 2, #ARGV do
   local row = ARGV[i]
   local state = row_state(KEYS[1], KEYS[3], KEYS[4], row)
-  if state == 'settled' then out[i] = 'settled'
-  elseif state == 'retry' then
+  if state == 'settled' and not recheck then out[i - 1] = 'settled'
+  elseif state then
     local prev = row_status(KEYS[1], KEYS[3], KEYS[4], row)
     if prev then redis.call('hincrby', KEYS[2], prev, -1) end
     redis.call('hdel', KEYS[1], row)
     if is_dense(KEYS[4], row) then redis.call('bitfield', KEYS[3], 'SET', 'u3', '#' .. row, 0) end
-    out[i] = 'redo'
-  else out[i] = 'new' end
+    out[i - 1] = 'redo'
+  else out[i - 1] = 'new' end
 end
 return out`;
 

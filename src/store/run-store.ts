@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { RowResult, RowStatus } from '../report/row-result.ts';
+import { emptyCounts, type RowResult, type RowStatus, type StatusCounts } from '../report/row-result.ts';
 import { RUN_TTL_SECONDS, type ApiKeys, type RunKeys } from './keys.ts';
 import { rowCommands, scriptAnswer, STATUS_CODE } from './row-scripts.ts';
 import { RunStats } from './run-stats.ts';
@@ -174,12 +174,13 @@ export class RunStore {
 
   /**
    * Before an invocation queues rows: which are settled (done by an earlier invocation), new, or
-   * to be done again (their failed or rejected result is forgotten here).
+   * to be done again (their failed or rejected result is forgotten here; with recheckSettled, a
+   * settled one's too).
    */
-  async prepareRows(rows: number[]): Promise<Array<'settled' | 'new' | 'redo'>> {
+  async prepareRows(rows: number[], options: { recheckSettled?: boolean } = {}): Promise<Array<'settled' | 'new' | 'redo'>> {
     if (rows.length === 0) return [];
     const k = this.keys;
-    return (await rowCommands(this.#redis).idsyncPrepare(4, k.results, k.counts, k.status, k.meta, ...rows.map(String))) as Array<'settled' | 'new' | 'redo'>;
+    return (await rowCommands(this.#redis).idsyncPrepare(4, k.results, k.counts, k.status, k.meta, options.recheckSettled ? '1' : '0', ...rows.map(String))) as Array<'settled' | 'new' | 'redo'>;
   }
 
   /** What a job asks before it starts: a settled result of its row (return it), or a stopped run. */
@@ -215,10 +216,10 @@ export class RunStore {
   }
 
   /** Results recorded so far, per status (one small hash). */
-  async counts(): Promise<Record<RowStatus, number>> {
+  async counts(): Promise<StatusCounts> {
     const raw = await this.#redis.hgetall(this.keys.counts);
-    const out: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
-    for (const [k, v] of Object.entries(raw)) if (k in out) out[k as RowStatus] = Number(v);
+    const out = emptyCounts();
+    for (const [k, v] of Object.entries(raw)) if (k in STATUS_CODE) out[k as RowStatus] = Number(v);
     return out;
   }
 

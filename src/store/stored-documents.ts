@@ -63,11 +63,13 @@ export class StoredDocuments {
   readonly #redis: Redis;
   readonly #keys: ApiKeys;
   readonly #ttlMs: number;
+  readonly #replicas: number;
 
-  constructor(redis: Redis, keys: ApiKeys, lockTtlMs = 30_000) {
+  constructor(redis: Redis, keys: ApiKeys, lockTtlMs = 30_000, replicas = 0) {
     this.#redis = redis;
     this.#keys = keys;
     this.#ttlMs = lockTtlMs;
+    this.#replicas = replicas;
   }
 
   /** What this Redis knows of a document (for verify and status pages). */
@@ -84,10 +86,15 @@ export class StoredDocuments {
     await this.#redis.hset(this.#keys.storedBucket(id.bucket), id.field, storedValue('s', sha256));
   }
 
-  readonly #claims = new TurnBatcher<{ keys: string[]; args: Array<string | Buffer> }, string>((batch) => {
+  readonly #claims = new TurnBatcher<{ keys: string[]; args: Array<string | Buffer> }, string>(async (batch) => {
     const keys = batch.flatMap((c) => c.keys);
     const args = batch.flatMap((c) => c.args);
-    return rowCommands(this.#redis).idsyncClaim(keys.length, ...keys, ...args).then((answers) => answers.map(scriptAnswer));
+    const answers = await rowCommands(this.#redis).idsyncClaim(keys.length, ...keys, ...args);
+    // With replicas, the doubt marks must reach one before anything is sent: a failover that lost
+    // them would let another worker send the same document again. One WAIT per batch of claims;
+    // a replica that does not answer within a second is not waited for (it is down, not slow).
+    if (this.#replicas > 0) await this.#redis.wait(1, 1000);
+    return answers.map(scriptAnswer);
   }, CLAIMS_PER_CALL);
 
   /**

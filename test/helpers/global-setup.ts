@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureRedisServer } from '../../src/store/redis/redis-binary.ts';
-import { startPrivateRedis, type PrivateRedis } from '../../src/store/redis/private-redis.ts';
+import { startTestRedis } from './redis-server.ts';
 import { dockerEndpoint, localImageExists } from './docker-engine.ts';
 
 /** The Redis image docker/build-local-images.sh builds from Debian's redis-server (no registry needed). */
@@ -32,9 +31,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('redisUrl', fromDocker.url);
     return fromDocker.stop;
   }
-  const redisServer = ensureRedisServer({ allowInstall: true, say: (line) => console.log(`[test setup] ${line}`) });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'idsync-test-redis-'));
-  const redis: PrivateRedis = await startPrivateRedis({ dir, redisServer });
+  const redis = await startTestRedis(dir);
   project.provide('redisUrl', redis.url);
   return async () => {
     await redis.stop();

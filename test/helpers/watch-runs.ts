@@ -1,7 +1,7 @@
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 import type { SettingsInput } from '../../src/config/schema.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger, type Logger } from '../../src/log.ts';
 import type { IngestRecord } from '../../src/report/ingest-log.ts';
 import { runWatch, type WatchRunOptions, type WatchRunResult } from '../../src/commands/watch/run-watch.ts';
 
@@ -15,6 +15,8 @@ export interface WatchArgs extends Partial<Omit<WatchRunOptions, 'config' | 'log
   keyPrefix: string;
   redisUrl?: string;
   flags?: SettingsInput;
+  /** Default: silent. */
+  log?: Logger;
 }
 
 export interface RunningWatch {
@@ -29,7 +31,7 @@ export interface RunningWatch {
 
 /** Starts `idsync watch` in-process against a sandbox and the suite's Redis; resolves once the folder is watched. */
 export async function startWatch(args: WatchArgs): Promise<RunningWatch> {
-  const { dir, apiUrl, password, stateDir, reportDir, redisUrl, keyPrefix, flags, ...rest } = args;
+  const { dir, apiUrl, password, stateDir, reportDir, redisUrl, keyPrefix, flags, log, ...rest } = args;
   const config = loadConfig({
     env: {
       IDSYNC_API_URL: apiUrl,
@@ -56,7 +58,7 @@ export async function startWatch(args: WatchArgs): Promise<RunningWatch> {
     ...rest,
     dir,
     config,
-    log: silentLogger(),
+    log: log ?? silentLogger(),
     signal: controller.signal,
     onIngest: (r) => {
       records.push(r);

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parse } from 'csv-parse/sync';
@@ -10,7 +10,8 @@ import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { systemClock, type Clock } from '../../src/pacing/clock.ts';
 import { runArchive, schedulerIdFor, type ArchiveRunOptions } from '../../src/commands/archive/run-archive.ts';
-import { archiveKeyFor } from '../../jobs/archive-plan.ts';
+import { archiveKeyFor, FIRST_WINDOW_START_MS } from '../../jobs/archive-plan.ts';
+import { ORIGIN_MS } from '../../src/sandbox/detection-schedule.ts';
 import { ApiKeys, apiKey, CONTROL_QUEUE } from '../../src/store/keys.ts';
 import { WATERMARK_FILE } from '../../src/store/archive-state.ts';
 import { keyPrefixFor } from '../helpers/job-runs.ts';
@@ -111,6 +112,12 @@ function readCsv(file: string): Array<Record<string, string>> {
 
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
+/** Adds a detection through the sandbox's admin surface; its image is the sandbox's photo for it. */
+async function addDetection(s: { origin: string }, personId: string, timeMs: number): Promise<void> {
+  const res = await fetch(`${s.origin}/_admin/detections`, { method: 'POST', body: JSON.stringify({ personId, dateTimeUtc: new Date(timeMs).toISOString(), detector: 'Old Door' }) });
+  expect(res.status).toBe(201);
+}
+
 describe('idsync archive against the sandbox', () => {
   it('archives everything once, then only the new window; keeps a changed enrollment photo\'s previous version', async () => {
     const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -171,6 +178,59 @@ describe('idsync archive against the sandbox', () => {
     expect(readCsv(path.join(out, 'index.csv')).filter((r) => r.kind === 'enrollment-previous')).toHaveLength(1);
     // No temp files left behind anywhere.
     expect((readdirSync(out, { recursive: true }) as string[]).filter((f) => f.includes('.part') || f.includes('.incoming-'))).toEqual([]);
+
+    // The archive folder is wiped: Redis still knows the watermarks, but the folder's own record is
+    // gone, so the next run archives the whole history again instead of skipping it.
+    const before = detectionFiles(out).length;
+    rmSync(out, { recursive: true, force: true });
+    const T3 = T2 + 60_000;
+    clock.set(T3);
+    const fourth = await archive(s, dir, { reportName: 'r4', since, clock, pageSize: 5 });
+    expect(fourth.summary!.counts.failed).toBe(0);
+    expect(detectionFiles(out).length).toBe(before + (await imagesInWindow(s, PERSONS[0]!, T2 + 1, T3)) + (await imagesInWindow(s, PERSONS[1]!, T2 + 1, T3)));
+    expect(readdirSync(path.join(out, 'enrollment'))).toHaveLength(2);
+  });
+
+  it('without --since, the first run archives all the history the server lists; the next run only what is new', async () => {
+    // Six hours after the sandbox's generated sightings begin, plus detections up to 90 days old.
+    const T0 = ORIGIN_MS + 6 * HOUR;
+    const clock = handClock(T0);
+    const s = await withSandbox({ now: clock.now });
+    const DAY = 24 * HOUR;
+    const old = [90 * DAY, 30 * DAY, 2 * DAY, DAY + HOUR].map((ago) => T0 - ago);
+    for (const p of PERSONS) for (const t of old) await addDetection(s, p, t);
+    const dir = tempDir('archive');
+    const out = path.join(dir, 'out');
+    const rec = recordingDispatcher();
+
+    const first = await archive(s, dir, { reportName: 'r1', clock, pageSize: 50, clientOptions: { dispatcher: rec.dispatcher } });
+    expect(first.summary!.counts).toMatchObject({ succeeded: 4, failed: 0 });
+    expect(new Set(rec.listings.map((q) => q.get('epochStartMs')))).toEqual(new Set([String(FIRST_WINDOW_START_MS)]));
+    const all = (await imagesInWindow(s, PERSONS[0]!, 0, T0)) + (await imagesInWindow(s, PERSONS[1]!, 0, T0));
+    // Every detection older than a day is there, with the rest of the history.
+    expect(all).toBeGreaterThan(old.length * PERSONS.length);
+    const files1 = detectionFiles(out);
+    expect(files1).toHaveLength(all);
+    for (const p of PERSONS) {
+      for (const t of old) expect(files1.filter((f) => f.startsWith(`${p}/${new Date(t).toISOString().slice(0, 10)}/`))).not.toHaveLength(0);
+    }
+    const report1 = readCsv(path.join(dir, 'r1', 'report.csv'));
+    expect(report1.filter((r) => r.kind === 'person').map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
+
+    // Two hours later, one new detection per person on top of the new sightings: only those are listed and written.
+    const T1 = T0 + 2 * HOUR;
+    clock.set(T1);
+    for (const p of PERSONS) await addDetection(s, p, T1 - 60_000);
+    rec.listings.length = 0;
+    const second = await archive(s, dir, { reportName: 'r2', clock, pageSize: 50, clientOptions: { dispatcher: rec.dispatcher } });
+    expect(second.summary!.counts.failed).toBe(0);
+    expect(new Set(rec.listings.map((q) => q.get('epochStartMs')))).toEqual(new Set([String(T0 + 1)]));
+    const fresh = (await imagesInWindow(s, PERSONS[0]!, T0 + 1, T1)) + (await imagesInWindow(s, PERSONS[1]!, T0 + 1, T1));
+    expect(fresh).toBeGreaterThanOrEqual(PERSONS.length);
+    const files2 = detectionFiles(out);
+    expect(files2).toHaveLength(all + fresh);
+    expect(files2.filter((f) => files1.includes(f))).toEqual(files1);
+    expect(readCsv(path.join(out, 'index.csv')).filter((r) => r.kind === 'detection')).toHaveLength(all + fresh);
   });
 
   it('a failure inside one person\'s window keeps that watermark; the next run fills the gap', async () => {

@@ -6,7 +6,7 @@ describe('idsync command line', () => {
   it('--help lists every command', async () => {
     const r = await runCli(['--help']);
     expect(r.code).toBe(0);
-    for (const command of ['import', 'export', 'watch', 'archive', 'worker', 'sandbox']) expect(r.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    for (const command of ['import', 'export', 'watch', 'archive', 'verify', 'worker', 'sandbox']) expect(r.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
   });
 
   it('--version prints the package version', async () => {

@@ -100,8 +100,8 @@ describe('could-not-start errors at login exit 2 with the cause (issue #15)', ()
     const env = { IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password, IDSYNC_STATE_DIR: stateDir, IDSYNC_REPORT_DIR: path.join(dir, 'rep'), REDIS_URL: inject('redisUrl') };
     const r = await runCli(['import', manifest], { env });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`idsync: the state dir ${stateDir} cannot be written (ENOTDIR on `);
-    expect(r.stderr).toContain('give a writable --state-dir (IDSYNC_STATE_DIR)');
+    expect(r.stderr).toContain(`idsync: the state dir ${stateDir} cannot hold the ledger: ENOTDIR`);
+    expect(r.stderr).toContain('make it writable or choose another with --state-dir');
     expect(r.stderr).not.toMatch(/unexpected error|\n    at /);
     expect(s.stats().uploads).toBe(0);
   });

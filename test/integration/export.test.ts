@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parse } from 'csv-parse/sync';
@@ -65,5 +65,14 @@ describe('idsync export against the sandbox', () => {
     expect(again.summary.counts).toMatchObject({ skipped: 6, failed: 1, rejected: 3 });
     // Only the 404 row is tried again (it had failed); the finished files are not fetched twice.
     expect(s.stats().requests).toBeLessThanOrEqual(2);
+    const rerun = parse(readFileSync(path.join(dir, 'r-export2', 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+    expect(rerun[0]).toMatchObject({ status: 'skipped', action: 'exists-locally', output: `enrollment/${FACE}.jpg` });
+    expect(rerun[0]!.sha256).toBe(report[0]!.sha256);
+
+    // The files are deleted: remembered results never outrank the disk, the rerun fetches them again.
+    rmSync(out, { recursive: true, force: true });
+    const third = await runJob({ command: 'export', manifest, outDir: out, reportDir: path.join(dir, 'r-export3'), ...common });
+    expect(third.summary.counts).toMatchObject({ succeeded: 6, failed: 1, rejected: 3 });
+    expect(readFileSync(path.join(out, 'named/first.bin')).equals(readFileSync(docs[0]!.file!))).toBe(true);
   });
 });

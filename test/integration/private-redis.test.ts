@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -79,13 +79,49 @@ describe('private redis-server', () => {
     expect(await waitGone(pid)).toBe(true);
   });
 
-  it('refuses a second owner of the same state dir while the first runs', async () => {
+  it('is shared by the user\'s processes that use one state dir, and stops when the last has gone', async () => {
     const stateDir = tempDir();
     const h = startHolder(stateDir, 'wait');
-    await h.ready;
-    await expect(openRedis({ redisUrl: undefined, stateDir, log: silentLogger() })).rejects.toThrowError(/another idsync process \(pid \d+\)/);
+    const pid = await h.ready;
+    const second = await openRedis({ redisUrl: undefined, stateDir, log: silentLogger() });
+    expect(second.isPrivate).toBe(true);
+    const client = second.connect('second');
+    expect(await client.get('fixture')).toBe('alive'); // the same Redis, not a second one
     h.child.kill('SIGTERM');
     await h.exited;
+    await sleep(1500);
+    expect(isAlive(pid)).toBe(true); // still used by the second process
+    expect(await client.get('fixture')).toBe('alive');
+    await second.close();
+    expect(await waitGone(pid)).toBe(true);
+  });
+
+  it('puts no secret on any command line and is reachable only through a 0700 folder', async () => {
+    const stateDir = tempDir();
+    const redis = await openRedis({ redisUrl: undefined, stateDir, log: silentLogger() });
+    try {
+      const dir = path.join(stateDir, 'redis');
+      const conn = JSON.parse(readFileSync(path.join(dir, 'connection.json'), 'utf8')) as { password: string; pid: number; socket?: string };
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(statSync(path.join(dir, 'connection.json')).mode & 0o777).toBe(0o600);
+      expect(statSync(path.join(dir, 'redis.conf')).mode & 0o777).toBe(0o600);
+      expect(conn.socket).toBe(path.join(dir, 'redis.sock'));
+      // No process (redis-server, its watchdog) shows the password in its argv.
+      for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+        let cmdline = '';
+        try {
+          cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        } catch {
+          continue;
+        }
+        expect(cmdline, `pid ${pid}`).not.toContain(conn.password);
+      }
+      // Nothing listens on TCP: the socket is the only way in.
+      const config = (await redis.connect('probe').config('GET', 'port')) as string[];
+      expect(config[1]).toBe('0');
+    } finally {
+      await redis.close();
+    }
   });
 
   it('an unreachable REDIS_URL is a clear RedisUnavailableError', async () => {

@@ -8,10 +8,11 @@ import { classify } from '../../src/api/classify.ts';
 import { Secret } from '../../src/config/secret.ts';
 import { JobSigner, type JobEnvelope } from '../../src/engine/job-signing.ts';
 import { createProcessor, failedResult } from '../../src/engine/processor.ts';
-import { ResultNotRecordedError } from '../../src/errors.ts';
+import { budgetedJob } from '../../src/engine/retry-budget.ts';
+import { HttpStatusError, ResultNotRecordedError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
-import { systemClock } from '../../src/pacing/clock.ts';
-import { Ledger } from '../../src/state/ledger.ts';
+import { ManualClock, systemClock } from '../../src/pacing/clock.ts';
+import { Ledger } from '../../src/store/ledger/ledger.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
 import { documentId } from '../../src/store/stored-documents.ts';
 import type { JobContext } from '../../jobs/job-kind.ts';
@@ -148,6 +149,75 @@ describe('failed rows', () => {
     expect(result.error).toBe('x'.repeat(299));
     expect(result.error!.length).toBe(299);
     expect(result).toMatchObject({ personId: PERSON, file: 'f', action: 'upload', errorCode: 'E_INTERNAL' });
+  });
+});
+
+describe('the retry budget (watch)', () => {
+  /** An upload job whose every try meets `status`, on a retry budget of a minute (or on --attempts 3 without one). */
+  async function failingUpload(status: number, budget: boolean) {
+    const { ctx, store } = await context();
+    const clock = new ManualClock();
+    ctx.clock = clock;
+    const tries: number[] = [];
+    ctx.client = {
+      uploadDocument: async () => {
+        tries.push(clock.now());
+        throw new HttpStatusError({ method: 'POST', path: '/api/v1/people/fileDocuments/upload', status, requestSent: false });
+      },
+    } as never;
+    const file = path.join(tempDir(), 'budget.bin');
+    writeFileSync(file, 'content');
+    const terms = budgetedJob({ budgetMs: 60_000, maxDelayMs: 5_000 });
+    const job = fakeJob('upload', { item: { personId: PERSON, file, name: 'Doc', publicId: PUBLIC_ID }, checkExisting: false }, budget ? terms.hint : {});
+    if (budget) (job as { opts: unknown }).opts = terms.opts;
+    const process = processorFor(ctx, 3);
+    /** One attempt as BullMQ would make it: the thrown error, and the row's result so far. */
+    const attempt = async () => {
+      const err = await process(job).catch((e: unknown) => e);
+      (job as { attemptsMade: number }).attemptsMade++;
+      const [result] = await store.run(RUN).getResults([1]);
+      return { err, result };
+    };
+    return { ctx, clock, tries, job, attempt };
+  }
+
+  it('passing failures (503) are retried past --attempts until the budget has gone by since the first failure', async () => {
+    const { ctx, clock, tries, job, attempt } = await failingUpload(503, true);
+    const first = clock.now();
+    for (let i = 0; i < 12; i++) {
+      const { err, result } = await attempt();
+      expect(err, `try ${i + 1}`).toBeInstanceOf(HttpStatusError); // rethrown: BullMQ backs off and tries again
+      expect(result).toBeUndefined();
+      clock.advance(4_999); // 12 tries in 59.988 s: still inside the minute
+    }
+    expect(job.data.f).toBe(first);
+    expect(job.opts.attempts).toBeGreaterThan(100_000);
+    clock.set(first + 60_000);
+    const { err, result } = await attempt();
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(result).toMatchObject({ status: 'failed', httpStatus: 503, attempts: 13, errorCode: 'E_HTTP_STATUS' });
+    expect(tries).toHaveLength(13);
+    await ctx.ledger.close();
+  });
+
+  it('a permanent failure (403) ends a job on a budget at its first try', async () => {
+    const { ctx, tries, attempt } = await failingUpload(403, true);
+    const { err, result } = await attempt();
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(result).toMatchObject({ status: 'failed', httpStatus: 403, attempts: 1 });
+    expect(tries).toHaveLength(1);
+    await ctx.ledger.close();
+  });
+
+  it('without a budget (import, export, archive), the attempt count decides as before, however little time went by', async () => {
+    const { ctx, tries, attempt } = await failingUpload(503, false);
+    expect((await attempt()).err).toBeInstanceOf(HttpStatusError);
+    expect((await attempt()).err).toBeInstanceOf(HttpStatusError);
+    const { err, result } = await attempt();
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(result).toMatchObject({ status: 'failed', httpStatus: 503, attempts: 3 });
+    expect(tries).toHaveLength(3);
+    await ctx.ledger.close();
   });
 });
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -8,7 +8,8 @@ import { runStatus } from '../../src/commands/status/run-status.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
-import { PRIVATE_REDIS_DETAILS } from '../../src/store/redis/private-redis.ts';
+import { openPrivateRedis } from '../../src/store/redis/private-redis.ts';
+import { ensureRedisServer } from '../../src/store/redis/redis-binary.ts';
 import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
@@ -18,6 +19,15 @@ const redis = new Redis(inject('redisUrl'));
 afterAll(async () => {
   await redis.quit();
 });
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -157,24 +167,28 @@ describe('idsync status and idsync runs', () => {
     expect(r.stderr).not.toContain('unexpected');
   });
 
-  it('attaches to the private Redis of a command running now with the same state dir', async () => {
-    const imp = await slowImport(2);
-    imp.finish();
-    await imp.running;
+  it('attaches to the private Redis of a command running now with the same state dir, and never starts one', async () => {
     const stateDir = path.join(tempDir(), 'state');
-    mkdirSync(path.join(stateDir, 'redis'), { recursive: true });
-    // What a running command's private Redis leaves beside it: its owner (alive: this process) and how to reach it.
-    writeFileSync(path.join(stateDir, 'redis', 'owner.pid'), String(process.pid));
-    writeFileSync(path.join(stateDir, 'redis', PRIVATE_REDIS_DETAILS), JSON.stringify({ url: inject('redisUrl') }), { mode: 0o600 });
-    const r = await runCli(['runs', '--json'], { env: { IDSYNC_STATE_DIR: stateDir, IDSYNC_REDIS_PREFIX: imp.prefix } });
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect((JSON.parse(r.stdout) as Array<{ runId: string }>).map((x) => x.runId)).toEqual([imp.runId]);
-    // An owner that is gone: its details are stale, and nothing is read.
-    writeFileSync(path.join(stateDir, 'redis', 'owner.pid'), '999999999');
-    const stale = await runCli(['runs'], { env: { IDSYNC_STATE_DIR: stateDir, IDSYNC_REDIS_PREFIX: imp.prefix } });
-    expect(stale.code).toBe(2);
-    expect(stale.stderr).toContain('no Redis to read');
+    // This test process plays the command that runs: it opened the state dir's private Redis.
+    const held = await openPrivateRedis({ dir: path.join(stateDir, 'redis'), redisServer: ensureRedisServer({ allowInstall: true }) });
+    const client = new Redis({ ...held.options, maxRetriesPerRequest: null });
+    const store = new ApiStore(client, { apiUrl: 'https://api.example/identities', root: 'idsync' });
+    await store.register();
+    await store.run('import-private').saveMeta({ runId: 'import-private', command: 'import', apiUrl: store.apiUrl, input: '/m.csv', createdAt: 1, state: 'running', dense: true, total: 3 });
+    try {
+      const r = await runCli(['runs', '--json'], { env: { IDSYNC_STATE_DIR: stateDir } });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect((JSON.parse(r.stdout) as Array<{ runId: string }>).map((x) => x.runId)).toEqual(['import-private']);
+    } finally {
+      await client.quit();
+      await held.release();
+    }
+    // Gone with its last user: nothing to read, and none is started for reading.
+    const gone = await runCli(['runs'], { env: { IDSYNC_STATE_DIR: stateDir } });
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toContain('no Redis to read');
+    expect(existsSync(path.join(stateDir, 'redis', 'redis.pid')) && isAlive(Number(readFileSync(path.join(stateDir, 'redis', 'redis.pid'), 'utf8')))).toBe(false);
   }, 30_000);
 
   it('names an unknown run, and lists the runs an ambiguous start names (exit 2)', async () => {

@@ -2,16 +2,53 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, inject, it } from 'vitest';
+import { createLogger } from '../../src/log.ts';
 import { IDSYNC_BIN, tempDir } from '../helpers/fixtures.ts';
 import { freshKeyPrefix, keyPrefixFor, PEOPLE } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 import { startWatch, type WatchArgs } from '../helpers/watch-runs.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A JSON logger whose lines the test reads. */
+function capturedLog() {
+  const lines: Array<{ msg: string } & Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(JSON.parse(chunk.toString('utf8')) as never);
+      cb();
+    },
+  });
+  return { lines, log: createLogger({ level: 'info', format: 'json', destination }) };
+}
+
+/** 5xx answers the sandbox sent so far. */
+function serverErrors(s: { stats(): { status: Record<string, number> } }): number {
+  const st = s.stats().status;
+  return (st['500'] ?? 0) + (st['502'] ?? 0) + (st['503'] ?? 0);
+}
+
+/** Every file under a folder, relative, sorted ([] when it does not exist). */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<{ isFile(): boolean; parentPath: string; name: string }>)
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .sort();
+}
+
+async function until(what: string, ok: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
 
 function setup(s: { url: string; password: string }, extra: Partial<WatchArgs> = {}): WatchArgs {
   const root = tempDir('watch');
@@ -192,9 +229,111 @@ describe('idsync watch against the sandbox', () => {
     await w.stop();
     expect(rec).toMatchObject({ status: 'failed', httpStatus: 403, movedTo: `.failed/${person}/refused.pdf` });
     const note = JSON.parse(readFileSync(path.join(args.dir, '.failed', person, 'refused.pdf.error.json'), 'utf8')) as Record<string, unknown>;
+    // The retry budget (default 6 h) is for passing failures only: a 403 goes to .failed at its first try.
     expect(note).toMatchObject({ httpStatus: 403, attempts: 1 });
+    expect(s.stats().status['403']).toBe(1);
     expect(typeof note.reason).toBe('string');
     expect(typeof note.time).toBe('string');
+  });
+
+  // Issue #17's "60 s outage" at a smaller scale: the API answers 5xx to everything for a while (as
+  // long as the 3-6 s in which five attempts used to end in .failed), under a retry budget longer
+  // than the outage and a --attempts of 2 that the budget overrides; waits of at most 200 ms stand
+  // in for the default 5 min so the test takes seconds.
+  it('rides out an API outage on its retry budget: every file is uploaded once when the API is back, .failed stays empty', async () => {
+    const s = await withSandbox();
+    const { lines, log } = capturedLog();
+    const args = setup(s, { flags: { attempts: 2, retryBudget: '60s', retryMaxDelay: '200ms' }, heartbeatMs: 250, apiDownNoticeMs: 300, log });
+    const person = PEOPLE[0]!;
+    mkdirSync(path.join(args.dir, person));
+    const w = await startWatch(args);
+    s.setFaults({ failRate: 1 });
+    const bodies = [0, 1, 2].map(() => randomBytes(3000));
+    bodies.forEach((b, i) => writeFileSync(path.join(args.dir, person, `scan-${i}.pdf`), b));
+    const outageStart = Date.now();
+    // Down for longer than --attempts' tries took, and each file tried well beyond them.
+    await until('files tried again and again while the API is down', () => serverErrors(s) >= 3 * 8 && Date.now() - outageStart >= 3000);
+    expect(w.records).toEqual([]);
+    expect(filesUnder(path.join(args.dir, '.failed'))).toEqual([]);
+    expect(lines.some((l) => l.msg.startsWith('watch: the API is not answering (E_HTTP_STATUS 50'))).toBe(true);
+    const downBeat = lines.filter((l) => l.msg.startsWith('watch heartbeat: the API has not answered for')).at(-1);
+    expect(downBeat).toMatchObject({ pending: 3, uploaded: 0, failed: 0 });
+    expect(downBeat!.apiDownForMs as number).toBeGreaterThanOrEqual(300);
+    expect(downBeat!.msg).toContain('until 1m after their first failure (--retry-budget)');
+
+    s.setFaults({});
+    const records = await w.waitForRecords(3);
+    await until('a heartbeat after the outage', () => lines.at(-1)?.msg === 'watch heartbeat');
+    await w.stop();
+    expect(records.map((r) => r.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(Math.min(...records.map((r) => r.attempts ?? 0))).toBeGreaterThan(2);
+    const docs = s.documents();
+    expect(docs.map((d) => d.sha256).sort()).toEqual(bodies.map(sha).sort());
+    expect(docs.every((d) => d.uploads === 1)).toBe(true);
+    expect(filesUnder(path.join(args.dir, '.failed'))).toEqual([]);
+    expect(filesUnder(path.join(args.dir, '.processed'))).toEqual([0, 1, 2].map((i) => path.join(person, `scan-${i}.pdf`)));
+    expect(lines.some((l) => /^watch: the API answers again after \S+ down$/.test(l.msg))).toBe(true);
+  });
+
+  it('a file whose retry budget is spent during an outage goes to .failed with its last error', async () => {
+    const s = await withSandbox();
+    const args = setup(s, { flags: { attempts: 1, retryBudget: '1s', retryMaxDelay: '100ms' } });
+    const person = PEOPLE[2]!;
+    mkdirSync(path.join(args.dir, person));
+    const w = await startWatch(args);
+    s.setFaults({ failRate: 1 });
+    const started = Date.now();
+    writeFileSync(path.join(args.dir, person, 'late.pdf'), randomBytes(100));
+    const [rec] = await w.waitForRecords(1);
+    const took = Date.now() - started;
+    await w.stop();
+    expect(rec).toMatchObject({ status: 'failed', movedTo: `.failed/${person}/late.pdf` });
+    expect(rec!.attempts).toBeGreaterThan(3);
+    expect(took).toBeGreaterThanOrEqual(1000);
+    const note = JSON.parse(readFileSync(path.join(args.dir, '.failed', person, 'late.pdf.error.json'), 'utf8')) as Record<string, unknown>;
+    expect(note).toMatchObject({ errorCode: 'E_HTTP_STATUS', attempts: rec!.attempts });
+    expect([500, 502, 503]).toContain(note.httpStatus);
+    expect(s.documents()).toEqual([]);
+  });
+
+  it('--retry-failed puts failed and set-aside files back with their sidecars, drops their notes, and watches as usual', async () => {
+    const s = await withSandbox();
+    const person = PEOPLE[1]!;
+    // First: an outage with the budget off (--retry-budget 0, one attempt), as before issue #17: the files land in .failed.
+    const args = setup(s, { flags: { attempts: 1, retryBudget: '0' } });
+    mkdirSync(path.join(args.dir, person));
+    const first = await startWatch(args);
+    // Faults on after the login: only the uploads meet them.
+    s.setFaults({ failRate: 1 });
+    writeFileSync(path.join(args.dir, person, 'id.pdf.json'), JSON.stringify({ name: 'Identity card' }));
+    writeFileSync(path.join(args.dir, person, 'id.pdf'), randomBytes(500));
+    writeFileSync(path.join(args.dir, person, 'report.json'), '{"a document": "that happens to be JSON"}');
+    writeFileSync(path.join(args.dir, 'stray.pdf'), 'outside any person folder');
+    const failed = await first.waitForRecords(3);
+    await first.stop();
+    expect(failed.map((r) => `${r.file} ${r.status}`).sort()).toEqual([`${person}/id.pdf failed`, `${person}/report.json failed`, 'stray.pdf rejected']);
+    expect(filesUnder(path.join(args.dir, '.failed'))).toEqual([
+      `${person}/id.pdf`,
+      `${person}/id.pdf.error.json`,
+      `${person}/id.pdf.json`,
+      `${person}/report.json`,
+      `${person}/report.json.error.json`,
+      'stray.pdf',
+      'stray.pdf.error.json',
+    ]);
+    // A file of the same name dropped meanwhile is never overwritten.
+    writeFileSync(path.join(args.dir, person, 'id.pdf'), randomBytes(400));
+
+    s.setFaults({});
+    const second = await startWatch({ ...args, flags: {}, retryFailed: true });
+    const records = await second.waitForRecords(4);
+    await second.stop();
+    expect(records.map((r) => `${r.file} ${r.status}`).sort()).toEqual([`${person}/id (1).pdf succeeded`, `${person}/id.pdf succeeded`, `${person}/report.json succeeded`, 'stray.pdf rejected']);
+    expect(s.documents().map((d) => d.name).sort()).toEqual(['Identity card', 'id', 'report']);
+    // Only the stray is set aside again, with a new note; no old note is left anywhere in the drop folder.
+    expect(filesUnder(path.join(args.dir, '.failed'))).toEqual(['stray.pdf', 'stray.pdf.error.json']);
+    expect(filesUnder(args.dir).filter((f) => !f.startsWith('.'))).toEqual([]);
+    expect(filesUnder(path.join(args.dir, '.processed'))).toEqual([`${person}/id (1).pdf`, `${person}/id (1).pdf.json`, `${person}/id.pdf`, `${person}/report.json`].sort());
   });
 
   it('runs as `idsync watch DIR` and exits 130 on SIGTERM', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classify, mayHaveBeenProcessed, type Classification } from '../../src/api/classify.ts';
+import { classify, mayHaveBeenProcessed, overloadOf, type Classification } from '../../src/api/classify.ts';
 import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../src/api/retry-after.ts';
 import { AuthRefusedError, FileError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
 
@@ -76,5 +76,42 @@ describe('mayHaveBeenProcessed (after an upload failed)', () => {
     ['an unforeseen error (malformed answer)', Object.assign(new Error('Response does not match the HTTP/1.1 protocol'), { code: 'HPE_INVALID_STATUS' }), true],
   ])('%s → %s', (_name, err, expected) => {
     expect(mayHaveBeenProcessed(err)).toBe(expected);
+  });
+});
+
+describe('overloadOf (what --concurrency auto counts as "too much at once")', () => {
+  const net = (sysCode: string) => new NetworkError({ method: 'GET', path: '/x', sysCode, requestSent: true });
+  const table: Array<[string, unknown, string | undefined]> = [
+    ['503', http(503), 'status'],
+    ['503 + Retry-After', http(503, 'POST', 2000), 'status'],
+    ['429', http(429), 'status'],
+    ['504 (a gateway gave up on a busy backend)', http(504), 'status'],
+    ['500: a failure, not load', http(500), undefined],
+    ['502', http(502), undefined],
+    ['404', http(404), undefined],
+    ['401', http(401), undefined],
+    ['headers timeout', new TimeoutError({ method: 'POST', path: '/x', phase: 'headers', requestSent: true }), 'timeout'],
+    ['connect timeout', new TimeoutError({ method: 'GET', path: '/x', phase: 'connect', requestSent: false }), 'timeout'],
+    ['body timeout: the answer had come', new TimeoutError({ method: 'GET', path: '/x', phase: 'body', requestSent: true }), undefined],
+    ['reset', net('ECONNRESET'), 'connection'],
+    ['refused', net('ECONNREFUSED'), 'connection'],
+    ['socket closed', net('UND_ERR_SOCKET'), 'connection'],
+    ['DNS failure', net('ENOTFOUND'), undefined],
+    ['TLS', new TlsError('cert', 'DEPTH_ZERO_SELF_SIGNED_CERT'), undefined],
+    ['file error', fileErr('EIO'), undefined],
+    ['our own abort', Object.assign(new Error('aborted'), { name: 'AbortError' }), undefined],
+  ];
+  it.each(table)('%s', (_name, err, expected) => {
+    expect(overloadOf(err)).toBe(expected);
+  });
+});
+
+describe('Redis refusals', () => {
+  it('out of memory and a missing ACL permission stop the run; other Redis errors do not', async () => {
+    const { classify: c } = await import('../../src/api/classify.ts');
+    const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
+    expect(c(reply("OOM command not allowed when used memory > 'maxmemory'."))).toEqual({ kind: 'fatal', ambiguous: false });
+    expect(c(reply('NOPERM this user has no permissions to access one of the keys used as arguments'))).toEqual({ kind: 'fatal', ambiguous: false });
+    expect(c(reply('WRONGTYPE Operation against a key holding the wrong kind of value')).kind).toBe('permanent');
   });
 });

@@ -15,11 +15,15 @@ function configFile(data: unknown): string {
 
 describe('loadConfig precedence', () => {
   it('uses defaults when nothing is given', () => {
-    const c = loadConfig({ env: {}, cwd: '/srv' });
+    const c = loadConfig({ env: { HOME: '/home/ops' }, cwd: '/srv' });
     expect(c.concurrency).toBe(8);
+    expect(c.concurrencyMode).toBe('fixed');
     expect(c.attempts).toBe(5);
     expect(c.insecure).toBe(false);
-    expect(c.stateDir).toBe('/srv/.idsync');
+    // The user's, never the working directory's: a rerun from another folder finds its state.
+    expect(c.stateDir).toBe('/home/ops/.local/state/idsync');
+    expect(loadConfig({ env: { HOME: '/home/ops', XDG_STATE_HOME: '/var/state' }, cwd: '/srv' }).stateDir).toBe('/var/state/idsync');
+    expect(loadConfig({ env: { HOME: '/home/ops', XDG_STATE_HOME: 'relative' }, cwd: '/srv' }).stateDir).toBe('/home/ops/.local/state/idsync');
     expect(c.origins.concurrency).toBe('default');
     expect(c.apiUrl).toBeUndefined();
   });
@@ -76,6 +80,18 @@ describe('loadConfig precedence', () => {
     expect(c.reportDir).toBe(path.join(path.dirname(file), 'reports'));
   });
 
+  it('reads --concurrency auto (flag, environment or file, any case) with its maximum', () => {
+    const auto = loadConfig({ env: {}, flags: { concurrency: 'auto' } });
+    expect(auto).toMatchObject({ concurrency: 64, concurrencyMode: 'auto' });
+    expect(loadConfig({ env: { IDSYNC_CONCURRENCY: 'AUTO', IDSYNC_CONCURRENCY_MAX: '16' } })).toMatchObject({ concurrency: 16, concurrencyMode: 'auto' });
+    const file = configFile({ concurrency: 'auto', concurrencyMax: 24 });
+    const fromFile = loadConfig({ env: { IDSYNC_CONFIG: file } });
+    expect(fromFile).toMatchObject({ concurrency: 24, concurrencyMode: 'auto' });
+    expect(fromFile.origins).toMatchObject({ concurrency: 'file', concurrencyMax: 'file' });
+    // A maximum set for auto runs (say in the environment) does not change a fixed number.
+    expect(loadConfig({ env: { IDSYNC_CONCURRENCY_MAX: '16' }, flags: { concurrency: '32' } })).toMatchObject({ concurrency: 32, concurrencyMode: 'fixed' });
+  });
+
   it('reads booleans from the environment', () => {
     expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: '1' } }).insecure).toBe(true);
     expect(loadConfig({ env: { IDSYNC_INSECURE_TLS: 'no' } }).insecure).toBe(false);
@@ -92,10 +108,35 @@ describe('manifest settings', () => {
   });
 });
 
+describe('retry budget settings (watch)', () => {
+  it('default to 6 h with waits of at most 5 min, and take durations as people write them', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({ retryBudgetMs: 6 * 3_600_000, retryMaxDelayMs: 300_000 });
+    expect(loadConfig({ env: {}, flags: { retryBudget: '90m', retryMaxDelay: '30s' } })).toMatchObject({ retryBudgetMs: 5_400_000, retryMaxDelayMs: 30_000 });
+    expect(loadConfig({ env: { IDSYNC_RETRY_BUDGET: '1h30m', IDSYNC_RETRY_MAX_DELAY: '200ms' } })).toMatchObject({ retryBudgetMs: 5_400_000, retryMaxDelayMs: 200 });
+    expect(loadConfig({ env: {}, flags: { config: configFile({ retryBudget: '2d' }) } }).retryBudgetMs).toBe(2 * 86_400_000);
+    expect(loadConfig({ env: {}, flags: { retryBudget: '0' } }).retryBudgetMs).toBe(0);
+    expect(loadConfig({ env: {}, flags: { config: configFile({ retryBudget: 0 }) } }).retryBudgetMs).toBe(0);
+  });
+
+  it.each([
+    [{ retryBudget: '6' }, /--retry-budget must be a duration with a unit, e\.g\. 6h, 90m, 30s or 500ms \(0 = none\) \(got "6"\)/],
+    [{ retryBudget: 'six hours' }, /--retry-budget must be a duration with a unit/],
+    [{ retryBudget: '31d' }, /--retry-budget must be 0 or between 1s and 30d/],
+    [{ retryMaxDelay: '0' }, /--retry-max-delay must be more than 0/],
+    [{ retryMaxDelay: '2h' }, /--retry-max-delay must be 0 or between 50ms and 1h/],
+  ])('rejects %o', (flags, message) => {
+    expect(() => loadConfig({ env: {}, flags })).toThrowError(message);
+  });
+});
+
 describe('loadConfig validation', () => {
   const cases: Array<[string, Parameters<typeof loadConfig>[0], RegExp]> = [
-    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number \(got "lots"\)/],
-    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1/],
+    ['non-numeric flag', { env: {}, flags: { concurrency: 'lots' } }, /--concurrency must be a whole number or auto \(got "lots"\)/],
+    ['fractional concurrency', { env: {}, flags: { concurrency: '2.5' } }, /--concurrency must be a whole number or auto \(got "2.5"\)/],
+    ['zero concurrency from env', { env: { IDSYNC_CONCURRENCY: '0' } }, /IDSYNC_CONCURRENCY \(environment\) must be at least 1 \(or auto/],
+    ['huge concurrency in a file', { env: { IDSYNC_CONFIG: 'FILE:{"concurrency":5000}' } }, /"concurrency" in .* must be at most 1024 \(got 5000\)/],
+    ['zero --concurrency-max', { env: {}, flags: { concurrency: 'auto', concurrencyMax: '0' } }, /--concurrency-max must be at least 1 \(got "0"\)/],
+    ['non-numeric IDSYNC_CONCURRENCY_MAX', { env: { IDSYNC_CONCURRENCY_MAX: 'many' } }, /IDSYNC_CONCURRENCY_MAX \(environment\) must be a whole number/],
     ['bad URL', { env: { IDSYNC_API_URL: 'ftp://x' } }, /IDSYNC_API_URL \(environment\) must be an http:\/\/ or https:\/\/ URL/],
     ['URL with credentials', { env: {}, flags: { apiUrl: 'https://u:p@x.example' } }, /--api-url must not carry credentials/],
     ['bad Redis URL', { env: { REDIS_URL: 'localhost:6379' } }, /REDIS_URL \(environment\) must be a redis:\/\//],
@@ -106,8 +147,11 @@ describe('loadConfig validation', () => {
     ['a quote as delimiter', { env: { IDSYNC_DELIMITER: '"' } }, /IDSYNC_DELIMITER \(environment\) cannot be a quote/],
     ['an unknown encoding', { env: {}, flags: { encoding: 'klingon' } }, /--encoding is not an encoding idsync knows; use a name like utf-8, latin1, cp1252/],
   ];
-  for (const [name, options, message] of cases) {
+  for (const [name, given, message] of cases) {
     it(`rejects ${name}`, () => {
+      // A config file's content, written when the case runs.
+      const file = given?.env?.IDSYNC_CONFIG?.startsWith('FILE:') ? configFile(JSON.parse(given.env.IDSYNC_CONFIG.slice(5))) : undefined;
+      const options = file ? { ...given, env: { ...given!.env, IDSYNC_CONFIG: file } } : given;
       expect(() => loadConfig(options)).toThrowError(ConfigError);
       expect(() => loadConfig(options)).toThrowError(message);
     });

@@ -1,6 +1,6 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { GROUP_COMMIT_MS, Ledger } from '../../src/state/ledger.ts';
+import { GROUP_COMMIT_MS, Ledger } from '../../src/store/ledger/ledger.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 const API = 'https://acme.example/identities';

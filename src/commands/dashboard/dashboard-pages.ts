@@ -136,12 +136,13 @@ function filesList(runId: string, reportDir: string | undefined, files: ReportFi
 }
 
 /** One run: its state, counts, rate and ETA, its progress over time, queue, workers, top error classes and report files. */
-export function runPage(v: RunView, timeline: MinuteCounts[], files: ReportFile[] | undefined): string {
+export function runPage(v: RunView, timeline: MinuteCounts[], files: ReportFile[] | undefined, boardQueue = v.runId): string {
   const c = v.counts;
   const cards = `<div class="cards" id="counts">
 <div class="card"><span>rows</span><b data-count="done">${n(v.done)} / ${v.total === undefined ? '?' : n(v.total)}</b></div>
 <div class="card ok"><span>succeeded</span><b data-count="succeeded">${n(c.succeeded)}</b></div>
 <div class="card skip"><span>skipped</span><b data-count="skipped">${n(c.skipped)}</b></div>
+${(['verified', 'mismatch', 'missing'] as const).filter((s) => c[s] !== undefined).map((s) => `<div class="card ${s === 'verified' ? 'ok' : 'fail'}"><span>${s}</span><b data-count="${s}">${n(c[s]!)}</b></div>`).join('\n')}
 <div class="card fail"><span>failed</span><b data-count="failed">${n(c.failed)}</b></div>
 <div class="card rej"><span>rejected</span><b data-count="rejected">${n(c.rejected)}</b></div></div>`;
   const rate = v.rate ? `${v.rate.perSecond.toFixed(1)} rows/s over the last ${formatDuration(v.rate.seconds)}` : '–';
@@ -152,7 +153,7 @@ export function runPage(v: RunView, timeline: MinuteCounts[], files: ReportFile[
 <dt>State</dt><dd class="state-${esc(v.state)}">${esc(stateText(v, v.now))}</dd>
 <dt>Started</dt><dd>${esc(iso(v.startedAt ?? v.createdAt))}${v.state !== 'running' && v.endedAt !== undefined ? `, ended ${esc(iso(v.endedAt))}` : ''}</dd>
 ${v.state === 'running' ? `<dt>Rate</dt><dd>${esc(rate)}</dd><dt>ETA</dt><dd>${esc(eta)}</dd>` : ''}
-<dt>Queue</dt><dd>${n(v.inFlight)} in flight, ${n(v.queue.waiting + v.queue.prioritized)} waiting, ${n(v.queue.delayed)} delayed${v.queue.paused ? ' (paused)' : ''} · <a href="${queuePath(v.runId)}">jobs in bull-board</a></dd>
+<dt>Queue</dt><dd>${n(v.inFlight)} in flight, ${n(v.queue.waiting + v.queue.prioritized)} waiting, ${n(v.queue.delayed)} delayed${v.queue.paused ? ' (paused)' : ''} · <a href="${queuePath(boardQueue)}">jobs in bull-board</a></dd>
 <dt>Retries</dt><dd>${n(v.retries)}; 429 throttles ${n(v.throttles)}${v.rateLimit !== undefined ? `; rate limit ${n(v.rateLimit)}/s` : ''}</dd>
 <dt>Workers</dt><dd>${v.workers.length === 0 ? 'none' : v.workers.map((w) => `${esc(w.id)}${w.command ? ` (${esc(w.command)})` : ''}`).join(', ')}</dd>
 </dl>`;

@@ -128,7 +128,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (path.length === 2) {
       const [timeline, files] = await Promise.all([runTimeline(run.store, run.meta.runId), listReportFiles(run.meta.reportDir)]);
       if (json) send(res, 200, JSON.stringify({ ...view, timeline, files: files ?? null }), 'application/json');
-      else send(res, 200, runPage(view, timeline, files), 'text/html; charset=utf-8', { 'content-security-policy': CSP });
+      else send(res, 200, runPage(view, timeline, files, boardName(run.store, (await o.stores()).length, run.meta.runId)), 'text/html; charset=utf-8', { 'content-security-policy': CSP });
       return;
     }
     if (path.length === 3 && path[2] === 'errors') {
@@ -187,6 +187,11 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   };
 }
 
+/** A queue's name in bull-board: two APIs each have a `control` queue, so with several APIs their names carry the API's key. */
+function boardName(store: ApiStore, apis: number, queueName: string): string {
+  return apis > 1 ? `${store.keys.api}:${queueName}` : queueName;
+}
+
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'";
 
 /** bull-board over the API's queues: the control queue and each shown run's, read again when older than QUEUES_FRESH_MS. */
@@ -200,8 +205,7 @@ function boardFor(o: DashboardOptions): { handler: (req: IncomingMessage, res: S
     const stores = await o.stores();
     const adapters: BullMQAdapter[] = [];
     for (const store of stores) {
-      // Two APIs each have a `control` queue: their names need the API's key in front.
-      const prefix = stores.length > 1 ? `${store.keys.api}:` : '';
+      const prefix = boardName(store, stores.length, '');
       const options = { readOnlyMode: !o.allowActions, allowRetries: o.allowActions === true, prefix };
       adapters.push(new BullMQAdapter(o.session.queue(CONTROL_QUEUE, store), { ...options, description: `${store.apiUrl}: archive schedules and report jobs` }));
       for (const meta of (await store.listRuns()).slice(0, RUNS_SHOWN)) {

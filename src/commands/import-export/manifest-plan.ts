@@ -62,6 +62,8 @@ export class ManifestPlan implements RunPlan {
   readonly input: string;
   readonly inputSha256: string;
   readonly report: ReportShape;
+  /** Export: a downloaded file may have been deleted since; its job looks before fetching again. */
+  readonly recheckSettled: boolean;
   readonly #o: ManifestPlanOptions;
   readonly #read: ManifestReadOptions;
   readonly #dir: string;
@@ -70,6 +72,7 @@ export class ManifestPlan implements RunPlan {
   private constructor(o: ManifestPlanOptions, apiUrl: string, sha256: string, header: ManifestHeader, read: ManifestReadOptions) {
     this.#o = o;
     this.command = o.command;
+    this.recheckSettled = o.command === 'export';
     this.input = path.resolve(o.manifest);
     this.#dir = path.dirname(this.input);
     this.inputSha256 = sha256;

@@ -1,4 +1,4 @@
-import type { RowStatus } from '../../report/row-result.ts';
+import { countedRows, type StatusCounts } from '../../report/row-result.ts';
 import type { ApiStore, WorkerInfo } from '../../store/api-store.ts';
 import { runQueueName } from '../../store/keys.ts';
 import type { ErrorClass, MinuteCounts } from '../../store/run-stats.ts';
@@ -13,7 +13,8 @@ export interface RunSummaryView {
   command: string;
   input: string;
   state: RunState;
-  counts: Record<RowStatus, number>;
+  /** Rows per status (a verify run's also verified, mismatch, missing). */
+  counts: StatusCounts;
   /** Rows with a result. */
   done: number;
   total?: number;
@@ -46,19 +47,13 @@ export interface RunView extends RunSummaryView {
   rateLimit?: number;
 }
 
-export const ZERO_COUNTS: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
-
-export function doneOf(counts: Record<RowStatus, number>): number {
-  return counts.succeeded + counts.skipped + counts.failed + counts.rejected;
-}
-
 /** What `idsync runs` shows of a run: its meta and counts (one small read). */
 export async function summarizeRun(store: ApiStore, meta: RunMeta, now: number): Promise<RunSummaryView> {
   const counts = await store.run(meta.runId).counts();
   return summaryOf(store.apiUrl, meta, counts, now);
 }
 
-function summaryOf(apiUrl: string, meta: RunMeta, counts: Record<RowStatus, number>, now: number): RunSummaryView {
+function summaryOf(apiUrl: string, meta: RunMeta, counts: StatusCounts, now: number): RunSummaryView {
   return {
     apiUrl,
     runId: meta.runId,
@@ -66,7 +61,7 @@ function summaryOf(apiUrl: string, meta: RunMeta, counts: Record<RowStatus, numb
     input: meta.input,
     state: meta.state,
     counts,
-    done: doneOf(counts),
+    done: countedRows(counts),
     ...(meta.total !== undefined ? { total: meta.total } : {}),
     createdAt: meta.createdAt,
     ...(meta.startedAt !== undefined ? { startedAt: meta.startedAt } : {}),

@@ -1,3 +1,4 @@
+import { ROW_STATUSES } from '../../report/row-result.ts';
 import type { ErrorClass } from '../../store/run-stats.ts';
 import { formatDuration } from './recent-rate.ts';
 import type { RunSummaryView, RunView } from './run-view.ts';
@@ -18,9 +19,10 @@ export function stateText(r: RunSummaryView, now: number): string {
 }
 
 function countsText(r: RunSummaryView): string {
-  const c = r.counts;
   const of = r.total !== undefined ? ` / ${n(r.total)} rows${r.total > 0 ? ` (${((100 * r.done) / r.total).toFixed(1)} %)` : ''}` : ' rows';
-  return `${n(r.done)}${of}: ${n(c.succeeded)} succeeded, ${n(c.skipped)} skipped, ${n(c.failed)} failed, ${n(c.rejected)} rejected`;
+  // Every command's four statuses, and a verify run's own three when it counts them.
+  const parts = ROW_STATUSES.filter((s) => r.counts[s] !== undefined).map((s) => `${n(r.counts[s]!)} ${s}`);
+  return `${n(r.done)}${of}: ${parts.join(', ')}`;
 }
 
 /** One error class: `E_FORBIDDEN  12 failed  e.g. row 17 (personId …): POST … answered 403`. */
@@ -45,8 +47,9 @@ export function statusLines(v: RunView, note?: string): string[] {
   lines.push(`progress  ${countsText(v)}`);
   if (v.state === 'running') {
     const rate = v.rate ? `${v.rate.perSecond.toFixed(1)} rows/s over the last ${formatDuration(v.rate.seconds)}` : 'no rows finished yet';
-    const eta = v.etaSeconds === undefined ? 'ETA unknown until rows finish' : v.etaSeconds === 0 ? 'ETA: all rows have a result' : `ETA ${formatDuration(v.etaSeconds)}`;
-    lines.push(`rate      ${rate}; ${eta}`);
+    // A run without a known total (a watched folder) has no end to estimate.
+    const eta = v.total === undefined ? '' : v.etaSeconds === undefined ? '; ETA unknown until rows finish' : v.etaSeconds === 0 ? '; ETA: all rows have a result' : `; ETA ${formatDuration(v.etaSeconds)}`;
+    lines.push(`rate      ${rate}${eta}`);
   }
   const q = v.queue;
   lines.push(`queue     ${n(v.inFlight)} in flight, ${n(q.waiting + q.prioritized)} waiting, ${n(q.delayed)} delayed (retrying or throttled)${q.paused ? '; paused: no worker takes its jobs until the command runs again' : ''}`);

@@ -223,7 +223,7 @@ export class Ingest {
       }
       const ok = result.status === 'succeeded' || result.status === 'skipped';
       const earlier = result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.startedAt;
-      const status: IngestRecord['status'] = earlier ? 'skipped' : ok ? result.status : 'failed';
+      const status: IngestRecord['status'] = earlier ? 'skipped' : result.status === 'succeeded' || result.status === 'skipped' ? result.status : 'failed';
       if (status === 'succeeded') this.counts.uploaded++;
       else if (status === 'skipped') this.counts.skipped++;
       else this.counts.failed++;

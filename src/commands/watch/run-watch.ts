@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import type { Config } from '../../config/load.ts';
+import { formatDuration } from '../../config/duration.ts';
 import { ConfigError, UsageError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Clock } from '../../pacing/clock.ts';
@@ -13,8 +14,11 @@ import { hashFile } from '../../sources/file-hash.ts';
 import { startFolderWatcher, type FolderWatcher, type ReadyFile } from '../../sources/folder-watcher.ts';
 import { rowJobId, runQueueName } from '../../store/keys.ts';
 import { ExitCode } from '../../engine/outcome.ts';
+import { budgetedJob } from '../../engine/retry-budget.ts';
 import { ownerNow, workerPool } from '../../engine/run-services.ts';
 import { Session } from '../../engine/session.ts';
+import { returnFailedFiles } from './failed-files.ts';
+import { OutageNotice } from './outage-notice.ts';
 import { Ingest, watchRunId, type WatchCounts } from './ingest.ts';
 
 export { watchRunId, watchRow, type WatchCounts } from './ingest.ts';
@@ -35,9 +39,13 @@ export interface WatchRunOptions {
   deleteProcessed?: boolean;
   /** Default `<dir>/.failed`. */
   failedDir?: string;
+  /** Put the failed folder's files back into the drop folder (notes removed) before watching. */
+  retryFailed?: boolean;
   clock?: Clock;
   /** Heartbeat log line period (default 60 s). */
   heartbeatMs?: number;
+  /** How long the API must fail before the log says it is down (default 10 s). */
+  apiDownNoticeMs?: number;
   /** How often final results are looked up (default 500 ms). */
   resultPollMs?: number;
   graceMs?: number;
@@ -57,6 +65,8 @@ export interface WatchRunResult {
 
 /** How often the run's meta is read for a fatal error (refused credentials) recorded by a job. */
 const FATAL_CHECK_MS = 5_000;
+/** The API counts as down once this process's requests met only outages this long (a flaky server is not down). */
+const API_DOWN_NOTICE_MS = 10_000;
 /** Files hashed at once while turning ready files into jobs. */
 const PREPARE_CONCURRENCY = 4;
 
@@ -68,6 +78,11 @@ function requireDir(dir: string, what: string): void {
     // reported below
   }
   if (!isDir) throw new ConfigError(`${what} ${dir} is not an existing folder`, what);
+}
+
+/** What happens to a file while the API is down, for the log. */
+function retryPromise(config: Config): string {
+  return config.retryBudgetMs > 0 ? `until ${formatDuration(config.retryBudgetMs)} after their first failure (--retry-budget)` : `up to ${config.attempts} times (--attempts; --retry-budget 0)`;
 }
 
 /** The watcher sees real paths; everything compared with its paths must be real too. */
@@ -102,6 +117,10 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
   try {
     const run = session.store.run(runId);
     const startedAt = clock.now();
+    if (options.retryFailed) {
+      const back = await returnFailedFiles(failedRoot, dir, log);
+      log.info({ returned: back.returned, left: back.left, failedDir: failedRoot }, `watch --retry-failed: ${back.returned} file(s) put back into the drop folder`);
+    }
     const previous = await run.getMeta();
     await run.saveMeta({ runId, command: 'watch', apiUrl: session.api.apiUrl, input: dir, createdAt: previous?.createdAt ?? startedAt, startedAt, state: 'running', dense: false, owner: ownerNow(startedAt) });
     const queue = session.queue(runQueueName(runId));
@@ -111,6 +130,8 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     if (pool) await pool.serve(queue.name);
     else log.info({ runId }, '--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
 
+    // Passing failures (an API outage) are retried on a time budget, not a count: see retry-budget.ts.
+    const budget = config.retryBudgetMs > 0 ? budgetedJob({ budgetMs: config.retryBudgetMs, maxDelayMs: config.retryMaxDelayMs }) : undefined;
     const ingestLog = new IngestLog(config.reportDir ?? path.resolve('idsync-reports', 'watch'), () => clock.now());
     const ingest = new Ingest(
       {
@@ -124,10 +145,10 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         async queueUpload(row, payload) {
           const jobId = rowJobId(row);
           // Same job id as before a restart: BullMQ adds nothing while that job still exists.
-          await queue.add('upload', { p: payload, m: session.signer.sign(queue.name, jobId, payload) } as never, {
+          await queue.add('upload', { p: payload, m: session.signer.sign(queue.name, jobId, payload), ...budget?.hint } as never, {
             jobId,
-            attempts: config.attempts,
-            backoff: { type: 'idsync' },
+            attempts: budget?.opts.attempts ?? config.attempts,
+            backoff: budget?.opts.backoff ?? { type: 'idsync' },
             removeOnComplete: true,
             removeOnFail: true,
           });
@@ -181,6 +202,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     let lastFatalCheck = clock.now();
     let fatal: string | undefined;
     let cancelled = false;
+    const outage = new OutageNotice(options.apiDownNoticeMs ?? API_DOWN_NOTICE_MS, log, retryPromise(config));
     while (!signal.aborted) {
       await clock.sleep(resultPollMs, signal).catch(() => undefined);
       if (signal.aborted) break;
@@ -199,9 +221,16 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         // Keeps the run's keys alive and its owner fresh however long the watch runs.
         await run.updateMeta({ owner: ownerNow(lastFatalCheck) }).catch(() => undefined);
       }
+      const health = session.client.health();
+      const down = outage.check(health, clock.now());
       if (clock.now() - lastBeat >= heartbeatMs) {
         lastBeat = clock.now();
-        log.info({ ...ingest.counts, pending: ingest.waitingFiles() + watcher.pending() + preparing.size }, 'watch heartbeat');
+        const beat = { ...ingest.counts, pending: ingest.waitingFiles() + watcher.pending() + preparing.size };
+        if (down === undefined) log.info(beat, 'watch heartbeat');
+        else {
+          const { fields, message } = outage.heartbeat(health, down, clock.now());
+          log.warn({ ...beat, ...fields }, message);
+        }
       }
     }
 

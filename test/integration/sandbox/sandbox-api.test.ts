@@ -212,6 +212,48 @@ describe('faults', () => {
     expect(stats.requestsPerSecond.length).toBeGreaterThan(0);
   });
 
+  it('answer 503 beyond --capacity requests handled at once, count them, and change through PUT /_admin/faults', async () => {
+    const s = await withSandbox();
+    const token = await login(s);
+    // Slow bodies keep requests in the server's hands until the client drops them.
+    s.setFaults({ capacity: 2, slowBodyRate: 1, slowBodyDelayMs: 60_000 });
+    const held: AbortController[] = [];
+    const photo = async () => {
+      const controller = new AbortController();
+      const res = await fetch(`${s.url}/api/v1/people/enrollmentPhoto/${FACE}`, { headers: bearer(token), signal: controller.signal });
+      if (res.status === 200) held.push(controller);
+      else await res.arrayBuffer();
+      return res;
+    };
+    expect((await photo()).status).toBe(200);
+    expect((await photo()).status).toBe(200);
+    const refused = await photo();
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBeNull();
+
+    const put = await fetch(`${s.origin}/_admin/faults`, { method: 'PUT', body: JSON.stringify({ capacity: 3, slowBodyRate: 1, slowBodyDelayMs: 60_000 }) });
+    expect(await put.json()).toMatchObject({ capacity: 3 });
+    expect((await photo()).status).toBe(200);
+    expect((await photo()).status).toBe(503);
+    const bad = await fetch(`${s.origin}/_admin/faults`, { method: 'PUT', body: JSON.stringify({ capacity: 0 }) });
+    expect(bad.status).toBe(400);
+
+    const stats = (await (await fetch(`${s.origin}/_admin/stats`)).json()) as { overCapacity: number; maxHandling: number; status: Record<string, number> };
+    expect(stats).toMatchObject({ overCapacity: 2, maxHandling: 3 });
+    expect(stats.status['503']).toBe(2);
+
+    // Dropped answers free their places.
+    for (const c of held) c.abort();
+    s.setFaults({ capacity: 3 });
+    let admittedAgain = 0;
+    for (let i = 0; i < 200 && admittedAgain < 3; i++) {
+      const res = await fetch(`${s.url}/api/v1/people/enrollmentPhoto/${FACE}`, { headers: bearer(token) });
+      await res.arrayBuffer();
+      admittedAgain = res.status === 200 ? admittedAgain + 1 : 0;
+    }
+    expect(admittedAgain).toBe(3);
+  });
+
   it('are reproducible with a seed', async () => {
     const s = await withSandbox();
     const token = await login(s);
