@@ -50,6 +50,8 @@ export class Session {
   #store: ApiStore | undefined;
   #ledger: Ledger | undefined;
   #queues = new Map<string, Queue>();
+  /** Whether this Redis had served the API before this session. */
+  #knownToRedis = true;
   #closers: Array<() => Promise<void>> = [];
 
   private constructor(options: SessionOptions, api?: ApiSettings, client?: ApiClient) {
@@ -99,7 +101,7 @@ export class Session {
         session.#connection = session.#redis.connect('session');
         session.#store = session.storeFor(api.apiUrl);
         // The first write: a user without access to idsync's keys, or a full Redis, is told here.
-        await session.#store.register().catch((err: unknown) => {
+        session.#knownToRedis = await session.#store.register().catch((err: unknown) => {
           throw describeRedisFailure(err, session.#redis!.where);
         });
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
@@ -150,6 +152,16 @@ export class Session {
   get ledger(): Ledger {
     if (!this.#ledger) throw new Error('this session has no ledger (dry run)');
     return this.#ledger;
+  }
+
+  /**
+   * True when neither this Redis nor this machine's ledger has any record of the API: a new
+   * machine, a new Redis, or the first run ever. Documents uploaded before from elsewhere would
+   * then only be found by asking the API (--check-existing).
+   */
+  async knowsNothing(): Promise<boolean> {
+    if (this.#knownToRedis) return false;
+    return (await this.ledger.stats()).documents === 0;
   }
 
   /** The session's own connection (meta, queues); workers make their own. */

@@ -57,9 +57,12 @@ export class ApiStore {
     return store;
   }
 
-  /** Notes the API in the Redis-wide list, so `idsync runs` finds it without its settings. */
-  async register(): Promise<void> {
-    await this.redis.hset(apisKey(this.keys.root), this.keys.api, this.apiUrl);
+  /**
+   * Notes the API in the Redis-wide list, so `idsync runs` finds it without its settings.
+   * Resolves to false when this Redis had never served the API (a new Redis, or a new prefix).
+   */
+  async register(): Promise<boolean> {
+    return (await this.redis.hsetnx(apisKey(this.keys.root), this.keys.api, this.apiUrl)) === 0;
   }
 
   /** This API's runs, newest first, with their meta (runs whose meta expired are dropped from the list). */

@@ -117,23 +117,6 @@ end
 return out`;
 
 /**
- * The rows' results, as one atomic read (a row recorded between two separate reads would
- * otherwise look retired): KEYS results, status, meta; ARGV rows. Per row: its JSON, `code:<n>`
- * (retired: only its status is left), or ''.
- */
-const GET_RESULTS = `${ROW_STATE}
-local out = {}
-for i = 1, #ARGV do
-  local raw = redis.call('hget', KEYS[1], ARGV[i])
-  if raw then out[i] = raw
-  elseif is_dense(KEYS[3], ARGV[i]) then
-    local code = redis.call('bitfield', KEYS[2], 'GET', 'u3', '#' .. ARGV[i])[1]
-    if code > 0 then out[i] = 'code:' .. code else out[i] = '' end
-  else out[i] = '' end
-end
-return out`;
-
-/**
  * What a job asks before it starts: KEYS results, status, meta; ARGV row. 'prior:<json>' or
  * 'priorcode:<n>' (settled: return it), 'fatal:<message>' (the run stopped), or 'go'.
  */
@@ -239,7 +222,6 @@ export interface RowCommands {
   idsyncRecord(numberOfKeys: number, ...keysAndArgs: Args): Promise<string[]>;
   idsyncPrepare(numberOfKeys: number, ...keysAndArgs: Args): Promise<string[]>;
   idsyncJobStart(results: string, status: string, meta: string, row: string): Promise<string>;
-  idsyncGetResults(results: string, status: string, meta: string, ...rows: string[]): Promise<string[]>;
   idsyncClaim(numberOfKeys: number, ...keysAndArgs: Args): Promise<string[]>;
   idsyncGiveBack(bucket: string, lock: string, field: Buffer, token: string, previous: Buffer | string): Promise<number>;
   idsyncMarkStored(bucket: string, lock: string, field: Buffer, value: Buffer, token: string): Promise<number>;
@@ -260,7 +242,6 @@ export function rowCommands(redis: Redis): Redis & RowCommands {
     redis.defineCommand('idsyncRecord', { lua: RECORD });
     redis.defineCommand('idsyncPrepare', { lua: PREPARE });
     redis.defineCommand('idsyncJobStart', { numberOfKeys: 3, lua: JOB_START });
-    redis.defineCommand('idsyncGetResults', { numberOfKeys: 3, lua: GET_RESULTS });
     redis.defineCommand('idsyncClaim', { lua: CLAIM });
     redis.defineCommand('idsyncGiveBack', { numberOfKeys: 2, lua: GIVE_BACK });
     redis.defineCommand('idsyncMarkStored', { numberOfKeys: 2, lua: MARK_STORED });

@@ -57,6 +57,8 @@ export interface StoredCommit {
 
 /** Results recorded together at most (one Redis call). */
 export const RESULTS_PER_CALL = 64;
+/** Rows of a dense run above this have no status bits (a bit field holds 2^32 bits; see row-scripts.ts). */
+const MAX_DENSE_ROW = 1_000_000_000;
 const NUMERIC = new Set(['createdAt', 'startedAt', 'endedAt', 'total']);
 
 function metaFromHash(raw: Record<string, string>): RunMeta | undefined {
@@ -189,18 +191,33 @@ export class RunStore {
     return parseRowAnswer(row, await rowCommands(this.#redis).idsyncJobStart(k.results, k.status, k.meta, String(row)));
   }
 
-  /** The rows' results: as recorded, or for a retired row what its status bits say. */
+  /**
+   * The rows' results: as recorded, or for a retired row what its status bits say. Read-only
+   * commands only (BITFIELD_RO; no script, no MULTI: Redis refuses both once it is out of memory,
+   * and the report of a run that stopped for that must still be read). The status bits are read
+   * before the results, in one pipeline: a row recorded in between then shows its JSON, and a row
+   * retired in between still has its bits, so no row ever looks retired before it was.
+   */
   async getResults(rows: number[]): Promise<Array<RowResult | undefined>> {
     if (rows.length === 0) return [];
     const k = this.keys;
-    const answers = await rowCommands(this.#redis).idsyncGetResults(k.results, k.status, k.meta, ...rows.map(String));
-    return answers.map((a, i) => {
-      if (a === '') return undefined;
-      if (a.startsWith('code:')) {
-        const status = statusOfCode(Number(a.slice('code:'.length)));
-        return status ? { row: rows[i]!, status, action: 'done-earlier' } : undefined;
-      }
-      return JSON.parse(a) as RowResult;
+    const dense = rows.filter((r) => r < MAX_DENSE_ROW);
+    const p = this.#redis.pipeline();
+    if (dense.length > 0) p.call('BITFIELD_RO', k.status, ...dense.flatMap((r) => ['GET', 'u3', `#${r}`]));
+    p.hget(k.meta, 'dense').hmget(k.results, ...rows.map(String));
+    const replies = await p.exec();
+    if (!replies) throw new Error('Redis pipeline was aborted');
+    for (const [err] of replies) if (err) throw err;
+    const codes = new Map<number, number>();
+    if (dense.length > 0) (replies[0]![1] as number[]).forEach((code, i) => codes.set(dense[i]!, code));
+    const offset = dense.length > 0 ? 1 : 0;
+    const isDense = replies[offset]![1] === '1';
+    const raw = replies[offset + 1]![1] as Array<string | null>;
+    return rows.map((row, i) => {
+      const json = raw[i];
+      if (json) return JSON.parse(json) as RowResult;
+      const status = isDense ? statusOfCode(codes.get(row) ?? 0) : undefined;
+      return status ? { row, status, action: 'done-earlier' } : undefined;
     });
   }
 

@@ -262,3 +262,24 @@ describe('manifests as people write them, against the sandbox (#17.4, #15.8, #15
     expect(Object.fromEntries(stored.map((d) => [d.fileName, d.contentType]))).toEqual(Object.fromEntries(files.map(([name, , type]) => [name, type])));
   });
 });
+
+describe('a run that finds no state at all for its API', () => {
+  it('says so at start and names --check-existing; a run that has state does not', async () => {
+    const { Writable } = await import('node:stream');
+    const { createLogger } = await import('../../src/log.ts');
+    const s = await start();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 2);
+    const runWithLog = async (extra: Partial<RunArgs>) => {
+      const lines: string[] = [];
+      const destination = new Writable({ write: (chunk, _e, done) => (lines.push(String(chunk)), done()) });
+      await runJob(baseArgs(s, manifest, dir, { log: createLogger({ level: 'warn', format: 'json', destination }), ...extra }));
+      return lines.join('');
+    };
+    expect(await runWithLog({})).toContain('no record of earlier uploads to this API, neither in this Redis nor in the ledger of this state dir');
+    expect(await runWithLog({ reportDir: path.join(dir, 'again') })).not.toContain('no record of earlier uploads');
+    // Another machine: a new state dir and a new Redis.
+    const elsewhere = await runWithLog({ stateDir: path.join(dir, 'other-state'), keyPrefix: freshKeyPrefix(), reportDir: path.join(dir, 'elsewhere') });
+    expect(elsewhere).toContain('--check-existing');
+  });
+});

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -111,3 +112,22 @@ async function startTlsRedis(dir: string, port: number, certDir: string) {
   });
 }
 
+
+describe('a Redis out of memory', () => {
+  it('stops the run with exit 2 naming the cause, writes the report for what is known, and loses nothing', async () => {
+    const redis = await startTestRedis(tempDir('oom'), { conf: ['maxmemory 3mb'] });
+    stops.push(() => redis.stop());
+    const s = await withSandbox();
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 6000, { size: 16 });
+    const r = await runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'report'), redisUrl: redis.url, flags: { workers: 0 } });
+    expect(r.exitCode).toBe(2);
+    expect(r.lines.join('\n')).toMatch(/the run had to stop: .*OOM command not allowed/);
+    // Every row is in the report, each with a status and a reason.
+    expect(r.summary.rows).toBe(6000);
+    const report = readFileSync(path.join(dir, 'report', 'report.csv'), 'utf8').trim().split('\n');
+    expect(report).toHaveLength(6001);
+    expect(report.slice(1).every((line) => /,(failed|succeeded|skipped|rejected),/.test(line))).toBe(true);
+    expect(s.stats().uploads ?? 0).toBe(0);
+  }, 60_000);
+});

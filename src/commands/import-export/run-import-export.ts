@@ -59,6 +59,12 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
   try {
     if (config.dryRun) return await dryRunBatch({ plan, reportDir, out, signal: o.signal });
     if (outDir) await removeLeftovers(outDir, session.log);
+    if (command === 'import' && !config.checkExisting && (await session.knowsNothing())) {
+      session.log.warn(
+        { stateDir: config.stateDir, redis: session.redis.where },
+        'no record of earlier uploads to this API, neither in this Redis nor in the ledger of this state dir: if documents of this manifest were uploaded before (from another machine, state dir or Redis), stop and run again with --check-existing, so that each is looked up before it is sent',
+      );
+    }
     return await runBatch({
       session,
       plan,

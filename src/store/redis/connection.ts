@@ -90,6 +90,22 @@ async function isClusterNode(probe: Redis, log: Logger): Promise<boolean> {
   }
 }
 
+/** idsync reads run status bits with BITFIELD_RO (Redis 6.2): older servers are refused at once. */
+export const MIN_REDIS_VERSION = [6, 2] as const;
+
+async function requireVersion(probe: Redis, where: string): Promise<void> {
+  let version: string | undefined;
+  try {
+    version = /redis_version:([\d.]+)/.exec(await probe.info('server'))?.[1];
+  } catch {
+    return; // INFO not allowed: the first BITFIELD_RO would say it
+  }
+  const [major = 0, minor = 0] = (version ?? '').split('.').map(Number);
+  if (version && (major < MIN_REDIS_VERSION[0] || (major === MIN_REDIS_VERSION[0] && minor < MIN_REDIS_VERSION[1]))) {
+    throw new RedisUnavailableError(`Redis at ${where} is version ${version}; idsync needs ${MIN_REDIS_VERSION.join('.')} or later`);
+  }
+}
+
 /** Replicas connected to the master (a Sentinel deployment has at least one by design). */
 async function replicaCount(probe: Redis, sentinel: boolean): Promise<number> {
   try {
@@ -141,6 +157,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
     await probe.ping();
     cluster = target.kind === 'standalone' && !privateRedis && (await isClusterNode(probe, log));
     if (!cluster) replicas = await replicaCount(probe, target.kind === 'sentinel');
+    await requireVersion(probe, where);
   } catch (err) {
     probe.disconnect();
     await privateRedis?.release();
