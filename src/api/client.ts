@@ -22,9 +22,11 @@ import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource, type IssuedToken } from './token-source.ts';
 import { chunkStreamed } from '../memory.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
-import type { DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+import type { DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseEvent, ResponseMeta, UploadInput } from './types.ts';
+import { endpointOf } from './endpoints.ts';
+import { ThrottleEpisodes } from './throttle-episodes.ts';
 
-export type { ConfinedDest, DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+export type { ConfinedDest, DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseEvent, ResponseMeta, UploadInput } from './types.ts';
 
 export interface ApiClientOptions {
   /** Base URL, path prefix included (`https://x.econnectcloud.com/identities`). */
@@ -49,6 +51,11 @@ export interface ApiClientOptions {
   renewAheadMs?: number;
   /** Most requests per second this process starts (--rate); unlimited when absent. */
   rate?: number;
+  /**
+   * Told about every answer and every failed request (metrics): called synchronously on the
+   * request path, so it must be cheap and must not throw. The API layer knows no metrics library.
+   */
+  onResponse?: (event: ResponseEvent) => void;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -106,6 +113,8 @@ export class ApiClient {
   readonly #clock: Clock;
   readonly #spacer: RequestSpacer | undefined;
   readonly #tokens: TokenSource;
+  readonly #onResponse: ((event: ResponseEvent) => void) | undefined;
+  readonly #throttles: ThrottleEpisodes;
   #requests = 0;
   #throttled = 0;
 
@@ -149,6 +158,8 @@ export class ApiClient {
       this.#ownsDispatcher = true;
     }
     this.pace = new AdaptivePace(this.#clock);
+    this.#onResponse = options.onResponse;
+    this.#throttles = new ThrottleEpisodes(this.#clock, this.#log);
     this.#spacer = options.rate ? new RequestSpacer(options.rate, this.#clock) : undefined;
     this.#tokens = new TokenSource({
       clock: this.#clock,
@@ -283,6 +294,11 @@ export class ApiClient {
     return data as PersonRecord;
   }
 
+  /** Whether the login holds (refused credentials do not), without a request: for /healthz. */
+  loginState(): { ok: boolean; detail: string } {
+    return this.#tokens.state();
+  }
+
   stats(): ClientStats {
     return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled };
   }
@@ -363,11 +379,17 @@ export class ApiClient {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
           continue;
         }
-        this.#log.debug({ method: spec.method, path: fullPath, code: (err as { code?: string }).code }, 'request failed');
+        const code = (err as { code?: string }).code ?? 'E_INTERNAL';
+        this.#observe(spec.method, fullPath, { error: code }, started);
+        this.#log.debug({ method: spec.method, path: fullPath, code }, 'request failed');
         throw err;
       }
-      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: this.#clock.now() - started }, 'response');
-      if (isSuccess(res.statusCode)) return res;
+      const ms = this.#observe(spec.method, fullPath, { status: res.statusCode }, started);
+      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms }, 'response');
+      if (isSuccess(res.statusCode)) {
+        this.#throttles.answered();
+        return res;
+      }
       const err = new HttpStatusError({
         method: spec.method,
         path: fullPath,
@@ -380,10 +402,23 @@ export class ApiClient {
       if (classification.kind === 'retry-after') {
         this.#throttled++;
         this.pace.throttle(classification.ms);
-        this.#log.info({ method: spec.method, path: fullPath, status: err.status, pauseMs: classification.ms }, 'API asked to slow down; pausing new requests');
+        this.#throttles.throttled({ method: spec.method, path: fullPath, status: err.status }, classification.ms);
       }
       throw err;
     }
+  }
+
+  /** Tells the observer (metrics) about one request's end; returns its duration in ms. */
+  #observe(method: string, fullPath: string, outcome: { status: number } | { error: string }, started: number): number {
+    const ms = this.#clock.now() - started;
+    if (this.#onResponse) {
+      try {
+        this.#onResponse({ method, endpoint: endpointOf(method, fullPath).template, ...outcome, ms });
+      } catch {
+        // An observer's failure must never fail a request.
+      }
+    }
+    return ms;
   }
 
   /** At most EXCERPT_LENGTH characters of an error body, without anything secret. The body is always released. */

@@ -2,7 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../pacing/clock.ts';
 import type { Progress } from '../report/progress.ts';
-import type { RowStatus } from '../report/row-result.ts';
+import type { StoredRowStatus } from '../report/row-result.ts';
 import type { RunStore } from '../store/run-store.ts';
 import type { Ending } from './outcome.ts';
 import { queuedJobs } from './run-feeder.ts';
@@ -11,7 +11,7 @@ import type { WorkerPool } from './worker-pool.ts';
 export interface RunStatus {
   /** Rows with a result. */
   done: number;
-  counts: Record<RowStatus, number>;
+  counts: Record<StoredRowStatus, number>;
   /** Jobs of the run still in its queue (waiting, delayed, active). */
   queued: number;
 }
@@ -74,7 +74,7 @@ export async function waitForRun(o: WaitOptions): Promise<Ending> {
     if (o.workersElsewhere && o.clock.now() - lastWorkerCheck > 30_000) {
       lastWorkerCheck = o.clock.now();
       if ((await o.queue.getWorkersCount()) === 0) {
-        o.log.warn({ runId: o.run.runId, waiting: o.total - done }, 'no `idsync worker` serves this run yet: start one with the same REDIS_URL and API settings (or run again without --workers 0)');
+        o.log.warn({ waiting: o.total - done }, 'no `idsync worker` serves this run yet: start one with the same REDIS_URL and API settings (or run again without --workers 0)');
       }
     }
     if (done !== lastDone) {

@@ -9,7 +9,7 @@ import type { RedisHandle } from '../store/redis/connection.ts';
 import type { JobContext } from '../../jobs/job-kind.ts';
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
-import { createProcessor, failedResult } from './processor.ts';
+import { createProcessor, failedResult, RUN_STOPPED, type ProcessorObserver } from './processor.ts';
 
 /**
  * Jobs a process runs at once per API connection. A job spends several ms on bookkeeping around
@@ -33,6 +33,8 @@ export interface WorkerPoolOptions {
   /** How fast a crashed worker's jobs are taken back (lower in tests). */
   lockDurationMs: number;
   stalledIntervalMs: number;
+  /** Told about rows finished and retries (the metrics). */
+  observer?: ProcessorObserver;
 }
 
 /**
@@ -50,6 +52,11 @@ export class WorkerPool {
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
     this.#gate = pLimit(options.concurrency * JOBS_PER_CONNECTION);
+  }
+
+  /** Jobs running in this process now. */
+  active(): number {
+    return this.#gate.activeCount;
   }
 
   /** Jobs this process finished (completed or failed, retries included). */
@@ -76,6 +83,7 @@ export class WorkerPool {
       signer: o.signer,
       attempts: o.attempts,
       rateLimit: (name, ms) => this.#workers.get(name)?.rateLimit(ms) ?? Promise.resolve(),
+      ...(o.observer ? { observer: o.observer } : {}),
     });
     const worker = new Worker<JobEnvelope, RowResult | undefined>(queueName, (job, token, signal) => this.#gate(() => processor(job, token, signal)), {
       connection: o.redis.connect(`worker:${queueName}`),
@@ -166,6 +174,8 @@ export class WorkerPool {
    * would wait for it until it is declared lost.
    */
   #recordIfUnrecorded(job: Job<JobEnvelope>, err: Error): void {
+    // A job that found its run stopped tried nothing: its row stays without a result (interrupted).
+    if ((err as { [RUN_STOPPED]?: boolean })[RUN_STOPPED]) return;
     const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || job.attemptsMade >= (job.opts.attempts ?? 1);
     const row = rowOfJobId(job.id);
     const kind = jobKind(job.name);

@@ -5,23 +5,33 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { ReportWriteError } from '../errors.ts';
 import { stringify } from 'csv-stringify/sync';
-import { REPORT_COLUMNS, type RowResult, type RowStatus } from './row-result.ts';
+import { VERSION } from '../version.ts';
+import { emptyCounts, REPORT_COLUMNS, type ReportRow, type RowStatus } from './row-result.ts';
 import { spreadsheetSafe } from './spreadsheet-cell.ts';
 
 export interface RunSummary {
   runId: string;
   command: string;
+  /** idsync's version that wrote the report. */
+  version: string;
   manifest?: string;
   startedAt: string;
   endedAt: string;
   interrupted: boolean;
   rows: number;
   counts: Record<RowStatus, number>;
+  /** Rows per error class (errorCode) among the failed, rejected and interrupted ones. */
+  errors: Record<string, number>;
   bytes: number;
   seconds: number;
   itemsPerSecond: number;
   reportDir: string;
+  /** The settings the run used (never a secret; see src/config/public-settings.ts). */
+  options?: Record<string, unknown>;
 }
+
+/** What a caller says about a run; the writer adds what it counted. */
+export type SummaryInput = Omit<RunSummary, 'rows' | 'counts' | 'errors' | 'bytes' | 'reportDir' | 'itemsPerSecond' | 'version'>;
 
 /** Opens one report file for writing; injectable so tests can make a disk fill up. */
 export type ReportFileOpener = (file: string) => Writable;
@@ -111,7 +121,8 @@ export class ReportWriter {
   readonly #failed: ReportFile;
   readonly #passThrough: string[];
   readonly #manifestColumns: string[];
-  readonly counts: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
+  readonly counts: Record<RowStatus, number> = emptyCounts();
+  readonly errors: Record<string, number> = {};
   bytes = 0;
   rows = 0;
 
@@ -163,19 +174,20 @@ export class ReportWriter {
    * cells spread over the columns would shift (a `Smith, John` split in two sends "John" as the
    * description), so the operator gets the row back as written, to fix it (#15.8).
    */
-  async add(result: RowResult, manifestValues: Record<string, string>, raw?: string): Promise<void> {
+  async add(result: ReportRow, manifestValues: Record<string, string>, raw?: string): Promise<void> {
     this.rows++;
     this.counts[result.status]++;
+    if (result.errorCode && result.status !== 'succeeded' && result.status !== 'skipped') this.errors[result.errorCode] = (this.errors[result.errorCode] ?? 0) + 1;
     if (result.status === 'succeeded' && result.bytes) this.bytes += result.bytes;
     const line = REPORT_COLUMNS.map((c) => spreadsheetSafe(result[c]));
     for (const c of this.#passThrough) line.push(spreadsheetSafe(manifestValues[c]));
     this.#csvLines.push(line);
     const json: Record<string, unknown> = {};
     for (const c of REPORT_COLUMNS) if (result[c] !== undefined) json[c] = result[c];
-    if (result.errorCode) json.errorCode = result.errorCode;
     for (const c of this.#passThrough) json[c] = manifestValues[c] ?? '';
     this.#jsonLines.push(JSON.stringify(json));
-    if (result.status === 'failed' || result.status === 'rejected') {
+    // Interrupted rows too: whoever retries failed.csv instead of rerunning the command loses none.
+    if (result.status === 'failed' || result.status === 'rejected' || result.status === 'interrupted') {
       if (raw !== undefined) {
         this.#failedLines.push(raw);
       } else {
@@ -265,12 +277,23 @@ export class ReportWriter {
   }
 
   /** Writes the last rows and summary.json, then publishes all; a write failure is a ReportWriteError and publishes nothing. */
-  async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
+  async finish(summary: SummaryInput): Promise<RunSummary> {
     await this.#flush();
     await this.#closeAll();
     const done = this.counts.succeeded + this.counts.skipped;
     const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;
-    const full: RunSummary = { ...summary, rows: this.rows, counts: { ...this.counts }, bytes: this.bytes, itemsPerSecond, reportDir: this.dir };
+    const { options, ...rest } = summary;
+    const full: RunSummary = {
+      ...rest,
+      version: VERSION,
+      rows: this.rows,
+      counts: { ...this.counts },
+      errors: { ...this.errors },
+      bytes: this.bytes,
+      itemsPerSecond,
+      reportDir: this.dir,
+      ...(options ? { options } : {}),
+    };
     const summaryFile = new ReportFile(path.join(this.dir, `${SUMMARY}${PARTIAL}`), this.#openFile);
     // A failed write destroys its stream (and closes the file); close() then rejects with that error.
     await summaryFile.write(`${JSON.stringify(full, null, 2)}\n`).catch(() => undefined);

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { RunSummary } from './report-writer.ts';
+import type { StoredRowStatus } from './row-result.ts';
 
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -13,20 +14,33 @@ export function formatBytes(bytes: number): string {
   return `${v.toFixed(1)} ${units[i]}`;
 }
 
-type SummaryLike = Pick<RunSummary, 'runId' | 'rows' | 'counts' | 'bytes' | 'reportDir'> & Partial<Pick<RunSummary, 'interrupted' | 'seconds' | 'itemsPerSecond'>>;
+type SummaryLike = Pick<RunSummary, 'runId' | 'rows' | 'bytes' | 'reportDir'> & {
+  counts: Record<StoredRowStatus, number> & { interrupted?: number };
+} & Partial<Pick<RunSummary, 'interrupted' | 'seconds' | 'itemsPerSecond' | 'errors'>>;
+
+/** Error classes named on the summary's errors line at most. */
+const TOP_ERRORS = 5;
 
 /**
- * The lines a run's summary prints (every command the same way): counts, where the report is,
- * and at most one next step.
+ * The lines a run's summary prints (every command the same way): counts, the error classes,
+ * where the report is, and exactly one next step: after a stop, fix its cause and run the same
+ * command again; after an interrupt, run it again; after failures, `retry` (failed.csv).
  */
-export function summaryLines(command: string, s: SummaryLike, options: { retry?: string } = {}): string[] {
+export function summaryLines(command: string, s: SummaryLike, options: { retry?: string; stopped?: string } = {}): string[] {
   const c = s.counts;
+  const interrupted = c.interrupted ?? 0;
   const timing = s.seconds !== undefined ? ` in ${s.seconds.toFixed(1)} s${s.itemsPerSecond !== undefined ? ` (${s.itemsPerSecond} items/s)` : ''}` : '';
   const lines = [
-    `${command}${s.interrupted ? ' (interrupted)' : ''} ${s.runId}: ${s.rows} rows: ${c.succeeded} succeeded, ${c.skipped} skipped, ${c.failed} failed, ${c.rejected} rejected; ${formatBytes(s.bytes)}${timing}`,
-    `report: ${path.join(s.reportDir, 'report.csv')}`,
+    `${command}${s.interrupted ? ' (interrupted)' : ''} ${s.runId}: ${s.rows} rows: ${c.succeeded} succeeded, ${c.skipped} skipped, ${c.failed} failed, ${c.rejected} rejected${interrupted > 0 ? `, ${interrupted} interrupted` : ''}; ${formatBytes(s.bytes)}${timing}`,
   ];
-  if (s.interrupted) lines.push('interrupted: run the same command again to resume');
+  const errors = Object.entries(s.errors ?? {}).sort((a, b) => b[1] - a[1]);
+  if (errors.length > 0) {
+    const named = errors.slice(0, TOP_ERRORS).map(([code, n]) => `${code} ${n}`);
+    lines.push(`errors: ${named.join(', ')}${errors.length > TOP_ERRORS ? `, ${errors.length - TOP_ERRORS} more classes` : ''}`);
+  }
+  lines.push(`report: ${path.join(s.reportDir, 'report.csv')}`);
+  if (options.stopped) lines.push(`stopped: ${options.stopped}; once that is fixed, run the same command again to resume`);
+  else if (s.interrupted) lines.push('interrupted: run the same command again to resume');
   else if (c.failed + c.rejected > 0 && options.retry) lines.push(options.retry);
   return lines;
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { RowResult, RowStatus } from '../report/row-result.ts';
+import type { RowResult, StoredRowStatus } from '../report/row-result.ts';
 import { RUN_TTL_SECONDS, type ApiKeys, type RunKeys } from './keys.ts';
 import { rowCommands, scriptAnswer, STATUS_CODE } from './row-scripts.ts';
 import { TurnBatcher } from './turn-batcher.ts';
@@ -35,6 +35,8 @@ export interface RunMeta {
   dense: boolean;
   owner?: RunOwner;
   reportDir?: string;
+  /** Rows of this invocation that the API refused (401/403): see stopIfRefused. Reset by saveMeta. */
+  refusedRows?: number;
 }
 
 /** A document to record as stored together with a row's result (see DocumentClaim.commit). */
@@ -48,7 +50,7 @@ export interface StoredCommit {
 
 /** Results recorded together at most (one Redis call). */
 export const RESULTS_PER_CALL = 64;
-const NUMERIC = new Set(['createdAt', 'startedAt', 'endedAt', 'total']);
+const NUMERIC = new Set(['createdAt', 'startedAt', 'endedAt', 'total', 'refusedRows']);
 
 function metaFromHash(raw: Record<string, string>): RunMeta | undefined {
   if (!raw.runId) return undefined;
@@ -121,6 +123,15 @@ export class RunStore {
   /** The first fatal error wins; jobs of the run refuse to start from then on. */
   async setFatal(message: string, code: string): Promise<void> {
     if (await this.#redis.hsetnx(this.keys.meta, 'fatal', message)) await this.#redis.hset(this.keys.meta, 'fatalCode', code);
+  }
+
+  /** Counts a row the API refused (401/403); returns how many were, and how many rows succeeded or were skipped. */
+  async noteRefusedRow(): Promise<{ refused: number; worked: number }> {
+    const replies = await this.#redis.multi().hincrby(this.keys.meta, 'refusedRows', 1).hmget(this.keys.counts, 'succeeded', 'skipped').exec();
+    throwOnExecError(replies);
+    const refused = Number(replies![0]![1]);
+    const [succeeded, skipped] = replies![1]![1] as Array<string | null>;
+    return { refused, worked: Number(succeeded ?? 0) + Number(skipped ?? 0) };
   }
 
   /**
@@ -202,10 +213,10 @@ export class RunStore {
   }
 
   /** Results recorded so far, per status (one small hash). */
-  async counts(): Promise<Record<RowStatus, number>> {
+  async counts(): Promise<Record<StoredRowStatus, number>> {
     const raw = await this.#redis.hgetall(this.keys.counts);
-    const out: Record<RowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
-    for (const [k, v] of Object.entries(raw)) if (k in out) out[k as RowStatus] = Number(v);
+    const out: Record<StoredRowStatus, number> = { succeeded: 0, skipped: 0, failed: 0, rejected: 0 };
+    for (const [k, v] of Object.entries(raw)) if (k in out) out[k as StoredRowStatus] = Number(v);
     return out;
   }
 
@@ -225,8 +236,8 @@ export class RunStore {
   }
 }
 
-export function statusOfCode(code: number): RowStatus | undefined {
-  return (Object.keys(STATUS_CODE) as RowStatus[]).find((s) => STATUS_CODE[s] === code);
+export function statusOfCode(code: number): StoredRowStatus | undefined {
+  return (Object.keys(STATUS_CODE) as StoredRowStatus[]).find((s) => STATUS_CODE[s] === code);
 }
 
 /** Reads a JOB_START or CLAIM answer about the row: its settled result, or the run's fatal error. */

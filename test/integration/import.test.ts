@@ -38,7 +38,7 @@ describe('idsync import against the sandbox', () => {
     const manifest = writeImportManifest(dir, 24);
     const first = await runJob(baseArgs(s, manifest, dir));
     expect(first.exitCode).toBe(0);
-    expect(first.summary.counts).toEqual({ succeeded: 24, skipped: 0, failed: 0, rejected: 0 });
+    expect(first.summary.counts).toEqual({ succeeded: 24, skipped: 0, failed: 0, rejected: 0, interrupted: 0 });
     const docs = s.documents();
     expect(docs).toHaveLength(24);
     expect(docs.every((d) => d.uploads === 1)).toBe(true);
@@ -95,7 +95,7 @@ describe('idsync import against the sandbox', () => {
     });
     const r = await runJob(baseArgs(s, manifest, dir));
     expect(r.exitCode).toBe(1);
-    expect(r.summary.counts).toEqual({ succeeded: 3, skipped: 0, failed: 0, rejected: 4 });
+    expect(r.summary.counts).toEqual({ succeeded: 3, skipped: 0, failed: 0, rejected: 4, interrupted: 0 });
     const report = readReport(path.join(dir, 'report'));
     expect(report.slice(3).map((x) => [x.status, x.error])).toEqual([
       ['rejected', 'personId "not-a-guid" is not a GUID'],
@@ -148,7 +148,7 @@ describe('idsync import against the sandbox', () => {
     const dir = tempDir();
     const manifest = writeImportManifest(dir, 60);
     const r = await runJob(baseArgs(s, manifest, dir, { flags: { attempts: 8 } }));
-    expect(r.summary.counts).toEqual({ succeeded: 60, skipped: 0, failed: 0, rejected: 0 });
+    expect(r.summary.counts).toEqual({ succeeded: 60, skipped: 0, failed: 0, rejected: 0, interrupted: 0 });
     const docs = s.documents();
     expect(docs).toHaveLength(60);
     expect(docs.filter((d) => d.uploads !== 1)).toEqual([]);
@@ -225,7 +225,7 @@ describe('manifests as people write them, against the sandbox (#17.4, #15.8, #15
     writeFileSync(manifest, `personId,file,name,description\n${PEOPLE[1]},files/b.txt,Fine,ok\n${misshapen}\n${PEOPLE[1]},files/missing.txt,Gone,x\n`);
     const first = await runJob(baseArgs(s, manifest, dir));
     expect(first.exitCode).toBe(1);
-    expect(first.summary.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 2 });
+    expect(first.summary.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 2, interrupted: 0 });
     const failedCsv = path.join(dir, 'report', 'failed.csv');
     expect(readFileSync(failedCsv, 'utf8')).toBe(`personId,file,name,description\n${misshapen}\n${PEOPLE[1]},${path.join(dir, 'files/missing.txt')},Gone,x\n`);
 

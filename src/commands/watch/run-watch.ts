@@ -109,7 +109,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     const graceMs = options.graceMs ?? 30_000;
     const pool = config.workers > 0 ? workerPool(session, graceMs) : undefined;
     if (pool) await pool.serve(queue.name);
-    else log.info({ runId }, '--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
+    else log.info('--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
 
     const ingestLog = new IngestLog(config.reportDir ?? path.resolve('idsync-reports', 'watch'), () => clock.now());
     const ingest = new Ingest(
