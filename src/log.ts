@@ -102,6 +102,7 @@ function formatted(destination: DestinationStream, colorize: boolean | undefined
 
 /** An error with its stack (and its causes'), secrets scrubbed: debug and trace. */
 function fullError(err: unknown): unknown {
+  if (!(err instanceof Error)) return briefError(err);
   const e = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
   if (typeof e.message === 'string') e.message = scrubSecrets(e.message);
   if (typeof e.stack === 'string') e.stack = scrubSecrets(e.stack);

@@ -47,7 +47,8 @@ const LONGEST_ETA_S = 366 * 86_400;
 export function etaSeconds(remaining: number, perSecond: number | undefined): number | undefined {
   if (remaining <= 0) return 0;
   if (perSecond === undefined || !(perSecond > 0)) return undefined;
-  const eta = Math.round(remaining / perSecond);
+  // Rounded up: "0 s" while rows remain would be a promise the run cannot keep.
+  const eta = Math.ceil(remaining / perSecond);
   return Number.isFinite(eta) && eta <= LONGEST_ETA_S ? eta : undefined;
 }
 
