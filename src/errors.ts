@@ -235,7 +235,7 @@ export class HttpStatusError extends IdsyncError {
 export class ExistenceCheckError extends IdsyncError {
   readonly documentId: string;
   constructor(documentId: string, cause: unknown) {
-    super('E_CHECK_FAILED', `could not check whether document ${documentId} exists before sending it (${describeError(cause)}); nothing was sent`, { cause });
+    super('E_CHECK_FAILED', `could not check whether document ${documentId} exists before sending it, so nothing was sent: ${describeError(cause)}`, { cause });
     this.documentId = documentId;
   }
 }

@@ -13,7 +13,7 @@ export const PERMISSION_STOP_ROWS = 20;
  * stops taking its jobs; the command exits 2) naming the permission to ask for. Returns the
  * message when this call stopped the run.
  */
-export async function stopIfRefused(run: RunStore, err: unknown, rows = PERMISSION_STOP_ROWS): Promise<string | undefined> {
+export async function stopIfRefused(run: Pick<RunStore, 'noteRefusedRow' | 'setFatal'>, err: unknown, rows = PERMISSION_STOP_ROWS): Promise<string | undefined> {
   const refusal = refusalOf(err);
   if (!refusal) return undefined;
   const { refused, worked } = await run.noteRefusedRow();

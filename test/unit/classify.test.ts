@@ -82,7 +82,7 @@ describe('errorClass and isRetryable: what the report says of a failure (#16)', 
 
   it("a failed existence check is never in doubt: it is a GET and nothing was sent", () => {
     expect(classify(check(http(500, 'GET')))).toEqual({ kind: 'retry', ambiguous: false });
-    expect(check(http(503)).message).toBe('could not check whether document 0b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d exists before sending it (GET /x answered 503); nothing was sent');
+    expect(check(http(503)).message).toBe('could not check whether document 0b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d exists before sending it, so nothing was sent: GET /x answered 503');
   });
 
   it('refusalOf finds the 401/403 behind a failure, also behind a check', () => {
