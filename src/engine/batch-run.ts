@@ -67,6 +67,7 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
   const { run, resumed } = await startRun(session, plan, { total, startedAt, reportDir: o.reportDir });
   if (resumed) log.info('resuming an earlier run of this command on this input: rows already done are skipped');
   const queue = session.queue(runQueueName(plan.runId));
+  session.metrics?.followRun(plan.runId);
   await applyRateLimit(session, queue, log);
   const graceMs = o.graceMs ?? 30_000;
   const pool = session.config.workers > 0 ? workerPool(session, graceMs) : undefined;

@@ -124,7 +124,9 @@ export function workerPool(session: Session, graceMs: number): WorkerPool {
     attempts: c.attempts,
     lockDurationMs: c.lockDurationMs,
     stalledIntervalMs: c.stalledIntervalMs,
+    ...(session.metrics ? { observer: session.metrics } : {}),
   });
+  session.observePool(pool);
   session.onClose(() => pool.close(graceMs));
   return pool;
 }
