@@ -174,7 +174,9 @@ export class ReportWriter {
    * cells spread over the columns would shift (a `Smith, John` split in two sends "John" as the
    * description), so the operator gets the row back as written, to fix it (#15.8).
    */
-  async add(result: ReportRow, manifestValues: Record<string, string>, raw?: string): Promise<void> {
+  async add(given: ReportRow, manifestValues: Record<string, string>, raw?: string): Promise<void> {
+    // An invalid row stays invalid however often it is run: never retryable as it is.
+    const result = given.status === 'rejected' && given.retryable === undefined ? { ...given, retryable: false } : given;
     this.rows++;
     this.counts[result.status]++;
     if (result.errorCode && result.status !== 'succeeded' && result.status !== 'skipped') this.errors[result.errorCode] = (this.errors[result.errorCode] ?? 0) + 1;

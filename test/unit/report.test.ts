@@ -39,6 +39,7 @@ describe('ReportWriter', () => {
     expect(Object.keys(report[0]!)).toEqual(['row', 'status', 'action', 'personId', 'faceId', 'detectionId', 'documentId', 'file', 'output', 'bytes', 'sha256', 'attempts', 'httpStatus', 'error', 'errorCode', 'retryable', 'batch']);
     expect(report[0]!.batch).toBe(`'=cmd|x`);
     expect(report[1]!.error).toBe('name is empty');
+    expect(report[1]!.retryable).toBe('false');
 
     const jsonl = readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(jsonl[1]).toMatchObject({ row: 2, status: 'rejected', batch: '7' });
