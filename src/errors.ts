@@ -22,6 +22,15 @@ export type ErrorCode =
   | 'E_AUTH_REFUSED'
   | 'E_TLS'
   | 'E_HTTP_STATUS'
+  | 'E_UNAUTHORIZED'
+  | 'E_FORBIDDEN'
+  | 'E_NOT_FOUND'
+  | 'E_BAD_REQUEST'
+  | 'E_TOO_LARGE'
+  | 'E_THROTTLED'
+  | 'E_SERVER'
+  | 'E_CHECK_FAILED'
+  | 'E_PERMISSION'
   | 'E_NETWORK'
   | 'E_TIMEOUT'
   | 'E_PROTOCOL'
@@ -214,6 +223,20 @@ export class HttpStatusError extends IdsyncError {
     this.bodyExcerpt = init.bodyExcerpt ?? '';
     this.retryAfterMs = init.retryAfterMs;
     this.requestSent = init.requestSent ?? true;
+  }
+}
+
+/**
+ * The existence check before an upload (GET …/data, asked where an earlier attempt may have
+ * stored the document) could not be made. Nothing was sent by this attempt: the row's error is
+ * the check's, said as such, never the bare `GET … answered 503` that reads like the upload's.
+ * Whether another try may help is the check's failure's business (classify() looks at `cause`).
+ */
+export class ExistenceCheckError extends IdsyncError {
+  readonly documentId: string;
+  constructor(documentId: string, cause: unknown) {
+    super('E_CHECK_FAILED', `could not check whether document ${documentId} exists before sending it, so nothing was sent: ${describeError(cause)}`, { cause });
+    this.documentId = documentId;
   }
 }
 

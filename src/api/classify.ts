@@ -3,6 +3,8 @@ import {
   ApiUnreachableError,
   ApiUnusableError,
   AuthRefusedError,
+  errorCode,
+  ExistenceCheckError,
   FileChangedError,
   FileError,
   HttpStatusError,
@@ -53,6 +55,8 @@ export function isRedisRefusal(err: unknown): boolean {
 }
 
 export function classify(err: unknown): Classification {
+  // The check is a GET that sent nothing: worth what its own failure is worth, never in doubt.
+  if (err instanceof ExistenceCheckError) return { ...classify(err.cause), ambiguous: false };
   if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || isRedisRefusal(err)) {
     return { kind: 'fatal', ambiguous: false };
   }
@@ -85,6 +89,44 @@ export function classify(err: unknown): Classification {
   if ((err as { name?: unknown } | null)?.name === 'AbortError') return { kind: 'retry', ambiguous: true };
   // Anything else is a bug or an unforeseen failure: retrying blindly would hide it.
   return { kind: 'permanent', ambiguous: false };
+}
+
+/**
+ * The class of a failure for reports, metrics and summaries: an HttpStatusError keeps its class
+ * (E_HTTP_STATUS) but is reported by what its status means, so a 403 and a 503 are not one code.
+ * Everything else is its own stable code (E_NETWORK, E_TIMEOUT, E_CONFLICT, E_CHECK_FAILED …).
+ */
+export function errorClass(err: unknown): string {
+  if (err instanceof HttpStatusError) return statusClass(err.status);
+  return errorCode(err);
+}
+
+function statusClass(status: number): string {
+  if (status === 401) return 'E_UNAUTHORIZED';
+  if (status === 403) return 'E_FORBIDDEN';
+  if (status === 404) return 'E_NOT_FOUND';
+  if (status === 408) return 'E_TIMEOUT';
+  if (status === 409) return 'E_CONFLICT';
+  if (status === 413) return 'E_TOO_LARGE';
+  if (status === 429) return 'E_THROTTLED';
+  if (status === 400 || status === 422) return 'E_BAD_REQUEST';
+  if (status >= 500) return 'E_SERVER';
+  return 'E_HTTP_STATUS';
+}
+
+/** Whether another try (a rerun) may succeed: what the report's `retryable` column says. */
+export function isRetryable(err: unknown): boolean {
+  const kind = classify(err).kind;
+  return kind === 'retry' || kind === 'retry-after' || kind === 'refresh-auth';
+}
+
+/**
+ * The 401 or 403 behind a failure (its own answer, or its existence check's), when the API
+ * refused the account rather than the request: what stops a run whose first rows all get one.
+ */
+export function refusalOf(err: unknown): HttpStatusError | undefined {
+  const http = err instanceof ExistenceCheckError ? err.cause : err;
+  return http instanceof HttpStatusError && (http.status === 401 || http.status === 403) ? http : undefined;
 }
 
 /** The API says the document or photo does not exist. */

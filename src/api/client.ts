@@ -24,9 +24,11 @@ import { parseRetryAfter } from './retry-after.ts';
 import { TokenSource, type IssuedToken } from './token-source.ts';
 import { chunkStreamed } from '../memory.ts';
 import { toTransportError, type RequestContext } from './transport-error.ts';
-import type { DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+import type { DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseEvent, ResponseMeta, UploadInput } from './types.ts';
+import { endpointOf } from './endpoints.ts';
+import { ThrottleEpisodes } from './throttle-episodes.ts';
 
-export type { ConfinedDest, DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseMeta, UploadInput } from './types.ts';
+export type { ConfinedDest, DetectionItem, DetectionQuery, DownloadDest, DownloadPath, DownloadResult, PersonRecord, ResponseEvent, ResponseMeta, UploadInput } from './types.ts';
 
 export interface ApiClientOptions {
   /** Base URL, path prefix included (`https://x.econnectcloud.com/identities`). */
@@ -56,6 +58,11 @@ export interface ApiClientOptions {
   renewAheadMs?: number;
   /** Most requests per second this process starts (--rate); unlimited when absent. */
   rate?: number;
+  /**
+   * Told about every answer and every failed request (metrics): called synchronously on the
+   * request path, so it must be cheap and must not throw. The API layer knows no metrics library.
+   */
+  onResponse?: (event: ResponseEvent) => void;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -122,6 +129,8 @@ export class ApiClient {
   /** The limit last logged at info level (see #onLimitChange). */
   #loggedLimit = 0;
   readonly #health = new ApiHealth();
+  readonly #onResponse: ((event: ResponseEvent) => void) | undefined;
+  readonly #throttles: ThrottleEpisodes;
   #requests = 0;
   #throttled = 0;
   #overloaded = 0;
@@ -172,6 +181,8 @@ export class ApiClient {
       this.#ownsDispatcher = true;
     }
     this.pace = new AdaptivePace(this.#clock);
+    this.#onResponse = options.onResponse;
+    this.#throttles = new ThrottleEpisodes(this.#clock, this.#log);
     this.#spacer = options.rate ? new RequestSpacer(options.rate, this.#clock) : undefined;
     this.#tokens = new TokenSource({
       clock: this.#clock,
@@ -324,6 +335,11 @@ export class ApiClient {
     return this.#health.snapshot();
   }
 
+  /** Whether the login holds (refused credentials do not), without a request: for /healthz. */
+  loginState(): { ok: boolean; detail: string } {
+    return this.#tokens.state();
+  }
+
   stats(): ClientStats {
     return { requests: this.#requests, ...this.#tokens.stats(), throttled: this.#throttled, overloaded: this.#overloaded, concurrencyLimit: this.concurrencyLimit() };
   }
@@ -386,6 +402,7 @@ export class ApiClient {
       // The permit first: a request waiting out a pause or its rate slot keeps its place in line.
       const permit = await this.#limit?.acquire(signal);
       let sent: { res: Dispatcher.ResponseData; latencyMs: number };
+      const sending = this.#clock.now();
       try {
         sent = await this.#dispatch(spec, token, signal);
       } catch (thrown) {
@@ -397,13 +414,17 @@ export class ApiClient {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
           continue;
         }
-        this.#log.debug({ method: spec.method, path: fullPath, code: (err as { code?: string }).code }, 'request failed');
+        const code = (err as { code?: string }).code ?? 'E_INTERNAL';
+        this.#observe(spec.method, fullPath, { error: code }, this.#clock.now() - sending);
+        this.#log.debug({ method: spec.method, path: fullPath, code }, 'request failed');
         throw err;
       }
       const { res, latencyMs } = sent;
-      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms: latencyMs }, 'response');
+      const ms = this.#observe(spec.method, fullPath, { status: res.statusCode }, latencyMs);
+      this.#log.debug({ method: spec.method, path: fullPath, status: res.statusCode, ms }, 'response');
       if (isSuccess(res.statusCode)) {
         this.#health.answered(this.#clock.now());
+        this.#throttles.answered();
         // The slot stays taken until the body is read or dropped: a download still occupies the server.
         if (permit) res.body.once('close', () => permit.release({ kind: 'answered', latencyMs }));
         return res;
@@ -424,7 +445,7 @@ export class ApiClient {
         // The pause says when to send again; the limit says how many (it was cut once above, and
         // the other answers of the same round trip do not cut it again): the two do not add up.
         this.pace.throttle(classification.ms);
-        this.#log.info({ method: spec.method, path: fullPath, status: err.status, pauseMs: classification.ms }, 'API asked to slow down; pausing new requests');
+        this.#throttles.throttled({ method: spec.method, path: fullPath, status: err.status }, classification.ms);
       }
       throw err;
     }
@@ -484,6 +505,18 @@ export class ApiClient {
     this.#loggedLimit = change.to;
     const why = change.reason === 'overload' ? 'the API refused requests for capacity' : change.reason === 'latency' ? 'the API answers more slowly' : 'the API keeps up';
     this.#log.info(fields, `concurrency limit now ${change.to}: ${why}`);
+  }
+
+  /** Tells the observer (metrics) about one request's end; returns its duration in ms. */
+  #observe(method: string, fullPath: string, outcome: { status: number } | { error: string }, ms: number): number {
+    if (this.#onResponse) {
+      try {
+        this.#onResponse({ method, endpoint: endpointOf(method, fullPath).template, ...outcome, ms });
+      } catch {
+        // An observer's failure must never fail a request.
+      }
+    }
+    return ms;
   }
 
   /** At most EXCERPT_LENGTH characters of an error body, without anything secret. The body is always released. */

@@ -71,6 +71,19 @@ export class TokenSource {
     return { ...this.#stats };
   }
 
+  /**
+   * Whether the login holds, without a request (health checks): refused credentials are not; an
+   * expired token is, since the next request logs in again with the password.
+   */
+  state(): { ok: boolean; detail: string } {
+    if (this.#refused) return { ok: false, detail: this.#refused.message };
+    const held = this.#held;
+    if (!held) return { ok: false, detail: 'not logged in (yet)' };
+    if (held.expiresAt === undefined) return { ok: true, detail: 'logged in (token expiry unreadable)' };
+    const left = held.expiresAt - this.#clock.now();
+    return { ok: true, detail: left > 0 ? `logged in; token valid for ${Math.round(left / 1000)} s more` : 'logged in; the token expired and is renewed by the next request' };
+  }
+
   /** A token fit to send now: logs in or renews first when needed. */
   async get(signal?: AbortSignal): Promise<string> {
     if (this.#refused) throw this.#refused;

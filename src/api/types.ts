@@ -78,3 +78,15 @@ export interface UploadInput {
    */
   expect?: { sha256: string; bytes: number };
 }
+
+/** One request's end, as an observer (metrics) sees it: its endpoint template, never its ids. */
+export interface ResponseEvent {
+  method: string;
+  /** e.g. `/api/v1/people/{personId}/fileDocuments/{documentId}/data` (src/api/endpoints.ts). */
+  endpoint: string;
+  /** The HTTP status, when an answer came. */
+  status?: number;
+  /** The failure's code (E_NETWORK, E_TIMEOUT, E_TLS …), when none came. */
+  error?: string;
+  ms: number;
+}

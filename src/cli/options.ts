@@ -50,7 +50,8 @@ export function addJobOptions(cmd: Command, { worker = false, readOnly = false }
     .option('--attempts <n>', 'tries per item before it counts as failed [env IDSYNC_ATTEMPTS] (default: 5)')
     .option('--connect-timeout <ms>', 'TCP and TLS connect timeout [env IDSYNC_CONNECT_TIMEOUT_MS] (default: 10000)')
     .option('--headers-timeout <ms>', 'longest wait for response headers [env IDSYNC_HEADERS_TIMEOUT_MS] (default: 120000)')
-    .option('--body-timeout <ms>', 'longest silence inside a response body, not its total time [env IDSYNC_BODY_TIMEOUT_MS] (default: 60000)');
+    .option('--body-timeout <ms>', 'longest silence inside a response body, not its total time [env IDSYNC_BODY_TIMEOUT_MS] (default: 60000)')
+    .option('--metrics-listen <host:port>', 'serve Prometheus /metrics, /healthz and /readyz there, e.g. 127.0.0.1:9464 [env IDSYNC_METRICS_LISTEN] (default: off)');
   if (!worker) {
     cmd
       .option('--report-dir <dir>', 'where the report goes [env IDSYNC_REPORT_DIR] (default: idsync-reports/<runId>)')

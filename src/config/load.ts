@@ -48,6 +48,8 @@ export interface Config {
   encoding: string | undefined;
   lockDurationMs: number;
   stalledIntervalMs: number;
+  /** --metrics-listen: where /metrics, /healthz and /readyz are served; none when undefined. */
+  metricsListen: { host: string; port: number } | undefined;
   /** Where each setting's value came from, for `--help`-style diagnostics and tests. */
   origins: Partial<Record<keyof SettingsInput, Source>>;
 }
@@ -192,6 +194,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     encoding: values.encoding as string | undefined,
     lockDurationMs: values.lockDurationMs as number,
     stalledIntervalMs: values.stalledIntervalMs as number,
+    metricsListen: values.metricsListen as Config['metricsListen'],
     origins,
   };
 }

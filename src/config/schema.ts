@@ -119,6 +119,23 @@ function durationIn(minMs: number, maxMs: number) {
     });
 }
 
+/**
+ * `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (loopback); the same grammar as docker/healthcheck.mjs,
+ * which GETs /healthz at this address when IDSYNC_METRICS_LISTEN is set. Port 0: a free one.
+ */
+const listenAddress = z
+  .string()
+  .trim()
+  .transform((s, ctx) => {
+    const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
+    const port = Number(m?.[3]);
+    if (!m || port > 65_535) {
+      ctx.addIssue({ code: 'custom', message: 'must be HOST:PORT, e.g. 127.0.0.1:9464, [::1]:9464 or :9464 (loopback)' });
+      return z.NEVER;
+    }
+    return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  });
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -149,6 +166,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'bodyTimeoutMs', flag: '--body-timeout', env: 'IDSYNC_BODY_TIMEOUT_MS', schema: intIn(100, 3_600_000), default: 60_000, help: 'longest silence inside a body, ms' },
   { key: 'delimiter', flag: '--delimiter', env: 'IDSYNC_DELIMITER', schema: delimiter, help: 'manifest cell separator (default: detected from the header line)' },
   { key: 'encoding', flag: '--encoding', env: 'IDSYNC_ENCODING', schema: encoding, help: 'manifest encoding (default: UTF-8, strictly)' },
+  { key: 'metricsListen', flag: '--metrics-listen', env: 'IDSYNC_METRICS_LISTEN', schema: listenAddress, help: 'serve Prometheus /metrics, /healthz and /readyz at HOST:PORT' },
   { key: 'lockDurationMs', flag: 'IDSYNC_LOCK_DURATION_MS', env: 'IDSYNC_LOCK_DURATION_MS', schema: intIn(1000, 3_600_000), default: 30_000, help: 'job lock; a crashed worker\'s jobs are taken back after about this long' },
   { key: 'stalledIntervalMs', flag: 'IDSYNC_STALLED_INTERVAL_MS', env: 'IDSYNC_STALLED_INTERVAL_MS', schema: intIn(500, 3_600_000), default: 15_000, help: 'how often workers look for jobs of crashed workers' },
 ];
@@ -183,4 +201,5 @@ export interface SettingsInput {
   encoding?: string;
   lockDurationMs?: number | string;
   stalledIntervalMs?: number | string;
+  metricsListen?: string;
 }

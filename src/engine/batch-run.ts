@@ -1,9 +1,11 @@
 import path from 'node:path';
+import { publicSettings } from '../config/public-settings.ts';
 import { describeError } from '../errors.ts';
-import { scrubSecrets } from '../log.ts';
+import { childLogger, scrubSecrets } from '../log.ts';
 import { createProgress } from '../report/progress.ts';
 import { ReportWriter, type RunSummary } from '../report/report-writer.ts';
 import type { RowResult } from '../report/row-result.ts';
+import type { MissingReason } from '../report/run-report.ts';
 import { summaryLines } from '../report/summary-lines.ts';
 import { runQueueName } from '../store/keys.ts';
 import type { RunPlan } from '../../jobs/job-kind.ts';
@@ -41,13 +43,14 @@ export interface BatchResult {
 /** How often a running command tells Redis it is alive (`idsync runs` shows stale owners). */
 const HEARTBEAT_MS = 10_000;
 
-const MISSING: Record<Ending, { code: string; text: string }> = {
+/** Rows without a result when the run ended: `interrupted` when it stopped (its rerun does them), `failed` when their jobs were lost. */
+const MISSING: Record<Ending, MissingReason> = {
   done: { code: 'E_LOST', text: 'no result' },
   lost: { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); run the same command again to retry it' },
-  interrupted: { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume' },
-  fatal: { code: 'E_FATAL', text: 'not done: the run stopped on a fatal error' },
-  stopped: { code: 'E_STOPPED', text: 'not done: the run had to stop' },
-  cancelled: { code: 'E_CANCELLED', text: 'not done: the run was cancelled (idsync cancel); run the same command again to do it' },
+  interrupted: { code: 'E_INTERRUPTED', text: 'not finished before the interrupt; run the same command again to resume', status: 'interrupted' },
+  fatal: { code: 'E_INTERRUPTED', text: 'not done: the run stopped on a fatal error', status: 'interrupted' },
+  stopped: { code: 'E_INTERRUPTED', text: 'not done: the run had to stop', status: 'interrupted' },
+  cancelled: { code: 'E_CANCELLED', text: 'not done: the run was cancelled (idsync cancel); run the same command again to do it', status: 'interrupted' },
 };
 
 /**
@@ -58,18 +61,19 @@ const MISSING: Record<Ending, { code: string; text: string }> = {
  */
 export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
   const { session, plan } = o;
-  const log = session.log.child({ runId: plan.runId });
+  const log = childLogger(session.log, { runId: plan.runId });
   const clock = session.clock;
   const total = await plan.check(o.signal);
   const startedAt = clock.now();
   const { run, resumed } = await startRun(session, plan, { total, startedAt, reportDir: o.reportDir });
   if (resumed) log.info('resuming an earlier run of this command on this input: rows already done are skipped');
   const queue = session.queue(runQueueName(plan.runId));
+  session.metrics?.followRun(plan.runId);
   await applyRateLimit(session, queue, log);
   const graceMs = o.graceMs ?? 30_000;
   const pool = session.config.workers > 0 ? workerPool(session, graceMs, plan.command) : undefined;
   if (pool) await pool.serve(queue.name);
-  else log.info({ runId: plan.runId }, '--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
+  else log.info('--workers 0: waiting for `idsync worker` processes sharing this Redis to do the work');
 
   // Written while the run goes on (rows in order as their results come in).
   let prepared = 0;
@@ -93,7 +97,12 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
         feeding = false;
       });
     let lastBeat = clock.now();
-    const progress = createProgress({ log, label: plan.command, ...(o.tty !== undefined ? { tty: o.tty } : {}) });
+    const progress = createProgress({
+      log,
+      label: plan.command,
+      ...(pool ? { concurrency: () => session.config.concurrency } : {}),
+      ...(o.tty !== undefined ? { tty: o.tty } : {}),
+    });
     let ending: Ending;
     try {
       ending = await waitForRun({
@@ -134,7 +143,8 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
     await run.updateMeta({ state: ending === 'cancelled' ? 'cancelled' : over ? 'done' : 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
 
     finished = true;
-    const missing = ending === 'fatal' ? { ...MISSING.fatal, text: `not done: the run stopped: ${meta?.fatal ?? 'fatal error'}` } : ending === 'stopped' ? { ...MISSING.stopped, text: `not done: the run had to stop: ${scrubSecrets(describeError(feedError))}` } : MISSING[ending];
+    const stopped = ending === 'fatal' ? (meta?.fatal ?? 'fatal error') : ending === 'stopped' ? scrubSecrets(describeError(feedError)) : undefined;
+    const missing: MissingReason = stopped ? { ...MISSING[ending], text: `not done: the run stopped: ${stopped}` } : MISSING[ending];
     const summary = await report.finish(missing, (endedAt) => ({
       runId: plan.runId,
       command: plan.command,
@@ -143,13 +153,13 @@ export async function runBatch(o: BatchRunOptions): Promise<BatchResult> {
       endedAt: endedAt.toISOString(),
       interrupted: ending === 'interrupted',
       seconds: Math.max(0, (endedAt.getTime() - startedAt) / 1000),
+      options: publicSettings(session.config),
     }));
     const failedCsv = path.join(summary.reportDir, 'failed.csv');
+    // One next step: after a stop, its cause; after Ctrl-C, run again; after rows not OK, retry failed.csv.
     const shown = plan.report.statuses ? { statuses: plan.report.statuses } : {};
-    for (const line of summaryLines(plan.command, summary, { ...shown, ...(o.retryHint ? { retry: o.retryHint(failedCsv) } : {}) })) o.out(line);
-    if (ending === 'fatal') o.out(`idsync: the run stopped: ${meta?.fatal ?? 'fatal error'}`);
-    if (ending === 'stopped') o.out(`idsync: the run had to stop: ${scrubSecrets(describeError(feedError))}`);
-    if (ending === 'cancelled') o.out('idsync: the run was cancelled from elsewhere (idsync cancel); run the same command again to do the rows left');
+    const stop = stopped ?? (ending === 'cancelled' ? 'the run was cancelled from elsewhere (idsync cancel)' : undefined);
+    for (const line of summaryLines(plan.command, summary, { ...shown, ...(o.retryHint ? { retry: o.retryHint(failedCsv) } : {}), ...(stop ? { stopped: stop } : {}) })) o.out(line);
     return { summary, ending, exitCode: exitCodeForOutcome({ ending, counts: summary.counts }) };
   } finally {
     if (!finished) await report.discard(); // the run ended in an error before its report was finished

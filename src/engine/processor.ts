@@ -1,7 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { classify } from '../api/classify.ts';
-import { describeError, errorCode, HttpStatusError, JobRefusedError, ResultNotRecordedError } from '../errors.ts';
-import { scrubSecrets, type Logger } from '../log.ts';
+import { classify, errorClass, isRetryable } from '../api/classify.ts';
+import { describeError, ExistenceCheckError, HttpStatusError, JobRefusedError, ResultNotRecordedError } from '../errors.ts';
+import { childLogger, scrubSecrets, type Logger } from '../log.ts';
 import type { RowResult } from '../report/row-result.ts';
 import { rowOfJobId } from '../store/keys.ts';
 import { DocumentBusy, RowAlreadyDone, RunStopped, throwIfRowSettled } from '../store/row-signals.ts';
@@ -13,25 +13,42 @@ import { triesSpent } from './retry-budget.ts';
 
 /** What a job of a cancelled run fails with: its row is left without a result (the report says cancelled). */
 export const RUN_CANCELLED = 'the run was cancelled (idsync cancel)';
+import { stopIfRefused } from './permission-stop.ts';
 
 /** A throttled (429) job waits without spending attempts, but not forever. */
 export const MAX_THROTTLES = 50;
 
 const ERROR_EXCERPT = 300;
 
-/** The result of a row whose job failed for good. */
+/** The result of a row whose job failed for good: its error, the error's class, and whether a rerun may help. */
 export function failedResult(kind: Pick<RowJobKind, 'action' | 'ids'> | undefined, row: number, payload: unknown, err: unknown, attempts: number, now: number): RowResult {
+  const http = err instanceof ExistenceCheckError ? err.cause : err;
   return {
     row,
     status: 'failed',
     action: kind?.action ?? 'job',
     ...(kind ? kind.ids(payload as never) : {}),
     attempts,
-    ...(err instanceof HttpStatusError ? { httpStatus: err.status } : {}),
+    ...(http instanceof HttpStatusError ? { httpStatus: http.status } : {}),
     error: cutText(scrubSecrets(describeError(err)), ERROR_EXCERPT),
-    errorCode: errorCode(err),
+    errorCode: errorClass(err),
+    retryable: isRetryable(err),
     finishedAt: now,
   };
+}
+
+/**
+ * Marks the UnrecoverableError of a job that found its run stopped: nothing was tried, so its row
+ * gets no result (the report says `interrupted`, the rerun does it) rather than a failure.
+ */
+export const RUN_STOPPED = Symbol('idsync.runStopped');
+
+/** What the processor tells about the jobs it ends (the metrics); cheap, never throws. */
+export interface ProcessorObserver {
+  /** A row's final result, recorded by this process (`kind`: the job kind's name). */
+  rowFinished(result: RowResult, kind: string): void;
+  /** An attempt failed and the job will be tried again. */
+  retried(errorClass: string): void;
 }
 
 export interface ProcessorOptions {
@@ -40,6 +57,7 @@ export interface ProcessorOptions {
   attempts: number;
   /** Pauses a queue for every worker (a 429 with Retry-After). */
   rateLimit(queueName: string, ms: number): Promise<void>;
+  observer?: ProcessorObserver;
 }
 
 /**
@@ -67,7 +85,7 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
     const attempt = job.attemptsMade + 1;
     let child: Logger | undefined;
     if (kind.type === 'control') {
-      const log = () => (child ??= ctx.log.child({ jobId: job.id, kind: kind.name, attempt }));
+      const log = () => (child ??= childLogger(ctx.log, { jobId: job.id, kind: kind.name, attempt }));
       const control: ControlJob<never> = {
         id: job.id ?? '',
         payload: job.data.p as never,
@@ -90,7 +108,8 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
     const row = rowOfJobId(job.id);
     if (row === undefined) throw new UnrecoverableError(`job ${job.id} of run ${runId} names no row`);
     const run = ctx.store.run(runId);
-    const log = () => (child ??= ctx.log.child({ runId, jobId: job.id, row, attempt }));
+    const log = () => (child ??= childLogger(ctx.log, { runId, jobId: job.id, row, attempt }));
+    const observer = options.observer;
     const rowJob: RowJob<never> = {
       runId,
       row,
@@ -106,18 +125,22 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
       // upload asks it in the same Redis call as its document's claim.
       if (kind.name !== 'upload') throwIfRowSettled(await run.jobStart(row));
       const out = await kind.run(rowJob, ctx);
-      if ('recorded' in out) return out.recorded;
+      if ('recorded' in out) {
+        observer?.rowFinished(out.recorded, kind.name);
+        return out.recorded;
+      }
       const result: RowResult = { ...out, row, attempts: attempt, finishedAt: ctx.clock.now() };
       try {
         await run.record(result);
       } catch (err) {
         throw new ResultNotRecordedError(err);
       }
+      observer?.rowFinished(result, kind.name);
       if (ctx.log.isLevelEnabled('debug')) log().debug({ status: result.status, action: result.action }, 'job done');
       return result;
     } catch (err) {
       if (err instanceof RowAlreadyDone) return err.prior;
-      if (err instanceof RunStopped) throw new UnrecoverableError(err.message);
+      if (err instanceof RunStopped) throw Object.assign(new UnrecoverableError(err.message), { [RUN_STOPPED]: true });
       if (err instanceof DocumentBusy) {
         await job.moveToDelayed(Date.now() + err.retryInMs, token);
         throw new DelayedError();
@@ -141,20 +164,29 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
       // The enqueuing command's --attempts (or retry budget) travels with the job; a worker's own setting is the fallback.
       const final = c.kind === 'permanent' || c.kind === 'fatal' || (await triesSpent(job, attempt, options.attempts, ctx.clock.now()));
       if (!final) {
-        run.stats.noteRetry(errorCode(err), ctx.clock.now());
-        log().debug({ err, kind: c.kind, ambiguous: c.ambiguous }, 'job failed; will retry');
+        run.stats.noteRetry(errorClass(err), ctx.clock.now());
+        // One debug line per retry: the operator hears of rows that fail for good, not of each try.
+        observer?.retried(errorClass(err));
+        if (ctx.log.isLevelEnabled('debug')) log().debug({ err, kind: c.kind, ambiguous: c.ambiguous }, 'job failed; will retry');
         throw err;
       }
       // A run cancelled meanwhile (`idsync cancel` removed its jobs: "Missing key for job …") leaves
       // the row without a result, so that its report says cancelled rather than this error.
       if ((await run.getMeta().catch(() => undefined))?.state === 'cancelled') throw new UnrecoverableError(RUN_CANCELLED);
       // Recorded last, and nothing after it may make BullMQ try again: a failed result is final.
+      const failed = failedResult(kind, row, job.data.p, err, attempt, ctx.clock.now());
       try {
-        if (c.kind === 'fatal') await run.setFatal(scrubSecrets(describeError(err)), errorCode(err));
+        if (c.kind === 'fatal') await run.setFatal(scrubSecrets(describeError(err)), failed.errorCode!);
       } finally {
-        await run.record(failedResult(kind, row, job.data.p, err, attempt, ctx.clock.now())).catch((e: unknown) => log().error({ err: e }, 'cannot record a failed row'));
+        await run.record(failed).then(
+          () => observer?.rowFinished(failed, kind.name),
+          (e: unknown) => log().error({ err: e }, 'cannot record a failed row'),
+        );
       }
-      log().warn({ err: { message: scrubSecrets(describeError(err)), code: errorCode(err) }, kind: c.kind }, 'job failed for good');
+      log().warn({ err: { message: failed.error, code: failed.errorCode }, ...(failed.httpStatus ? { httpStatus: failed.httpStatus } : {}), kind: c.kind }, 'job failed for good');
+      // The first rows all refused (401/403): a missing permission stops the run (exit 2).
+      const stopped = await stopIfRefused(run, err).catch(() => undefined);
+      if (stopped) log().error({ code: 'E_PERMISSION' }, `stopping the run: ${stopped}`);
       throw new UnrecoverableError(scrubSecrets(describeError(err)));
     }
   };

@@ -132,7 +132,9 @@ export function workerPool(session: Session, graceMs: number, command = 'worker'
     stalledIntervalMs: c.stalledIntervalMs,
     workerId: PROCESS_ID,
     command,
+    ...(session.metrics ? { observer: session.metrics } : {}),
   });
+  session.observePool(pool);
   session.onClose(() => pool.close(graceMs));
   return pool;
 }

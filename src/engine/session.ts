@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
@@ -13,6 +14,8 @@ import { Ledger } from '../store/ledger/ledger.ts';
 import { ApiStore } from '../store/api-store.ts';
 import { describeRedisFailure, openRedis, type RedisHandle } from '../store/redis/connection.ts';
 import { JobSigner } from './job-signing.ts';
+import { ProcessMetrics, type PoolView } from './metrics.ts';
+import { MetricsServer, type HealthCheck, type HealthChecks } from './metrics-server.ts';
 
 export interface SessionOptions {
   config: Config;
@@ -33,6 +36,9 @@ export interface SessionOptions {
 /** Identifies this process to operators: `idsync status` shows which workers serve a run. */
 export const PROCESS_ID = `${hostname()}:${process.pid}`;
 
+/** /healthz gives up on a Redis PING after this long. */
+const HEALTH_PING_MS = 2_000;
+
 /**
  * What every command that talks to the API works with: the API client (logged in), Redis with
  * the API's store, this machine's ledger, and the key that signs jobs. Opened once per command,
@@ -45,6 +51,13 @@ export class Session {
   readonly #api: ApiSettings | undefined;
   readonly #client: ApiClient | undefined;
   readonly #signer: JobSigner | undefined;
+  /** This process's metrics, when --metrics-listen is given. */
+  readonly metrics: ProcessMetrics | undefined;
+  #metricsServer: MetricsServer | undefined;
+  #pool: PoolView | undefined;
+  #opened = false;
+  #closing = false;
+  #wantsState = true;
   #redis: RedisHandle | undefined;
   #connection: Redis | undefined;
   #store: ApiStore | undefined;
@@ -54,13 +67,14 @@ export class Session {
   #knownToRedis = true;
   #closers: Array<() => Promise<void>> = [];
 
-  private constructor(options: SessionOptions, api?: ApiSettings, client?: ApiClient) {
+  private constructor(options: SessionOptions, api?: ApiSettings, client?: ApiClient, metrics?: ProcessMetrics) {
     this.config = options.config;
     this.log = options.log;
     this.clock = options.clock ?? systemClock;
     this.#api = api;
     this.#client = client;
     this.#signer = api ? new JobSigner(api.password, api.apiUrl) : undefined;
+    this.metrics = metrics;
   }
 
   get api(): ApiSettings {
@@ -87,9 +101,25 @@ export class Session {
     if (options.login === false) return Session.#attach(options);
     const { config, log, signal } = options;
     const api = requireApiSettings(config);
-    const client = createApiClient(config, api, log, { ...(options.clock ? { clock: options.clock } : {}), ...options.clientOptions });
-    const session = new Session(options, api, client);
+    const metrics = config.metricsListen ? new ProcessMetrics({ concurrency: config.concurrency }) : undefined;
+    const client = createApiClient(config, api, log, {
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(metrics ? { onResponse: (event) => metrics.request(event) } : {}),
+      ...options.clientOptions,
+    });
+    const session = new Session(options, api, client, metrics);
     const wantsState = options.state !== false;
+    session.#wantsState = wantsState;
+    if (metrics && config.metricsListen) {
+      // First, so that /healthz answers (503) while the login and Redis are still on their way.
+      try {
+        session.#metricsServer = await MetricsServer.start({ ...config.metricsListen, metrics, health: () => session.#health(), ready: () => session.#readiness(), log });
+      } catch (err) {
+        await client.close().catch(() => undefined);
+        throw err;
+      }
+      metrics.watchClient(client);
+    }
     const redisOpening = wantsState ? openRedis({ redisUrl: config.redisUrl, redisCaFile: config.redisCaFile, stateDir: config.stateDir, log, allowInstall: options.allowInstallRedis }) : undefined;
     redisOpening?.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
     try {
@@ -104,8 +134,10 @@ export class Session {
         session.#knownToRedis = await session.#store.register().catch((err: unknown) => {
           throw describeRedisFailure(err, session.#redis!.where);
         });
-        session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log });
+        session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log, ...(metrics ? { datasync: timedDatasync(metrics) } : {}) });
+        if (metrics) metrics.lookAtRuns((runId) => session.#runView(runId));
       }
+      session.#opened = true;
       return session;
     } catch (err) {
       session.#redis ??= await redisOpening?.catch(() => undefined);
@@ -123,6 +155,7 @@ export class Session {
   static async #attach(options: SessionOptions): Promise<Session> {
     const { config, log } = options;
     const session = new Session(options);
+    session.#opened = true;
     try {
       session.#redis = await openRedis({ redisUrl: config.redisUrl, redisCaFile: config.redisCaFile, stateDir: config.stateDir, log, attachOnly: true });
       session.#connection = session.#redis.connect('session');
@@ -181,6 +214,59 @@ export class Session {
     return queue;
   }
 
+  /** This process's workers: /readyz waits for them to serve, the metrics count their jobs. */
+  observePool(pool: PoolView): void {
+    this.#pool = pool;
+    this.metrics?.watchPool(pool);
+  }
+
+  /** Base URL of the metrics server (`--metrics-listen`), once it listens. */
+  get metricsUrl(): string | undefined {
+    return this.#metricsServer?.url;
+  }
+
+  /** /healthz: Redis answers a PING (when this command uses it), the login holds. */
+  async #health(): Promise<HealthChecks> {
+    const login = this.client.loginState();
+    if (!this.#wantsState) return { redis: { ok: true, detail: 'not used (dry run)' }, login };
+    const store = this.#store;
+    if (!store) return { redis: { ok: false, detail: this.#closing ? 'closed' : 'not connected yet' }, login };
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const redis = await Promise.race([
+      store.redis.ping().then(
+        (): HealthCheck => ({ ok: true, detail: `PING answered in ${Date.now() - started} ms` }),
+        (err: unknown): HealthCheck => ({ ok: false, detail: `PING failed: ${(err as Error).message}` }),
+      ),
+      new Promise<HealthCheck>((resolve) => {
+        timer = setTimeout(() => resolve({ ok: false, detail: `no answer to PING within ${HEALTH_PING_MS} ms` }), HEALTH_PING_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return { redis, login };
+  }
+
+  /** /readyz: open, not closing, and its workers serve (or it has none: --workers 0). */
+  #readiness(): HealthCheck {
+    if (this.#closing) return { ok: false, detail: 'closing' };
+    if (!this.#opened) return { ok: false, detail: 'opening: logging in, connecting to Redis' };
+    if (!this.#wantsState || this.config.workers === 0) return { ok: true, detail: 'open (no workers in this process)' };
+    const served = this.#pool?.served().length ?? 0;
+    return served > 0 ? { ok: true, detail: `serving ${served} queue(s)` } : { ok: false, detail: 'open; its workers do not serve yet' };
+  }
+
+  #runView(runId: string) {
+    const run = this.store.run(runId);
+    return {
+      counts: () => run.counts(),
+      total: async () => (await run.getMeta())?.total,
+      queueCounts: async () => {
+        const c = await this.queue(runId).getJobCounts('waiting', 'active', 'delayed');
+        return { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0 };
+      },
+    };
+  }
+
   /** Runs at close, before the queues, the client, the ledger and Redis (workers, say). */
   onClose(close: () => Promise<void>): void {
     this.#closers.push(close);
@@ -192,13 +278,28 @@ export class Session {
    * one stops). Each step runs even when an earlier one failed.
    */
   async close(): Promise<void> {
+    this.#closing = true;
     for (const close of this.#closers.splice(0).reverse()) await close().catch((err: unknown) => this.log.debug({ err }, 'close step failed'));
+    await this.#metricsServer?.close().catch(() => undefined);
+    this.metrics?.close();
     for (const queue of this.#queues.values()) await queue.close().catch(() => undefined);
     this.#queues.clear();
     await this.#client?.close().catch(() => undefined);
     await this.#ledger?.close().catch(() => undefined);
     await this.#redis?.close().catch(() => undefined);
   }
+}
+
+/** The ledger's fsync, timed for the metrics. */
+function timedDatasync(metrics: ProcessMetrics): (handle: FileHandle) => Promise<void> {
+  return async (handle) => {
+    const started = performance.now();
+    try {
+      await handle.datasync();
+    } finally {
+      metrics.fsync(performance.now() - started);
+    }
+  };
 }
 
 export function createApiClient(config: Config, api: ApiSettings, log: Logger, extra: Partial<ApiClientOptions> = {}): ApiClient {

@@ -80,7 +80,7 @@ export async function waitForRun(o: WaitOptions): Promise<Ending> {
     if (o.workersElsewhere && o.clock.now() - lastWorkerCheck > 30_000) {
       lastWorkerCheck = o.clock.now();
       if ((await o.queue.getWorkersCount()) === 0) {
-        o.log.warn({ runId: o.run.runId, waiting: o.total - done }, 'no `idsync worker` serves this run yet: start one with the same REDIS_URL and API settings (or run again without --workers 0)');
+        o.log.warn({ waiting: o.total - done }, 'no `idsync worker` serves this run yet: start one with the same REDIS_URL and API settings (or run again without --workers 0)');
       }
     }
     if (done !== lastDone) {

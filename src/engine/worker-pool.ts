@@ -7,7 +7,7 @@ import type { RedisHandle } from '../store/redis/connection.ts';
 import type { JobContext } from '../../jobs/job-kind.ts';
 import { jobKind } from '../../jobs/registry.ts';
 import type { JobEnvelope, JobSigner } from './job-signing.ts';
-import { createProcessor, failedResult, RUN_CANCELLED } from './processor.ts';
+import { createProcessor, failedResult, RUN_CANCELLED, RUN_STOPPED, type ProcessorObserver } from './processor.ts';
 import { jobRetryDelay } from './retry-budget.ts';
 
 /**
@@ -43,6 +43,8 @@ export interface WorkerPoolOptions {
   command?: string;
   /** How often the heartbeat is written (default WORKER_HEARTBEAT_MS). */
   heartbeatMs?: number;
+  /** Told about rows finished and retries (the metrics). */
+  observer?: ProcessorObserver;
 }
 
 /** How often a process serving queues says so in Redis (stale after WORKER_STALE_MS of src/store/api-store.ts). */
@@ -82,6 +84,11 @@ export class WorkerPool {
     return (this.#o.adaptive?.concurrencyLimit() ?? this.#o.concurrency) * JOBS_PER_CONNECTION;
   }
 
+  /** Jobs running in this process now. */
+  active(): number {
+    return this.#gate.activeCount;
+  }
+
   /** Jobs this process finished (completed or failed, retries included). */
   processed(): number {
     return this.#processed;
@@ -106,6 +113,7 @@ export class WorkerPool {
       signer: o.signer,
       attempts: o.attempts,
       rateLimit: (name, ms) => this.#workers.get(name)?.rateLimit(ms) ?? Promise.resolve(),
+      ...(o.observer ? { observer: o.observer } : {}),
     });
     const worker = new Worker<JobEnvelope, RowResult | undefined>(queueName, (job, token, signal) => this.#gate(() => processor(job, token, signal)), {
       connection: o.redis.connect(`worker:${queueName}`),
@@ -221,6 +229,8 @@ export class WorkerPool {
    * would wait for it until it is declared lost.
    */
   #recordIfUnrecorded(job: Job<JobEnvelope>, err: Error): void {
+    // A job that found its run stopped tried nothing: its row stays without a result (interrupted).
+    if ((err as { [RUN_STOPPED]?: boolean })[RUN_STOPPED]) return;
     const final = err.name === 'UnrecoverableError' || /stalled more than allowable limit/.test(err.message) || job.attemptsMade >= (job.opts.attempts ?? 1);
     const row = rowOfJobId(job.id);
     const kind = jobKind(job.name);

@@ -1,21 +1,17 @@
-import cliProgress from 'cli-progress';
 import type { Logger } from '../log.ts';
-import type { StatusCounts } from './row-result.ts';
+import { stderrStatus, type StatusLine } from '../status-line.ts';
+import { etaSeconds, formatEta, RateWindow } from './rate-window.ts';
+import type { BaseStatus, StatusCounts } from './row-result.ts';
 
 export interface ProgressState {
+  /** Rows with a result. */
   done: number;
   counts: StatusCounts;
   total: number | undefined;
-  /** Requests allowed in flight now (the API client's concurrencyLimit(); shown when given). */
+  /** Requests this process keeps in flight at most (its current concurrency), when it works. */
   concurrency?: number;
-  /** Over-capacity answers so far (the client's stats().overloaded; shown when given). */
+  /** Over-capacity answers so far (the client's stats().overloaded; shown when given, --concurrency auto). */
   overloaded?: number;
-}
-
-/** " | C 12, 3 over capacity": what the adaptive concurrency is doing, when the caller says. */
-function concurrencyText(s: ProgressState): string {
-  if (s.concurrency === undefined) return '';
-  return ` | C ${s.concurrency}${s.overloaded ? `, ${s.overloaded} over capacity` : ''}`;
 }
 
 export interface Progress {
@@ -23,54 +19,107 @@ export interface Progress {
   stop(): void;
 }
 
+/** Statuses whose growth is work done (rejected rows are recorded in bursts while rows are queued). */
+const WORKED: readonly BaseStatus[] = ['succeeded', 'skipped', 'failed'];
+/** Progress log lines: every 5 s in the first minute (short runs, CI), then every minute. */
+const FIRST_MINUTE_EVERY_MS = 5_000;
+const LATER_EVERY_MS = 60_000;
+const BAR_WIDTH = 24;
+
 /**
- * A live bar on a terminal (done/failed/total, items/s, ETA); elsewhere a progress log line
- * every few seconds, so CI logs and journald stay readable.
+ * Where a run is, honestly: the rate over the last minute of rows worked in this invocation (rows
+ * done by an earlier one are neither speed nor progress of this one), an ETA from that rate
+ * (`unknown` until there is one, never NaN or Infinity), failed and rejected apart, and this
+ * process's concurrency when it works. On a terminal a live bar on stderr's status line (log lines
+ * print above it); elsewhere a log line every few seconds, so CI logs and journald stay readable.
  */
-export function createProgress(options: { log: Logger; label: string; tty?: boolean; everyMs?: number; now?: () => number }): Progress {
+export function createProgress(options: {
+  log: Logger;
+  label: string;
+  tty?: boolean;
+  everyMs?: number;
+  now?: () => number;
+  statusLine?: StatusLine;
+  /** This process's concurrency now, when it works (undefined: it only waits). */
+  concurrency?: () => number | undefined;
+}): Progress {
   const now = options.now ?? Date.now;
   const started = now();
   const tty = options.tty ?? process.stderr.isTTY === true;
+  const rate = new RateWindow();
+  let previous: Record<BaseStatus, number> | undefined;
+  let worked = 0;
+  const withConcurrency = (s: ProgressState): ProgressState => {
+    const concurrency = s.concurrency ?? options.concurrency?.();
+    return concurrency === undefined ? s : { ...s, concurrency };
+  };
+  const measure = (s: ProgressState) => {
+    // Growth per status, never shrinkage: a rerun's failed rows leave `failed` as they are queued
+    // again, and come back as succeeded (or failed) when done.
+    if (previous) for (const status of WORKED) worked += Math.max(0, s.counts[status] - previous[status]);
+    previous = { ...s.counts };
+    const t = now();
+    rate.add(t, worked);
+    const perSecond = rate.perSecond();
+    const eta = s.total === undefined ? undefined : etaSeconds(s.total - s.done, perSecond);
+    return { t, perSecond, eta };
+  };
+
   if (tty) {
-    const bar = new cliProgress.SingleBar(
-      {
-        format: `${options.label} [{bar}] {value}/{total} | failed {failed} | rejected {rejected} | {speed}/s | ETA {eta_formatted}{concurrency}`,
-        stream: process.stderr,
-        hideCursor: true,
-        etaBuffer: 50,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    let startedBar = false;
+    const status = options.statusLine ?? stderrStatus;
+    let shown = false;
     return {
-      update(s) {
-        const elapsed = Math.max((now() - started) / 1000, 0.001);
-        const payload = { failed: s.counts.failed, rejected: s.counts.rejected, speed: (s.done / elapsed).toFixed(1), concurrency: concurrencyText(s) };
-        if (!startedBar) {
-          bar.start(s.total ?? s.done, s.done, payload);
-          startedBar = true;
-        }
-        bar.setTotal(s.total ?? Math.max(s.done, 1));
-        bar.update(s.done, payload);
+      update(given) {
+        const s = withConcurrency(given);
+        const { perSecond, eta } = measure(s);
+        status.show(barText(options.label, s, perSecond, eta));
+        shown = true;
       },
       stop() {
-        if (startedBar) bar.stop();
+        if (shown) status.done();
       },
     };
   }
-  const everyMs = options.everyMs ?? 5000;
-  let last = 0;
+  let last = Number.NEGATIVE_INFINITY;
   return {
-    update(s) {
-      const t = now();
-      if (t - last < everyMs) return;
+    update(given) {
+      const s = withConcurrency(given);
+      const { t, perSecond, eta } = measure(s);
+      const every = options.everyMs ?? (t - started < 60_000 ? FIRST_MINUTE_EVERY_MS : LATER_EVERY_MS);
+      if (t - last < every) return;
       last = t;
-      const elapsed = Math.max((t - started) / 1000, 0.001);
-      const rate = s.done / elapsed;
-      const eta = s.total && rate > 0 ? Math.round((s.total - s.done) / rate) : undefined;
-      const adaptive = s.concurrency !== undefined ? { concurrency: s.concurrency, overCapacity: s.overloaded ?? 0 } : {};
-      options.log.info({ done: s.done, failed: s.counts.failed, rejected: s.counts.rejected, total: s.total, itemsPerSecond: Number(rate.toFixed(1)), etaSeconds: eta, ...adaptive }, `${options.label}: ${s.done}/${s.total ?? '?'} done${concurrencyText(s)}`);
+      const speed = perSecond === undefined ? undefined : Number(perSecond.toFixed(1));
+      options.log.info(
+        {
+          done: s.done,
+          total: s.total,
+          succeeded: s.counts.succeeded,
+          skipped: s.counts.skipped,
+          failed: s.counts.failed,
+          rejected: s.counts.rejected,
+          ...(speed !== undefined ? { itemsPerSecond: speed } : {}),
+          ...(eta !== undefined ? { etaSeconds: eta } : {}),
+          ...(s.concurrency !== undefined ? { concurrency: s.concurrency } : {}),
+        },
+        `${options.label}: ${s.done}/${s.total ?? '?'} done, ${speed === undefined ? 'rate not known yet' : `${speed}/s over the last minute`}, ETA ${formatEta(eta)}`,
+      );
     },
     stop() {},
   };
+}
+
+/** `import [#########---------] 505/1000 | failed 3 | rejected 1 | 12.3/s | ETA 41 s | concurrency 8` */
+export function barText(label: string, s: ProgressState, perSecond: number | undefined, eta: number | undefined): string {
+  const total = s.total ?? 0;
+  const filled = total > 0 ? Math.min(BAR_WIDTH, Math.round((s.done / total) * BAR_WIDTH)) : 0;
+  const bar = `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
+  const parts = [
+    `${label} [${bar}] ${s.done}/${s.total ?? '?'}`,
+    `failed ${s.counts.failed}`,
+    `rejected ${s.counts.rejected}`,
+    perSecond === undefined ? '-/s' : `${perSecond.toFixed(1)}/s`,
+    `ETA ${eta === undefined ? '-' : formatEta(eta)}`,
+  ];
+  if (s.concurrency !== undefined) parts.push(`concurrency ${s.concurrency}`);
+  return parts.join(' | ');
 }

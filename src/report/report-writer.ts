@@ -5,23 +5,33 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { ReportWriteError } from '../errors.ts';
 import { stringify } from 'csv-stringify/sync';
-import { emptyCounts, OK_STATUSES, REPORT_COLUMNS, rowsDone, type RowResult, type RowStatus, type StatusCounts } from './row-result.ts';
+import { VERSION } from '../version.ts';
+import { emptyCounts, OK_STATUSES, REPORT_COLUMNS, rowsDone, type ReportRow, type RowStatus, type StatusCounts } from './row-result.ts';
 import { spreadsheetSafe } from './spreadsheet-cell.ts';
 
 export interface RunSummary {
   runId: string;
   command: string;
+  /** idsync's version that wrote the report. */
+  version: string;
   manifest?: string;
   startedAt: string;
   endedAt: string;
   interrupted: boolean;
   rows: number;
   counts: StatusCounts;
+  /** Rows per error class (errorCode) among the rows not OK. */
+  errors: Record<string, number>;
   bytes: number;
   seconds: number;
   itemsPerSecond: number;
   reportDir: string;
+  /** The settings the run used (never a secret; see src/config/public-settings.ts). */
+  options?: Record<string, unknown>;
 }
+
+/** What a caller says about a run; the writer adds what it counted. */
+export type SummaryInput = Omit<RunSummary, 'rows' | 'counts' | 'errors' | 'bytes' | 'reportDir' | 'itemsPerSecond' | 'version'>;
 
 /** Opens one report file for writing; injectable so tests can make a disk fill up. */
 export type ReportFileOpener = (file: string) => Writable;
@@ -112,6 +122,7 @@ export class ReportWriter {
   readonly #passThrough: string[];
   readonly #manifestColumns: string[];
   readonly counts: StatusCounts;
+  readonly errors: Record<string, number> = {};
   bytes = 0;
   rows = 0;
 
@@ -166,9 +177,12 @@ export class ReportWriter {
    * cells spread over the columns would shift (a `Smith, John` split in two sends "John" as the
    * description), so the operator gets the row back as written, to fix it (#15.8).
    */
-  async add(result: RowResult, manifestValues: Record<string, string>, raw?: string): Promise<void> {
+  async add(given: ReportRow, manifestValues: Record<string, string>, raw?: string): Promise<void> {
+    // An invalid row stays invalid however often it is run: never retryable as it is.
+    const result = given.status === 'rejected' && given.retryable === undefined ? { ...given, retryable: false } : given;
     this.rows++;
     this.counts[result.status] = (this.counts[result.status] ?? 0) + 1;
+    if (result.errorCode && !OK_STATUSES.has(result.status)) this.errors[result.errorCode] = (this.errors[result.errorCode] ?? 0) + 1;
     // Bytes moved, or (verify) checked: a skipped row's file was moved by an earlier run.
     if ((result.status === 'succeeded' || result.status === 'verified') && result.bytes) this.bytes += result.bytes;
     const line = REPORT_COLUMNS.map((c) => spreadsheetSafe(result[c]));
@@ -176,10 +190,9 @@ export class ReportWriter {
     this.#csvLines.push(line);
     const json: Record<string, unknown> = {};
     for (const c of REPORT_COLUMNS) if (result[c] !== undefined) json[c] = result[c];
-    if (result.errorCode) json.errorCode = result.errorCode;
     for (const c of this.#passThrough) json[c] = manifestValues[c] ?? '';
     this.#jsonLines.push(JSON.stringify(json));
-    // Every row not OK: failed.csv fed back to the same command does exactly those again.
+    // Every row not OK (interrupted ones too): failed.csv fed back to the same command does exactly those again.
     if (!OK_STATUSES.has(result.status)) {
       if (raw !== undefined) {
         this.#failedLines.push(raw);
@@ -270,12 +283,23 @@ export class ReportWriter {
   }
 
   /** Writes the last rows and summary.json, then publishes all; a write failure is a ReportWriteError and publishes nothing. */
-  async finish(summary: Omit<RunSummary, 'rows' | 'counts' | 'bytes' | 'reportDir' | 'itemsPerSecond'>): Promise<RunSummary> {
+  async finish(summary: SummaryInput): Promise<RunSummary> {
     await this.#flush();
     await this.#closeAll();
     const done = rowsDone(this.counts);
     const itemsPerSecond = summary.seconds > 0 ? Number((done / summary.seconds).toFixed(2)) : done;
-    const full: RunSummary = { ...summary, rows: this.rows, counts: { ...this.counts }, bytes: this.bytes, itemsPerSecond, reportDir: this.dir };
+    const { options, ...rest } = summary;
+    const full: RunSummary = {
+      ...rest,
+      version: VERSION,
+      rows: this.rows,
+      counts: { ...this.counts },
+      errors: { ...this.errors },
+      bytes: this.bytes,
+      itemsPerSecond,
+      reportDir: this.dir,
+      ...(options ? { options } : {}),
+    };
     const summaryFile = new ReportFile(path.join(this.dir, `${SUMMARY}${PARTIAL}`), this.#openFile);
     // A failed write destroys its stream (and closes the file); close() then rejects with that error.
     await summaryFile.write(`${JSON.stringify(full, null, 2)}\n`).catch(() => undefined);

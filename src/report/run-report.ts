@@ -1,6 +1,16 @@
 import type { Logger } from '../log.ts';
 import { ReportWriter, type FailedCsvFormat, type RunSummary } from './report-writer.ts';
-import type { RowResult, RowStatus } from './row-result.ts';
+import type { ReportRow, RowResult, RowStatus } from './row-result.ts';
+
+/** Why rows ended without a result, for their report lines: `interrupted` after a stop, `failed` when their jobs were lost. */
+export interface MissingReason {
+  code: string;
+  text: string;
+  /** Default `failed`. */
+  status?: 'failed' | 'interrupted';
+  /** Whether running again may do them (default true: nothing final happened to them). */
+  retryable?: boolean;
+}
 
 /** One line of the report: the row's number and its cells in the input. */
 export interface ReportLine {
@@ -101,7 +111,7 @@ export class RunReport {
    * Writes every row still to be written; a row without a result gets `missing` as its reason.
    * Then closes the files and writes summary.json.
    */
-  async finish(missing: { code: string; text: string }, summary: (endedAt: Date) => Parameters<ReportWriter['finish']>[0]): Promise<RunSummary> {
+  async finish(missing: MissingReason, summary: (endedAt: Date) => Parameters<ReportWriter['finish']>[0]): Promise<RunSummary> {
     await this.#advancing;
     return this.#writer.guard(async () => {
       if (this.#broken !== undefined) throw this.#broken;
@@ -110,7 +120,7 @@ export class RunReport {
     });
   }
 
-  async #fill(missing: { code: string; text: string } | undefined): Promise<void> {
+  async #fill(missing: MissingReason | undefined): Promise<void> {
     if (this.#broken !== undefined) return;
     for (;;) {
       try {
@@ -128,10 +138,18 @@ export class RunReport {
         for (; n < head.length; n++) {
           const record = head[n]!;
           if (!missing && this.#o.preparedThrough && record.row > this.#o.preparedThrough()) break;
-          let result = results[n];
+          let result: ReportRow | undefined = results[n];
           if (!result) {
             if (!missing) break;
-            result = { row: record.row, status: 'failed', action: this.#o.action, ...this.#o.idsOf(record.values), error: missing.text, errorCode: missing.code };
+            result = {
+              row: record.row,
+              status: missing.status ?? 'failed',
+              action: this.#o.action,
+              ...this.#o.idsOf(record.values),
+              error: missing.text,
+              errorCode: missing.code,
+              retryable: missing.retryable ?? true,
+            };
           } else if (result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.invocationStart) {
             // Done by an earlier invocation of this run: nothing was sent for it this time.
             result = { ...result, status: 'skipped', action: result.action === 'done-earlier' ? result.action : `done-earlier (${result.action})` };

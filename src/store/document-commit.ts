@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DocumentConflictError, ResultNotRecordedError } from '../errors.ts';
+import { DocumentConflictError, ExistenceCheckError, ResultNotRecordedError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { RowResult } from '../report/row-result.ts';
 import type { Ledger } from './ledger/ledger.ts';
@@ -110,7 +110,7 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
 
     const doubt = o.jobDoubt || known === 'started' || claimed.earlierDoubt !== undefined || o.checkExisting;
     if (doubt) {
-      const copy = await o.check(signal);
+      const copy = await checkServer(o, signal);
       if (copy === 'same') {
         await recordStoredInLedger(o);
         // This job's own earlier attempt stored it: this run did the work. Otherwise it was there before.
@@ -141,6 +141,20 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
     // Ended before anything was sent (a conflict, a failed check, Redis or the disk failing): our
     // doubt mark goes, an earlier attempt's stays.
     if (!claim.ended) await claim.giveBack().catch(() => undefined);
+  }
+}
+
+/**
+ * Asks the API what it holds. A failed check fails this attempt before anything is sent, and says
+ * so (ExistenceCheckError): a bare `GET …/data answered 503` as an upload row's error reads like
+ * the upload's own failure.
+ */
+async function checkServer(o: UploadOnceOptions, signal: AbortSignal): Promise<ServerCopy> {
+  try {
+    return await o.check(signal);
+  } catch (err) {
+    if (signal.aborted || err instanceof DocumentConflictError) throw err;
+    throw new ExistenceCheckError(o.doc.publicId, err);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { RowStatus } from '../report/row-result.ts';
+import type { StoredRowStatus } from '../report/row-result.ts';
 
 /**
  * The Lua of a row's life in Redis, beside the keys it touches (src/store/keys.ts): what a row's
@@ -17,7 +17,7 @@ import type { RowStatus } from '../report/row-result.ts';
  * Status codes of the `status` bit field (u3 per row: 0 = no result, 7 codes). verified,
  * mismatch and missing are `idsync verify`'s; STATUS_NAME in ROW_STATE lists them in this order.
  */
-export const STATUS_CODE: Readonly<Record<RowStatus, number>> = { succeeded: 1, skipped: 2, failed: 3, rejected: 4, verified: 5, mismatch: 6, missing: 7 };
+export const STATUS_CODE: Readonly<Record<StoredRowStatus, number>> = { succeeded: 1, skipped: 2, failed: 3, rejected: 4, verified: 5, mismatch: 6, missing: 7 };
 
 /**
  * The row rule, written once: a row whose job found what it was for is settled (never done

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { emptyCounts, type RowResult, type RowStatus, type StatusCounts } from '../report/row-result.ts';
+import { emptyCounts, type RowResult, type StatusCounts, type StoredRowStatus } from '../report/row-result.ts';
 import { RUN_TTL_SECONDS, type ApiKeys, type RunKeys } from './keys.ts';
 import { rowCommands, scriptAnswer, STATUS_CODE } from './row-scripts.ts';
 import { RunStats } from './run-stats.ts';
@@ -44,6 +44,8 @@ export interface RunMeta {
   dense: boolean;
   owner?: RunOwner;
   reportDir?: string;
+  /** Rows of this invocation that the API refused (401/403): see stopIfRefused. Reset by saveMeta. */
+  refusedRows?: number;
 }
 
 /** A document to record as stored together with a row's result (see DocumentClaim.commit). */
@@ -59,7 +61,7 @@ export interface StoredCommit {
 export const RESULTS_PER_CALL = 64;
 /** Rows of a dense run above this have no status bits (a bit field holds 2^32 bits; see row-scripts.ts). */
 const MAX_DENSE_ROW = 1_000_000_000;
-const NUMERIC = new Set(['createdAt', 'startedAt', 'endedAt', 'total']);
+const NUMERIC = new Set(['createdAt', 'startedAt', 'endedAt', 'total', 'refusedRows']);
 
 function metaFromHash(raw: Record<string, string>): RunMeta | undefined {
   if (!raw.runId) return undefined;
@@ -135,6 +137,15 @@ export class RunStore {
   /** The first fatal error wins; jobs of the run refuse to start from then on. */
   async setFatal(message: string, code: string): Promise<void> {
     if (await this.#redis.hsetnx(this.keys.meta, 'fatal', message)) await this.#redis.hset(this.keys.meta, 'fatalCode', code);
+  }
+
+  /** Counts a row the API refused (401/403); returns how many were, and how many rows succeeded or were skipped. */
+  async noteRefusedRow(): Promise<{ refused: number; worked: number }> {
+    const replies = await this.#redis.multi().hincrby(this.keys.meta, 'refusedRows', 1).hmget(this.keys.counts, 'succeeded', 'skipped').exec();
+    throwOnExecError(replies);
+    const refused = Number(replies![0]![1]);
+    const [succeeded, skipped] = replies![1]![1] as Array<string | null>;
+    return { refused, worked: Number(succeeded ?? 0) + Number(skipped ?? 0) };
   }
 
   /**
@@ -236,7 +247,7 @@ export class RunStore {
   async counts(): Promise<StatusCounts> {
     const raw = await this.#redis.hgetall(this.keys.counts);
     const out = emptyCounts();
-    for (const [k, v] of Object.entries(raw)) if (k in STATUS_CODE) out[k as RowStatus] = Number(v);
+    for (const [k, v] of Object.entries(raw)) if (k in STATUS_CODE) out[k as StoredRowStatus] = Number(v);
     return out;
   }
 
@@ -256,8 +267,8 @@ export class RunStore {
   }
 }
 
-export function statusOfCode(code: number): RowStatus | undefined {
-  return (Object.keys(STATUS_CODE) as RowStatus[]).find((s) => STATUS_CODE[s] === code);
+export function statusOfCode(code: number): StoredRowStatus | undefined {
+  return (Object.keys(STATUS_CODE) as StoredRowStatus[]).find((s) => STATUS_CODE[s] === code);
 }
 
 /** Reads a JOB_START or CLAIM answer about the row: its settled result, or the run's fatal error. */

@@ -38,7 +38,7 @@ describe('idsync import against the sandbox', () => {
     const manifest = writeImportManifest(dir, 24);
     const first = await runJob(baseArgs(s, manifest, dir));
     expect(first.exitCode).toBe(0);
-    expect(first.summary.counts).toEqual({ succeeded: 24, skipped: 0, failed: 0, rejected: 0 });
+    expect(first.summary.counts).toEqual({ succeeded: 24, skipped: 0, failed: 0, rejected: 0, interrupted: 0 });
     const docs = s.documents();
     expect(docs).toHaveLength(24);
     expect(docs.every((d) => d.uploads === 1)).toBe(true);
@@ -95,7 +95,7 @@ describe('idsync import against the sandbox', () => {
     });
     const r = await runJob(baseArgs(s, manifest, dir));
     expect(r.exitCode).toBe(1);
-    expect(r.summary.counts).toEqual({ succeeded: 3, skipped: 0, failed: 0, rejected: 4 });
+    expect(r.summary.counts).toEqual({ succeeded: 3, skipped: 0, failed: 0, rejected: 4, interrupted: 0 });
     const report = readReport(path.join(dir, 'report'));
     expect(report.slice(3).map((x) => [x.status, x.error])).toEqual([
       ['rejected', 'personId "not-a-guid" is not a GUID'],
@@ -148,13 +148,50 @@ describe('idsync import against the sandbox', () => {
     const dir = tempDir();
     const manifest = writeImportManifest(dir, 60);
     const r = await runJob(baseArgs(s, manifest, dir, { flags: { attempts: 8 } }));
-    expect(r.summary.counts).toEqual({ succeeded: 60, skipped: 0, failed: 0, rejected: 0 });
+    expect(r.summary.counts).toEqual({ succeeded: 60, skipped: 0, failed: 0, rejected: 0, interrupted: 0 });
     const docs = s.documents();
     expect(docs).toHaveLength(60);
     expect(docs.filter((d) => d.uploads !== 1)).toEqual([]);
     const stats = s.stats();
     expect((stats.status['500'] ?? 0) + (stats.status['502'] ?? 0) + (stats.status['503'] ?? 0) + (stats.status['429'] ?? 0)).toBeGreaterThan(0);
   }, 120_000);
+
+  it('stops with exit 2 naming the missing permission when the first 20 rows are all refused (403), instead of failing every row (#16)', async () => {
+    const s = await start({ users: [{ username: 'reader', password: PASSWORD, permissions: ['Read Identity Files'] }] });
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 120);
+    const r = await runJob(baseArgs(s, manifest, dir, { username: 'reader', flags: { concurrency: 2 } }));
+    expect(r.exitCode).toBe(2);
+    expect(r.ending).toBe('fatal');
+    const c = r.summary.counts;
+    expect(c.failed).toBeGreaterThanOrEqual(20);
+    expect(c.failed).toBeLessThan(40);
+    expect(c.succeeded + c.skipped).toBe(0);
+    expect(c.failed + c.interrupted).toBe(120);
+    expect(r.summary.errors).toEqual({ E_FORBIDDEN: c.failed, E_INTERRUPTED: c.interrupted });
+    const steps = r.lines.filter((l) => /resume|retry|once that is fixed/.test(l));
+    expect(steps).toHaveLength(1);
+    expect(steps[0]).toMatch(/^stopped: the first 20 rows all failed with 403 \(POST \/api\/v1\/people\/fileDocuments\/upload answered 403\): the account idsync logs in with lacks the permission "Add Identity Files"/);
+    const report = readReport(path.join(dir, 'report'));
+    expect(report.find((x) => x.status === 'failed')).toMatchObject({ httpStatus: '403', errorCode: 'E_FORBIDDEN', retryable: 'false' });
+    expect(report.find((x) => x.status === 'interrupted')).toMatchObject({ errorCode: 'E_INTERRUPTED', retryable: 'true' });
+    expect(s.stats().status['403']).toBe(c.failed);
+  });
+
+  it('names "Read Identity Files" when --check-existing is refused, and says the check failed, not the upload (#16)', async () => {
+    const s = await start({ users: [{ username: 'adder', password: PASSWORD, permissions: ['Add Identity Files'] }] });
+    const dir = tempDir();
+    const manifest = writeImportManifest(dir, 30);
+    const r = await runJob(baseArgs(s, manifest, dir, { username: 'adder', flags: { concurrency: 1, checkExisting: true } }));
+    expect(r.exitCode).toBe(2);
+    expect(r.lines.join('\n')).toContain('lacks the permission "Read Identity Files"');
+    const failed = readReport(path.join(dir, 'report')).filter((x) => x.status === 'failed');
+    expect(failed.length).toBeGreaterThanOrEqual(20);
+    expect(failed.length).toBeLessThan(30);
+    expect(failed[0]).toMatchObject({ errorCode: 'E_CHECK_FAILED', httpStatus: '403', retryable: 'false' });
+    expect(failed[0]!.error).toMatch(/^could not check whether document [0-9a-f-]{36} exists before sending it, so nothing was sent: GET \/identities\/api\/v1\/people\/.*\/data answered 403/);
+    expect(s.stats().uploadRequests).toBe(0);
+  });
 
   it('keeps requests in flight within --concurrency and each second within --rate', async () => {
     const s = await start({ faults: { latencyMs: 40 } });
@@ -225,7 +262,7 @@ describe('manifests as people write them, against the sandbox (#17.4, #15.8, #15
     writeFileSync(manifest, `personId,file,name,description\n${PEOPLE[1]},files/b.txt,Fine,ok\n${misshapen}\n${PEOPLE[1]},files/missing.txt,Gone,x\n`);
     const first = await runJob(baseArgs(s, manifest, dir));
     expect(first.exitCode).toBe(1);
-    expect(first.summary.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 2 });
+    expect(first.summary.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 2, interrupted: 0 });
     const failedCsv = path.join(dir, 'report', 'failed.csv');
     expect(readFileSync(failedCsv, 'utf8')).toBe(`personId,file,name,description\n${misshapen}\n${PEOPLE[1]},${path.join(dir, 'files/missing.txt')},Gone,x\n`);
 

@@ -54,7 +54,13 @@ describe('crash and interrupt, then the same command again', () => {
         const summary = JSON.parse(readFileSync(path.join(dir, 'report', 'summary.json'), 'utf8'));
         expect(summary.interrupted).toBe(true);
         expect(summary.rows).toBe(40);
+        // Rows not finished are `interrupted`, not failed, and there is one next step (#16).
+        expect(summary.counts.failed).toBe(0);
+        expect(summary.counts.interrupted).toBeGreaterThan(0);
+        expect(summary.counts.succeeded + summary.counts.interrupted).toBe(40);
+        expect(summary.errors).toEqual({ E_INTERRUPTED: summary.counts.interrupted });
         expect(first.output().stdout).toContain('run the same command again to resume');
+        expect(first.output().stdout).not.toMatch(/retry|failed\.csv/);
       }
       expect(s.documents().length).toBeLessThan(40);
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { classify, mayHaveBeenProcessed, overloadOf, type Classification } from '../../src/api/classify.ts';
+import { classify, errorClass, isRetryable, mayHaveBeenProcessed, overloadOf, refusalOf, type Classification } from '../../src/api/classify.ts';
+import { endpointOf } from '../../src/api/endpoints.ts';
 import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../src/api/retry-after.ts';
-import { AuthRefusedError, FileError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
+import { AuthRefusedError, BadContentError, DocumentConflictError, ExistenceCheckError, FileError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
 
 const http = (status: number, method = 'GET', retryAfterMs?: number) => new HttpStatusError({ method, path: '/x', status, retryAfterMs });
 const fileErr = (code: string) => new FileError('x', '/f', { cause: Object.assign(new Error(code), { code }) });
@@ -44,6 +45,70 @@ describe('classify', () => {
   ];
   it.each(table)('%s', (_name, err, expected) => {
     expect(classify(err)).toEqual(expected);
+  });
+});
+
+describe('errorClass and isRetryable: what the report says of a failure (#16)', () => {
+  const check = (cause: unknown) => new ExistenceCheckError('0b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d', cause);
+  it.each([
+    ['401 (after the refresh)', http(401), 'E_UNAUTHORIZED', true],
+    ['403', http(403, 'POST'), 'E_FORBIDDEN', false],
+    ['404', http(404), 'E_NOT_FOUND', false],
+    ['408', http(408), 'E_TIMEOUT', true],
+    ['409', http(409, 'POST'), 'E_CONFLICT', false],
+    ['413', http(413, 'POST'), 'E_TOO_LARGE', false],
+    ['429', http(429), 'E_THROTTLED', true],
+    ['400', http(400, 'POST'), 'E_BAD_REQUEST', false],
+    ['422', http(422, 'POST'), 'E_BAD_REQUEST', false],
+    ['418', http(418), 'E_HTTP_STATUS', false],
+    ['500', http(500, 'POST'), 'E_SERVER', true],
+    ['503', http(503), 'E_SERVER', true],
+    ['reset', new NetworkError({ method: 'GET', path: '/x', sysCode: 'ECONNRESET', requestSent: false }), 'E_NETWORK', true],
+    ['timeout', new TimeoutError({ method: 'GET', path: '/x', phase: 'headers', requestSent: true }), 'E_TIMEOUT', true],
+    ['conflict', new DocumentConflictError('id', 'a'.repeat(64), 'b'.repeat(64)), 'E_CONFLICT', false],
+    ['bad content', new BadContentError({ method: 'GET', path: '/x', expected: 'a JPEG photo', excerpt: '<html>', problem: 'other content' }), 'E_BAD_CONTENT', false],
+    ['check answered 503', check(http(503)), 'E_CHECK_FAILED', true],
+    ['check answered 403', check(http(403)), 'E_CHECK_FAILED', false],
+    ['check reset', check(new NetworkError({ method: 'GET', path: '/x', sysCode: 'ECONNRESET', requestSent: true })), 'E_CHECK_FAILED', true],
+    ['a bug', new TypeError('x is undefined'), 'E_INTERNAL', false],
+  ])('%s → %s, retryable %s', (_name, err, cls, retryable) => {
+    expect(errorClass(err)).toBe(cls);
+    expect(isRetryable(err)).toBe(retryable);
+  });
+
+  it('an HttpStatusError keeps its own code: only the report names its class', () => {
+    expect(http(403).code).toBe('E_HTTP_STATUS');
+  });
+
+  it("a failed existence check is never in doubt: it is a GET and nothing was sent", () => {
+    expect(classify(check(http(500, 'GET')))).toEqual({ kind: 'retry', ambiguous: false });
+    expect(check(http(503)).message).toBe('could not check whether document 0b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d exists before sending it, so nothing was sent: GET /x answered 503');
+  });
+
+  it('refusalOf finds the 401/403 behind a failure, also behind a check', () => {
+    expect(refusalOf(http(403))?.status).toBe(403);
+    expect(refusalOf(check(http(403)))?.status).toBe(403);
+    expect(refusalOf(http(401))?.status).toBe(401);
+    expect(refusalOf(http(404))).toBeUndefined();
+    expect(refusalOf(new AuthRefusedError('no', 403))).toBeUndefined();
+  });
+});
+
+describe('endpointOf', () => {
+  it.each([
+    ['POST', '/identities/api/v1/people/fileDocuments/upload', '/api/v1/people/fileDocuments/upload', 'Add Identity Files'],
+    ['GET', '/identities/api/v1/people/p-1/fileDocuments/d-2/data', '/api/v1/people/{personId}/fileDocuments/{documentId}/data', 'Read Identity Files'],
+    ['GET', '/api/v1/people/detections/personId/p-1', '/api/v1/people/detections/personId/{personId}', 'Read Detections'],
+    ['GET', '/api/v1/people/detections/faceId/f-1', '/api/v1/people/detections/faceId/{faceId}', 'Read Detections'],
+    ['GET', '/api/v1/people?tagId=t', '/api/v1/people', 'Read All Identity'],
+    ['GET', '/api/v1/people/p-1', '/api/v1/people/{personId}', 'Read All Identity'],
+    ['GET', '/api/v1/people/enrollmentPhoto/f-1', '/api/v1/people/enrollmentPhoto/{faceId}', undefined],
+    ['GET', '/api/v1/people/detectionPhoto/f-1/d-1', '/api/v1/people/detectionPhoto/{faceId}/{detectionId}', undefined],
+    ['POST', '/x/api/v1/authenticate', '/api/v1/authenticate', undefined],
+    ['GET', '/api/v1/renewToken', '/api/v1/renewToken', undefined],
+    ['DELETE', '/api/v1/people/p-1', 'other', undefined],
+  ])('%s %s → %s (%s)', (method, path, template, permission) => {
+    expect(endpointOf(method, path)).toEqual(permission ? { template, permission } : { template });
   });
 });
 

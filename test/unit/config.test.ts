@@ -211,3 +211,23 @@ describe('--workers', () => {
     expect(() => loadConfig({ env: {}, flags: { workers: '4' } })).toThrowError(/--workers must be 0 .* or 1 .*start more `idsync worker` processes/);
   });
 });
+
+describe('--metrics-listen (#16)', () => {
+  it.each([
+    ['127.0.0.1:9464', { host: '127.0.0.1', port: 9464 }],
+    [':9464', { host: '127.0.0.1', port: 9464 }],
+    ['[::1]:9464', { host: '::1', port: 9464 }],
+    ['0.0.0.0:0', { host: '0.0.0.0', port: 0 }],
+  ])('%s → %j', (text, listen) => {
+    expect(loadConfig({ env: { IDSYNC_METRICS_LISTEN: text } }).metricsListen).toEqual(listen);
+    expect(loadConfig({ flags: { metricsListen: text } }).metricsListen).toEqual(listen);
+  });
+
+  it.each(['9464', 'localhost', 'host:99999', '::1:9464'])('refuses %s, naming the setting', (text) => {
+    expect(() => loadConfig({ env: { IDSYNC_METRICS_LISTEN: text } })).toThrow(/IDSYNC_METRICS_LISTEN \(environment\) must be HOST:PORT/);
+  });
+
+  it('is off by default', () => {
+    expect(loadConfig({ env: {} }).metricsListen).toBeUndefined();
+  });
+});

@@ -6,6 +6,7 @@ import { ReportWriter } from '../../src/report/report-writer.ts';
 import { spreadsheetSafe } from '../../src/report/spreadsheet-cell.ts';
 import { derivePublicId } from '../../src/sources/public-id.ts';
 import { tempDir } from '../helpers/fixtures.ts';
+import { VERSION } from '../../src/version.ts';
 
 describe('spreadsheetSafe', () => {
   it.each([
@@ -30,14 +31,15 @@ describe('ReportWriter', () => {
     await w.add({ row: 1, status: 'succeeded', action: 'uploaded', personId: 'p', bytes: 10, sha256: 'ab' }, { personId: 'p', file: 'a.pdf', name: 'A', batch: '=cmd|x' });
     await w.add({ row: 2, status: 'rejected', action: 'validate', error: 'name is empty' }, { personId: 'p', file: 'b.pdf', name: '', batch: '7' });
     const s = await w.finish({ runId: 'r', command: 'import', startedAt: 'a', endedAt: 'b', interrupted: false, seconds: 2 });
-    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 1 });
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 1, interrupted: 0 });
     expect(s.bytes).toBe(10);
     expect(s.itemsPerSecond).toBe(0.5);
 
     const report = parse(readFileSync(path.join(dir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
-    expect(Object.keys(report[0]!)).toEqual(['row', 'status', 'action', 'personId', 'faceId', 'detectionId', 'documentId', 'file', 'output', 'bytes', 'sha256', 'attempts', 'httpStatus', 'error', 'batch']);
+    expect(Object.keys(report[0]!)).toEqual(['row', 'status', 'action', 'personId', 'faceId', 'detectionId', 'documentId', 'file', 'output', 'bytes', 'sha256', 'attempts', 'httpStatus', 'error', 'errorCode', 'retryable', 'batch']);
     expect(report[0]!.batch).toBe(`'=cmd|x`);
     expect(report[1]!.error).toBe('name is empty');
+    expect(report[1]!.retryable).toBe('false');
 
     const jsonl = readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(jsonl[1]).toMatchObject({ row: 2, status: 'rejected', batch: '7' });
@@ -45,6 +47,38 @@ describe('ReportWriter', () => {
     const failed = parse(readFileSync(path.join(dir, 'failed.csv')), { columns: true }) as Array<Record<string, string>>;
     expect(failed).toEqual([{ personId: 'p', file: '/abs/b.pdf', name: '', batch: '7' }]);
     expect(JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8'))).toMatchObject({ runId: 'r', rows: 2 });
+  });
+});
+
+describe('ReportWriter: classes, retryable, interrupted rows, summary (#16)', () => {
+  it('counts rows per error class, writes errorCode and retryable, puts interrupted rows in failed.csv, and says its version and options', async () => {
+    const dir = tempDir();
+    const w = new ReportWriter(dir, ['personId', 'file', 'name'], ['personId', 'file', 'name']);
+    const values = (file: string) => ({ personId: 'p', file, name: file });
+    await w.add({ row: 1, status: 'succeeded', action: 'uploaded', bytes: 5 }, values('a'));
+    await w.add({ row: 2, status: 'failed', action: 'upload', httpStatus: 403, error: 'POST … answered 403', errorCode: 'E_FORBIDDEN', retryable: false }, values('b'));
+    await w.add({ row: 3, status: 'failed', action: 'upload', httpStatus: 503, error: 'POST … answered 503', errorCode: 'E_SERVER', retryable: true }, values('c'));
+    await w.add({ row: 4, status: 'failed', action: 'upload', httpStatus: 403, error: 'POST … answered 403', errorCode: 'E_FORBIDDEN', retryable: false }, values('d'));
+    await w.add({ row: 5, status: 'interrupted', action: 'upload', error: 'not finished', errorCode: 'E_INTERRUPTED', retryable: true }, values('e'));
+    const s = await w.finish({ runId: 'r', command: 'import', startedAt: 'a', endedAt: 'b', interrupted: true, seconds: 1, options: { concurrency: 8, attempts: 5 } });
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 3, rejected: 0, interrupted: 1 });
+    expect(s.errors).toEqual({ E_FORBIDDEN: 2, E_SERVER: 1, E_INTERRUPTED: 1 });
+    const onDisk = JSON.parse(readFileSync(path.join(dir, 'summary.json'), 'utf8')) as Record<string, unknown>;
+    expect(onDisk).toMatchObject({ version: VERSION, errors: s.errors, options: { concurrency: 8, attempts: 5 }, counts: s.counts });
+
+    const report = parse(readFileSync(path.join(dir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+    expect(report.map((r) => [r.status, r.errorCode, r.retryable])).toEqual([
+      ['succeeded', '', ''],
+      ['failed', 'E_FORBIDDEN', 'false'],
+      ['failed', 'E_SERVER', 'true'],
+      ['failed', 'E_FORBIDDEN', 'false'],
+      ['interrupted', 'E_INTERRUPTED', 'true'],
+    ]);
+    const jsonl = readFileSync(path.join(dir, 'report.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(jsonl[1]).toMatchObject({ errorCode: 'E_FORBIDDEN', retryable: false, httpStatus: 403 });
+    expect(jsonl[0]).not.toHaveProperty('retryable');
+    const failed = parse(readFileSync(path.join(dir, 'failed.csv')), { columns: true }) as Array<Record<string, string>>;
+    expect(failed.map((r) => r.file)).toEqual(['b', 'c', 'd', 'e']);
   });
 });
 

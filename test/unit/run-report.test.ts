@@ -76,13 +76,14 @@ describe('RunReport', () => {
     t.done(1, INVOCATION - 5); // an earlier invocation's
     t.done(3);
     await r.advance();
-    const s = await r.finish({ code: 'E_INTERRUPTED', text: 'not finished before the interrupt' }, summary);
-    expect(s.counts).toEqual({ succeeded: 1, skipped: 1, failed: 2, rejected: 0 });
-    expect(t.csv().map((l) => [l.row, l.status, l.action, l.file, l.error])).toEqual([
-      ['1', 'skipped', 'done-earlier (uploaded)', '', ''],
-      ['2', 'failed', 'upload', 'f2', 'not finished before the interrupt'],
-      ['3', 'succeeded', 'uploaded', '', ''],
-      ['4', 'failed', 'upload', 'f4', 'not finished before the interrupt'],
+    const s = await r.finish({ code: 'E_INTERRUPTED', text: 'not finished before the interrupt', status: 'interrupted' }, summary);
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 1, failed: 0, rejected: 0, interrupted: 2 });
+    expect(s.errors).toEqual({ E_INTERRUPTED: 2 });
+    expect(t.csv().map((l) => [l.row, l.status, l.action, l.file, l.error, l.errorCode, l.retryable])).toEqual([
+      ['1', 'skipped', 'done-earlier (uploaded)', '', '', '', ''],
+      ['2', 'interrupted', 'upload', 'f2', 'not finished before the interrupt', 'E_INTERRUPTED', 'true'],
+      ['3', 'succeeded', 'uploaded', '', '', '', ''],
+      ['4', 'interrupted', 'upload', 'f4', 'not finished before the interrupt', 'E_INTERRUPTED', 'true'],
     ]);
   });
 
@@ -144,7 +145,7 @@ describe('RunReport', () => {
     expect(r.written).toBe(2);
     expect(retired).toEqual([1, 2]);
     const s = await r.finish({ code: 'E_LOST', text: 'lost' }, summary);
-    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 2, rejected: 0 });
+    expect(s.counts).toEqual({ succeeded: 1, skipped: 0, failed: 2, rejected: 0, interrupted: 0 });
     expect(t.csv()[1]!.error).toBe('HTTP 500');
     expect(t.csv()[2]!.error).toBe('lost');
   });

@@ -128,7 +128,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     const graceMs = options.graceMs ?? 30_000;
     const pool = config.workers > 0 ? workerPool(session, graceMs, 'watch') : undefined;
     if (pool) await pool.serve(queue.name);
-    else log.info({ runId }, '--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
+    else log.info('--workers 0: `idsync worker` processes sharing this Redis do the uploads; this process watches and moves');
 
     // Passing failures (an API outage) are retried on a time budget, not a count: see retry-budget.ts.
     const budget = config.retryBudgetMs > 0 ? budgetedJob({ budgetMs: config.retryBudgetMs, maxDelayMs: config.retryMaxDelayMs }) : undefined;
