@@ -100,8 +100,9 @@ export function createProgress(options: {
           ...(speed !== undefined ? { itemsPerSecond: speed } : {}),
           ...(eta !== undefined ? { etaSeconds: eta } : {}),
           ...(s.concurrency !== undefined ? { concurrency: s.concurrency } : {}),
+          ...(s.overloaded !== undefined ? { overCapacity: s.overloaded } : {}),
         },
-        `${options.label}: ${s.done}/${s.total ?? '?'} done, ${speed === undefined ? 'rate not known yet' : `${speed}/s over the last minute`}, ETA ${formatEta(eta)}`,
+        `${options.label}: ${s.done}/${s.total ?? '?'} done, ${speed === undefined ? 'rate not known yet' : `${speed}/s over the last minute`}, ETA ${formatEta(eta)}${s.overloaded ? `, ${s.overloaded} answers over the API's capacity` : ''}`,
       );
     },
     stop() {},
@@ -120,6 +121,6 @@ export function barText(label: string, s: ProgressState, perSecond: number | und
     perSecond === undefined ? '-/s' : `${perSecond.toFixed(1)}/s`,
     `ETA ${eta === undefined ? '-' : formatEta(eta)}`,
   ];
-  if (s.concurrency !== undefined) parts.push(`concurrency ${s.concurrency}`);
+  if (s.concurrency !== undefined) parts.push(`concurrency ${s.concurrency}${s.overloaded ? `, ${s.overloaded} over capacity` : ''}`);
   return parts.join(' | ');
 }

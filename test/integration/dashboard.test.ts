@@ -99,7 +99,7 @@ describe('idsync dashboard over HTTP', () => {
 
     const api = (await (await get(`/api/runs/${run.runId}`)).json()) as { counts: Record<string, number>; state: string; timeline: Array<{ done: number }>; files: Array<{ name: string }> };
     expect(api.state).toBe('done');
-    expect(api.counts).toEqual({ succeeded: 6, skipped: 0, failed: 0, rejected: 1 });
+    expect(api.counts).toEqual({ succeeded: 6, skipped: 0, failed: 0, rejected: 1, interrupted: 0 });
     expect(api.timeline.reduce((a, m) => a + m.done, 0)).toBe(6);
     expect(api.files.map((f) => f.name)).toEqual(['failed.csv', 'report.csv', 'report.jsonl', 'summary.json']);
 

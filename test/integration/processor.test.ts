@@ -195,7 +195,7 @@ describe('the retry budget (watch)', () => {
     clock.set(first + 60_000);
     const { err, result } = await attempt();
     expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(result).toMatchObject({ status: 'failed', httpStatus: 503, attempts: 13, errorCode: 'E_HTTP_STATUS' });
+    expect(result).toMatchObject({ status: 'failed', httpStatus: 503, attempts: 13, errorCode: 'E_SERVER' });
     expect(tries).toHaveLength(13);
     await ctx.ledger.close();
   });

@@ -36,9 +36,9 @@ describe('a run\'s results', () => {
       { row: 2, status: 'failed', action: 'upload', error: 'x' },
       { row: 3, status: 'rejected', action: 'validate', error: 'y' },
     ]);
-    expect(await run.counts()).toEqual({ succeeded: 1, skipped: 0, failed: 1, rejected: 1 });
+    expect(await run.counts()).toEqual({ succeeded: 1, skipped: 0, failed: 1, rejected: 1, interrupted: 0 });
     expect(await run.prepareRows([1, 2, 3, 4])).toEqual(['settled', 'redo', 'redo', 'new']);
-    expect(await run.counts()).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 0 });
+    expect(await run.counts()).toEqual({ succeeded: 1, skipped: 0, failed: 0, rejected: 0, interrupted: 0 });
     await run.record({ row: 2, status: 'succeeded', action: 'uploaded' });
     // Recorded twice (a job whose reply was lost): the count moves, it does not double.
     await run.record({ row: 2, status: 'succeeded', action: 'uploaded' });
@@ -64,7 +64,7 @@ describe('a run\'s results', () => {
     expect(await run.jobStart(1)).toEqual({ prior: { row: 1, status: 'succeeded', action: 'done-earlier' } });
     expect(await run.jobStart(3)).toEqual({});
     expect(await run.prepareRows([1, 2, 3])).toEqual(['settled', 'settled', 'redo']);
-    expect(await run.counts()).toEqual({ succeeded: 1, skipped: 1, failed: 0, rejected: 0 });
+    expect(await run.counts()).toEqual({ succeeded: 1, skipped: 1, failed: 0, rejected: 0, interrupted: 0 });
     // A million rows' statuses: 375 KB.
     expect(await redis.strlen(run.keys.status)).toBeLessThan(10);
   });
