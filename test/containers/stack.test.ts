@@ -207,7 +207,7 @@ describe.sequential('idsync on Docker: image, compose stack, drain on docker sto
       await faults(0);
       const r = await importing;
       expect(r.code, r.stderr.slice(-3000)).toBe(0);
-      expect(r.stdout + r.stderr).toMatch(/import: 150 rows: 150 succeeded, 0 skipped, 0 failed, 0 rejected/);
+      expect(r.stdout + r.stderr).toMatch(/import import-[0-9a-f]+: 150 rows: 150 succeeded, 0 skipped, 0 failed, 0 rejected/);
       importRunId = /idsync-reports\/(import-[0-9a-f]+)\/report\.csv/.exec(r.stderr + r.stdout)?.[1] ?? '';
     });
     say(`docker stop worker_1 took ${(stopMs / 1000).toFixed(1)} s`);
@@ -256,7 +256,7 @@ describe.sequential('idsync on Docker: image, compose stack, drain on docker sto
     await timed('export of 150', async () => {
       const r = await project.cli(['export', '/scans/export/manifest.csv', '--out', '/output/export', '--workers', '0'], { timeoutMs: 300_000 });
       expect(r.code, r.stderr.slice(-3000)).toBe(0);
-      expect(r.stdout + r.stderr).toMatch(/export: 150 rows: 150 succeeded/);
+      expect(r.stdout + r.stderr).toMatch(/export export-[0-9a-f]+: 150 rows: 150 succeeded/);
     });
     const out = path.join(work, 'exported');
     mkdirSync(out);
@@ -284,7 +284,7 @@ describe.sequential('idsync on Docker: image, compose stack, drain on docker sto
     await timed('import of 120 on three workers', async () => {
       const r = await project.cli(['import', '/scans/second/manifest.csv', '--workers', '0'], { timeoutMs: 300_000 });
       expect(r.code, r.stderr.slice(-3000)).toBe(0);
-      expect(r.stdout + r.stderr).toMatch(/import: 120 rows: 120 succeeded/);
+      expect(r.stdout + r.stderr).toMatch(/import import-[0-9a-f]+: 120 rows: 120 succeeded/);
     });
     await faults(0);
     await must(project.compose(['stop', 'worker'], { timeoutMs: 180_000 }), 'stop workers');
