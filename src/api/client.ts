@@ -1,9 +1,10 @@
-import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
+import { apiUrlProblem } from '../config/api-url.ts';
+import { readCaPem } from '../config/ca-file.ts';
 import { AuthRefusedError, BadContentError, ConfigError, FileChangedError, FileError, HttpStatusError, IdsyncError, ProtocolError } from '../errors.ts';
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
@@ -136,18 +137,9 @@ export class ApiClient {
   #overloaded = 0;
 
   constructor(options: ApiClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.apiUrl);
-    } catch {
-      throw new ConfigError(`--api-url ${JSON.stringify(options.apiUrl)} is not a URL (expected e.g. https://acme.econnectcloud.com/identities)`, '--api-url');
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new ConfigError(`--api-url must start with https:// or http:// (got ${url.protocol})`, '--api-url');
-    }
-    if (url.search || url.hash || url.username || url.password) {
-      throw new ConfigError('--api-url must not carry a query, fragment or credentials', '--api-url');
-    }
+    const problem = apiUrlProblem(options.apiUrl);
+    if (problem) throw new ConfigError(`--api-url ${JSON.stringify(options.apiUrl)} ${problem}`, '--api-url');
+    const url = new URL(options.apiUrl);
     this.#origin = url.origin;
     // The prefix (`/identities` behind the cloud proxy) is kept on EVERY call: paths are
     // concatenated, never resolved with new URL('/api/...', base), which would drop it.
@@ -783,23 +775,9 @@ function fileError(what: string, filePath: string, err: unknown): IdsyncError {
 function tlsOptions(options: ApiClientOptions): { secureContext?: SecureContext; rejectUnauthorized?: boolean } {
   const tls: { secureContext?: SecureContext; rejectUnauthorized?: boolean } = {};
   if (options.caFile) {
-    let pem: string;
-    try {
-      pem = readFileSync(options.caFile, 'utf8');
-    } catch {
-      throw new ConfigError(`--ca-file ${options.caFile} cannot be read; give the path of a PEM file with the server's CA certificate(s)`, '--ca-file');
-    }
     // `ca` REPLACES Node's trust store; keep the system CAs and add the user's. One context for
     // every connection: built per connection, parsing ~140 root certificates cost ~15 ms of CPU each.
-    // Node skips what it cannot parse in `ca` without a word; say so here rather than fail later
-    // with "unable to verify the first certificate".
-    try {
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no "-----BEGIN CERTIFICATE-----" block');
-      new X509Certificate(pem);
-      tls.secureContext = createSecureContext({ ca: [...rootCertificates, pem] });
-    } catch (err) {
-      throw new ConfigError(`--ca-file ${options.caFile} holds no readable PEM certificate (${(err as Error).message}); give the server's CA certificate(s) in PEM form`, '--ca-file');
-    }
+    tls.secureContext = createSecureContext({ ca: [...rootCertificates, readCaPem(options.caFile, '--ca-file')] });
   }
   if (options.insecure) tls.rejectUnauthorized = false;
   return tls;

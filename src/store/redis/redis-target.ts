@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { RedisOptions } from 'ioredis';
+import { readCaPem } from '../../config/ca-file.ts';
 import { ConfigError } from '../../errors.ts';
 
 /**
@@ -27,12 +27,7 @@ export interface TargetOptions {
 }
 
 function tlsOptions(caFile: string | undefined): RedisOptions['tls'] {
-  if (!caFile) return {};
-  try {
-    return { ca: readFileSync(caFile, 'utf8') };
-  } catch (err) {
-    throw new ConfigError(`--redis-ca-file ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); give the PEM file of the CA that signed the Redis server's certificate`, '--redis-ca-file');
-  }
+  return caFile ? { ca: readCaPem(caFile, '--redis-ca-file') } : {};
 }
 
 function hostPort(text: string, defaultPort: number): { host: string; port: number } {
