@@ -328,7 +328,7 @@ export class ResultNotRecordedError extends IdsyncError {
 
 /**
  * What to do about a failure; decided by classify() in src/api/classify.ts, the one place that
- * knows (STYLE.md habit 1). `ambiguous`: a non-idempotent request (the upload) may have reached
+ * knows (docs/architecture.md, "Habits"). `ambiguous`: a non-idempotent request (the upload) may have reached
  * the server, so the next try must ask whether the document exists before sending it again.
  */
 export type Classification = (

@@ -16,7 +16,7 @@ import {
 } from '../errors.ts';
 import type { OverloadReason } from '../pacing/concurrency-limit.ts';
 
-/** What to do about a failure: the ONE place that decides it (STYLE.md habit 1); nothing else lists HTTP status codes. */
+/** What to do about a failure: the ONE place that decides it (docs/architecture.md, "Habits"); nothing else lists HTTP status codes. */
 export type { Classification } from '../errors.ts';
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);

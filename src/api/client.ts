@@ -107,7 +107,7 @@ const EXCERPT_LENGTH = 200;
 /**
  * The eConnect Identities API over one undici Pool (keep-alive, `connections` sockets).
  * Every response body is consumed or destroyed. Retries here are limited to what
- * STYLE.md allows at this level: one token refresh + resend on 401, one resend of an
+ * docs/architecture.md ("Habits") allows at this level: one token refresh + resend on 401, one resend of an
  * idempotent GET on a connection reset before any response byte. Everything else is
  * thrown as a typed error for the job level to classify().
  */
@@ -401,7 +401,7 @@ export class ApiClient {
         const err = toTransportError(thrown, ctx);
         this.#settle(permit, err);
         this.#health.failed(err, this.#clock.now());
-        // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (STYLE.md habit 3).
+        // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (docs/architecture.md, "Habits": two retry levels).
         if (attempt === 1 && spec.method === 'GET' && isConnectionReset(err)) {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
           continue;

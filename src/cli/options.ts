@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 
-/** Connection options shared by every command that talks to the API (cli.md, "Connection settings"). */
+/** Connection options shared by every command that talks to the API (README, "Configuration"). */
 export function addConnectionOptions(cmd: Command): Command {
   return cmd
     .option('--api-url <url>', 'base URL of the Identities API, with its path prefix [env IDSYNC_API_URL]')

@@ -1,5 +1,5 @@
 /**
- * What makes an API base URL usable (cli.md "Connection settings"): http(s), no credentials (they
+ * What makes an API base URL usable (README, "Configuration"): http(s), no credentials (they
  * come from --username and IDSYNC_PASSWORD), no query or fragment (every API path is appended to
  * it). The one check, used by the settings and by the API client.
  */

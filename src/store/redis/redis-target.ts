@@ -3,7 +3,7 @@ import { readCaPem } from '../../config/ca-file.ts';
 import { ConfigError } from '../../errors.ts';
 
 /**
- * Where idsync's Redis is, as REDIS_URL says it (cli.md "Connection settings"):
+ * Where idsync's Redis is, as REDIS_URL says it (README, "Configuration"):
  *
  *   redis://[user:password@]host[:port][/db]      plain
  *   rediss://[user:password@]host[:port][/db]     TLS (--redis-ca-file for a private CA)
