@@ -12,8 +12,8 @@ import type { JobEnvelope, JobSigner } from './job-signing.ts';
 const BATCH = 500;
 /**
  * The first batch is small and each next one twice as large, up to BATCH: workers get their first
- * jobs after 32 rows instead of 500, and the pass, whose first rows run cold (unoptimised code,
- * ~100 µs a row), holds the event loop in shorter stretches while the first uploads start.
+ * jobs after 32 rows instead of 500, and the pass, whose first rows run cold (unoptimised code),
+ * holds the event loop in shorter stretches while the first uploads start.
  */
 const FIRST_BATCH = 32;
 /** Default most jobs waiting in a run's queue: ~1 KB of Redis each. */

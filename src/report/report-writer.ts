@@ -107,8 +107,8 @@ const PARTIAL = '.partial';
 
 /**
  * Writes report.csv, report.jsonl and failed.csv as rows arrive (in manifest order), then
- * summary.json. Memory holds at most ROWS_PER_WRITE rows: formatting and writing each row on its
- * own cost ~40 µs per row, a few % of a short run's time.
+ * summary.json. Rows are formatted and written ROWS_PER_WRITE at a time (a write per row costs a
+ * syscall each), which is also all the memory the writer holds.
  *
  * The files grow under `.partial` names and take their real names only when the whole report,
  * summary.json included, has been written and flushed: a report that fails (disk full) or is

@@ -6,8 +6,7 @@ const CHUNK = 256 * 1024;
 
 /**
  * sha256 and size of a file, read through one reused buffer: memory does not grow with the
- * file, and a 1 GB file does not leave a gigabyte of short-lived chunks for the GC to collect
- * (bench/run.ts "memory": part of what held the peak RSS of a 1 GB upload above 150 MB).
+ * file, and a 1 GB file does not leave a gigabyte of short-lived chunks for the GC to collect.
  */
 export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
   try {

@@ -105,8 +105,8 @@ interface PendingLine {
  * fsync already under way, at most) and causes none: the next one makes it durable too, and if a
  * machine crash loses it first, the `start` before it only costs one "does it exist?" request.
  * Appends from concurrent jobs share one fsync (group commit), and fsyncs start at most every
- * GROUP_COMMIT_MS: each wakes a thread-pool thread, which on a busy 2-vCPU machine cost the main
- * thread ~90 µs per fsync (an import of 2,000 files made ~700 of them, one per ~3 documents; now ~270).
+ * GROUP_COMMIT_MS: each wakes a thread-pool thread, which costs the main thread CPU on a busy
+ * machine, so fewer, larger fsyncs leave more of it to the uploads.
  */
 export class Ledger {
   readonly #dir: string;
