@@ -213,20 +213,6 @@ export class Ledger {
   }
 
   /**
-   * Documents known (started or stored). Reads the segments' record of each document in the
-   * journals' index synchronously, whatever the filesystem: for tests and tools; status pages
-   * use stats().
-   */
-  get size(): number {
-    let documents = this.#manifest.documents;
-    for (const [key, recent] of this.#recent) {
-      if (recent.base === undefined) recent.base = this.#probeNow(key);
-      documents += (fold(recent.base, recent.ops) ? 1 : 0) - (recent.base ? 1 : 0);
-    }
-    return documents;
-  }
-
-  /**
    * Durable before it resolves: call it before the upload's first byte leaves. `attempt` (any
    * unique string) comes back from lookup() while this start is the document's latest word: a
    * start another process writes later (read back later) replaces it.
@@ -539,16 +525,6 @@ export class Ledger {
     } finally {
       if (--this.#probing === 0 && this.#retiredSegments.length > 0) void this.#closeRetired();
     }
-  }
-
-  #probeNow(key: string): DocState | null {
-    if (this.#segments.length === 0) return null;
-    const hash = documentKey(key);
-    for (let i = this.#segments.length - 1; i >= 0; i--) {
-      const found = this.#segments[i]!.findNow(hash);
-      if (found !== undefined) return found;
-    }
-    return null;
   }
 
   // --- writing -------------------------------------------------------------------------------
