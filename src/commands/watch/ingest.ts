@@ -51,8 +51,6 @@ export interface IngestPorts {
   release(file: string): void;
   now(): number;
   log: Logger;
-  /** Test hook: false leaves a finished file where it is (as a crash before the move would). */
-  beforeMove?(file: string, result: RowResult): boolean | Promise<boolean>;
 }
 
 export interface IngestOptions {
@@ -217,10 +215,6 @@ export class Ingest {
     this.#waiting.delete(row);
     let keepResult = false;
     for (const w of files) {
-      if (this.#p.beforeMove && !(await this.#p.beforeMove(w.file, result))) {
-        keepResult = true;
-        continue;
-      }
       const ok = result.status === 'succeeded' || result.status === 'skipped';
       const earlier = result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.startedAt;
       const status: IngestRecord['status'] = earlier ? 'skipped' : result.status === 'succeeded' || result.status === 'skipped' ? result.status : 'failed';
@@ -249,7 +243,11 @@ export class Ingest {
         }
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#p.log.warn({ file: w.relPath }, 'watch: the file vanished before it could be moved');
-        else this.#p.log.error({ err, file: w.relPath }, 'watch: cannot move the file; it stays and is looked at again after a restart (nothing is uploaded twice)');
+        else {
+          // The row's result stays in Redis: the next start finds the file done and only moves it.
+          keepResult = true;
+          this.#p.log.error({ err, file: w.relPath }, 'watch: cannot move the file; it stays and is looked at again after a restart (nothing is uploaded twice)');
+        }
       }
       await this.#p.record({
         file: w.relPath,
@@ -268,7 +266,7 @@ export class Ingest {
       else this.#p.log.info({ file: w.relPath, status, documentId: result.documentId }, 'watch: file done');
       this.#p.release(w.file);
     }
-    // Once moved, the file is forgotten: the result would only grow Redis over the days.
+    // Once moved, the row is forgotten: its result would only grow Redis over the days.
     if (!keepResult) await this.#p.forget(result);
   }
 }

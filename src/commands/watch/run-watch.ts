@@ -50,9 +50,8 @@ export interface WatchRunOptions {
   resultPollMs?: number;
   graceMs?: number;
   mounts?: () => string;
-  /** Test hooks: every ingest line as written; a veto on a move (false = leave the file where it is, as a crash would). */
+  /** Called with every ingest line as it is written (an embedding program's progress). */
   onIngest?: (record: IngestRecord) => void;
-  beforeMove?: (file: string, result: RowResult) => boolean | Promise<boolean>;
   /** Called once the folder is being watched. */
   onWatching?: (info: { dir: string; polling: boolean; runId: string }) => void;
 }
@@ -166,7 +165,6 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         release: (file) => watcher?.release(file),
         now: () => clock.now(),
         log,
-        ...(options.beforeMove ? { beforeMove: options.beforeMove } : {}),
       },
       { dir, processedRoot, failedRoot, deleteProcessed: options.deleteProcessed === true, checkExisting: config.checkExisting, runId, startedAt },
     );
