@@ -1,0 +1,36 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/fixtures.ts';
+import { runJob } from '../helpers/job-runs.ts';
+import { withSandbox } from '../helpers/sandbox.ts';
+
+/**
+ * Review: a rerun of an export "looks at the disk": any file at the final name counts as done
+ * (jobs/download.ts, `existing`), even an empty one, which no download can have produced (an
+ * empty answer is E_BAD_CONTENT). An exported photo truncated to 0 bytes (a full disk, a tool
+ * gone wrong) is reported `skipped, exists-locally` with bytes 0 and the run exits 0: the broken
+ * copy is never repaired and the report calls the export complete. (The issue that introduced
+ * "look at the disk" asked for "there with its size".)
+ */
+describe('review: export rerun over a file emptied since', () => {
+  it('fetches an empty file again instead of reporting it done', async () => {
+    const s = await withSandbox();
+    const dir = tempDir('review-export-empty');
+    const face = '66dbcf71-dcc3-4aff-a0df-c31df823e289';
+    const manifest = path.join(dir, 'export.csv');
+    const out = path.join(dir, 'out');
+    writeFileSync(manifest, `type,faceId,output\nenrollmentPhoto,${face},face.jpg\n`);
+    const base = { command: 'export' as const, manifest, outDir: out, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state') };
+    const first = await runJob({ ...base, reportDir: path.join(dir, 'r1') });
+    expect(first.exitCode).toBe(0);
+    const size = statSync(path.join(out, 'face.jpg')).size;
+    expect(size).toBeGreaterThan(0);
+
+    writeFileSync(path.join(out, 'face.jpg'), '');
+    const again = await runJob({ ...base, reportDir: path.join(dir, 'r2') });
+    const report = readFileSync(path.join(dir, 'r2', 'report.csv'), 'utf8');
+    expect(statSync(path.join(out, 'face.jpg')).size, report).toBe(size);
+    expect(again.summary.counts.succeeded).toBe(1);
+  });
+});
