@@ -147,7 +147,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     const parsed = spec.schema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      const shown = typeof raw === 'string' ? JSON.stringify(raw) : String(raw);
+      const shown = typeof raw === 'string' ? JSON.stringify(maskCredentials(raw)) : String(raw);
       throw new ConfigError(`${describeOrigin(spec, source, file)} ${issue?.message ?? 'is invalid'} (got ${shown})`, spec.flag);
     }
     let value = parsed.data;
@@ -244,4 +244,12 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_STATE_HOME;
   if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'idsync');
   return path.join(env.HOME || os.homedir(), '.local', 'state', 'idsync');
+}
+
+/**
+ * A refused value is echoed so the user sees what was read; a URL's password is not (a setting
+ * refused for carrying credentials, or a mistyped scheme, must not put them on stderr).
+ */
+function maskCredentials(value: string): string {
+  return value.replace(/:[^:@\s/]+@/g, ':***@');
 }
