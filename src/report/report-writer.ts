@@ -162,7 +162,7 @@ export class ReportWriter {
     this.#jsonl = new ReportFile(path.join(dir, `report.jsonl${PARTIAL}`), openFile);
     this.#failed = new ReportFile(path.join(dir, `failed.csv${PARTIAL}`), openFile);
     // Headers: a failure shows at the next write or at the close.
-    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]])).catch(() => undefined);
+    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough.map(spreadsheetSafe)]])).catch(() => undefined);
     // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
     this.#failed.write(stringify([[...(failedFormat.header ?? manifestColumns)]], { delimiter: this.#failedDelimiter })).catch(() => undefined);
   }

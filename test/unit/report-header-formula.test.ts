@@ -5,11 +5,10 @@ import { ReportWriter } from '../../src/report/report-writer.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 
 /**
- * Review: cli.md, "Cells are safe to open in a spreadsheet (no formula injection)". Values get a
- * leading `'`, but the pass-through column NAMES are written as the manifest wrote them: a header
- * cell `=cmd|' /C calc'!A0` (DDE) lands in report.csv as a live formula.
+ * Cells are safe to open in a spreadsheet: the pass-through column names too, not only the
+ * values (a header cell `=cmd|' /C calc'!A0` would be a live DDE formula).
  */
-describe('review: report.csv header cells', () => {
+describe('report.csv header cells', () => {
   it('neutralises a pass-through column name that a spreadsheet reads as a formula', async () => {
     const dir = tempDir('review-header');
     const evil = "=cmd|' /C calc'!A0";

@@ -2,9 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 
 /**
- * Review: an invalid setting's error echoes the raw value ("(got …)"). For URLs that carry a
- * password, that puts the secret on stderr (journald, CI logs), although every other message
- * masks it as `:***@` ("cannot reach Redis at redis://:***@…").
+ * An invalid setting's error echoes the value read ("(got …)"), but never a URL's password:
+ * stderr goes to journald and CI logs.
  */
 function messageOf(fn: () => unknown): string {
   try {
@@ -15,7 +14,7 @@ function messageOf(fn: () => unknown): string {
   throw new Error('expected a ConfigError');
 }
 
-describe('review: a refused URL setting does not echo its password', () => {
+describe('a refused URL setting does not echo its password', () => {
   it('an API URL refused for carrying credentials does not print them', () => {
     const msg = messageOf(() => loadConfig({ env: { HOME: '/tmp', IDSYNC_API_URL: 'https://bob:Hunter2Secret@acme.example/identities' }, cwd: '/tmp' }));
     expect(msg).toMatch(/must not carry credentials/);
