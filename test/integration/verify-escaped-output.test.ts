@@ -9,12 +9,10 @@ import { freshKeyPrefix, runJob } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
 /**
- * Review: report.csv prefixes a cell starting with `= + - @` with `'` (formula safety), and
- * `idsync verify EXPORT/report.csv --out DIR` reads the `output` cell back as written, so an
- * exported file named `-front.jpg` (or `@home/x.jpg`) that is on disk, whole, is reported
- * `missing` ("the local file is gone: …/'-front.jpg"), exit 1.
+ * report.csv prefixes a cell starting with `= + - @` with `'` (formula safety); verify reads the
+ * `output` cell back as the export wrote it, so `-front.jpg` is found, not reported missing.
  */
-describe('review: verify of an export report whose output starts with a formula character', () => {
+describe('verify of an export report whose output starts with a formula character', () => {
   it('finds the file the export wrote', async () => {
     const s = await withSandbox();
     const dir = tempDir('review-verify-escaped');
