@@ -56,7 +56,9 @@ export const download: RowJobKind<DownloadPayload> = {
     const already = item.type === 'document' && !item.explicitOutput ? await findExistingDocument(target) : (await existing(target)) ? target : undefined;
     if (already) {
       const { sha256, bytes } = await hashFile(already);
-      return { status: 'skipped', action: 'exists-locally', ...ids, output: rel(already), bytes, sha256 };
+      // No download leaves an empty file (an empty answer is E_BAD_CONTENT): an empty one was
+      // emptied since (a full disk, a tool gone wrong) and is fetched again over it.
+      if (bytes > 0) return { status: 'skipped', action: 'exists-locally', ...ids, output: rel(already), bytes, sha256 };
     }
 
     let result: DownloadResult;

@@ -6,17 +6,14 @@ import { runJob } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
 /**
- * Review: a rerun of an export "looks at the disk": any file at the final name counts as done
- * (jobs/download.ts, `existing`), even an empty one, which no download can have produced (an
- * empty answer is E_BAD_CONTENT). An exported photo truncated to 0 bytes (a full disk, a tool
- * gone wrong) is reported `skipped, exists-locally` with bytes 0 and the run exits 0: the broken
- * copy is never repaired and the report calls the export complete. (The issue that introduced
- * "look at the disk" asked for "there with its size".)
+ * A rerun of an export looks at the disk: a file at its final name is done, but not an empty one,
+ * which no download can have produced (an empty answer is E_BAD_CONTENT): a photo emptied since
+ * (a full disk, a tool gone wrong) is fetched again, not reported `exists-locally` with 0 bytes.
  */
-describe('review: export rerun over a file emptied since', () => {
+describe('export rerun over a file emptied since', () => {
   it('fetches an empty file again instead of reporting it done', async () => {
     const s = await withSandbox();
-    const dir = tempDir('review-export-empty');
+    const dir = tempDir('export-empty');
     const face = '66dbcf71-dcc3-4aff-a0df-c31df823e289';
     const manifest = path.join(dir, 'export.csv');
     const out = path.join(dir, 'out');
