@@ -17,17 +17,14 @@ afterAll(async () => {
 });
 
 /**
- * Review: the dashboard serves "only regular files directly in the run's own report folder", and
- * which folder that is, it reads from the run's meta in Redis (unsigned). Jobs are signed so that
- * "Redis write access alone must not let anyone make a worker read a file"; the dashboard has no
- * such check. A local user who can write to the (password-less, loopback-published) compose Redis
- * points a run's reportDir at a folder of the dashboard's user and downloads its files from the
- * dashboard, which needs no token on loopback.
+ * The dashboard reads a run's report dir from Redis, which anyone who can write to Redis can
+ * change: it serves only the report's own file names, and nothing from a dir whose summary.json
+ * names another run.
  */
-describe('review: dashboard report files and a reportDir rewritten in Redis', () => {
+describe('dashboard report files and a reportDir rewritten in Redis', () => {
   it('does not serve files of a folder the run never wrote its report to', async () => {
     const s = await withSandbox();
-    const dir = tempDir('review-dash');
+    const dir = tempDir('dash-report-dir');
     const manifest = writeImportManifest(dir, 2);
     const prefix = keyPrefixFor(dir);
     const r = await runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'rep') });
@@ -58,6 +55,22 @@ describe('review: dashboard report files and a reportDir rewritten in Redis', ()
       const body = await res.text();
       expect(body).not.toContain('PRIVATE KEY');
       expect(res.status).toBe(404);
+
+      // Another run's report folder: its files keep their names, but its summary names that run.
+      const other = path.join(dir, 'another-run');
+      mkdirSync(other);
+      writeFileSync(path.join(other, 'report.csv'), 'row,status\n1,secret-row\n');
+      writeFileSync(path.join(other, 'summary.json'), JSON.stringify({ runId: 'import-someone-else' }));
+      await redis.hset(store.run(runId).keys.meta, 'reportDir', other);
+      const theirs = await fetch(`${d.url}/runs/${runId}/files/report.csv`);
+      expect(await theirs.text()).not.toContain('secret-row');
+      expect(theirs.status).toBe(404);
+
+      // Its own folder again: served.
+      await redis.hset(store.run(runId).keys.meta, 'reportDir', path.join(dir, 'rep'));
+      const own = await fetch(`${d.url}/runs/${runId}/files/report.csv`);
+      expect(own.status).toBe(200);
+      expect(await own.text()).toContain('succeeded');
     } finally {
       stop.abort();
       await done;
