@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../pacing/clock.ts';
 import { Ledger } from '../store/ledger/ledger.ts';
 import { ApiStore } from '../store/api-store.ts';
 import { describeRedisFailure, openRedis, type RedisHandle } from '../store/redis/connection.ts';
+import { parseRedisTarget } from '../store/redis/redis-target.ts';
 import { JobSigner } from './job-signing.ts';
 import { ProcessMetrics, type PoolView } from './metrics.ts';
 import { MetricsServer, type HealthCheck, type HealthChecks } from './metrics-server.ts';
@@ -101,6 +102,9 @@ export class Session {
     if (options.login === false) return Session.#attach(options);
     const { config, log, signal } = options;
     const api = requireApiSettings(config);
+    // Without state (a dry run) Redis is not reached, but a REDIS_URL the real run could not use
+    // is still refused now, with the rest of the settings.
+    if (options.state === false && config.redisUrl) parseRedisTarget(config.redisUrl, config.redisCaFile ? { caFile: config.redisCaFile } : {});
     const metrics = config.metricsListen ? new ProcessMetrics({ concurrency: config.concurrency }) : undefined;
     const client = createApiClient(config, api, log, {
       ...(options.clock ? { clock: options.clock } : {}),
