@@ -136,7 +136,7 @@ export class Session {
         session.#store = session.storeFor(api.apiUrl);
         // The first write: a user without access to idsync's keys, or a full Redis, is told here.
         session.#knownToRedis = await session.#store.register().catch((err: unknown) => {
-          throw describeRedisFailure(err, session.#redis!.where);
+          throw describeRedisFailure(err, session.#redis!.where, session.#redis!.isPrivate);
         });
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log, ...(metrics ? { datasync: timedDatasync(metrics) } : {}) });
         if (metrics) metrics.lookAtRuns((runId) => session.#runView(runId));

@@ -58,7 +58,7 @@ describe('idsync worker and --workers 0', () => {
       env: { REDIS_URL: 'redis://127.0.0.1:1', IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password, IDSYNC_STATE_DIR: path.join(dir, 'st') },
     });
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1.*Fix: install redis-server/);
+    expect(r.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1.*Fix: check that Redis runs at that address/);
   });
 
   it('exits 2 when the credentials are refused', async () => {
