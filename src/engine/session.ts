@@ -66,6 +66,8 @@ export class Session {
   #queues = new Map<string, Queue>();
   /** Whether this Redis had served the API before this session. */
   #knownToRedis = true;
+  #stateEpoch: string | undefined;
+  #redisForgot = false;
   #closers: Array<() => Promise<void>> = [];
 
   private constructor(options: SessionOptions, api?: ApiSettings, client?: ApiClient, metrics?: ProcessMetrics) {
@@ -139,6 +141,9 @@ export class Session {
           throw describeRedisFailure(err, session.#redis!.where, session.#redis!.isPrivate);
         });
         session.#ledger = await Ledger.open(config.stateDir, api.apiUrl, { log, ...(metrics ? { datasync: timedDatasync(metrics) } : {}) });
+        session.#stateEpoch = await session.#store.epoch();
+        const seen = await session.#ledger.epochsSeen();
+        session.#redisForgot = seen.length > 0 && !seen.includes(session.#stateEpoch);
         if (metrics) metrics.lookAtRuns((runId) => session.#runView(runId));
       }
       session.#opened = true;
@@ -199,6 +204,27 @@ export class Session {
   async knowsNothing(): Promise<boolean> {
     if (this.#knownToRedis) return false;
     return (await this.ledger.stats()).documents === 0;
+  }
+
+  /**
+   * True when this state dir finished uploads against another Redis state for the API than the
+   * one Redis holds now (Redis emptied or replaced, another --redis-prefix): documents stored then
+   * may be stored, unknown to this Redis, and not all in this ledger (another machine's, or found
+   * stored through Redis). A run that uploads then looks each document up first (--check-existing).
+   */
+  get redisForgot(): boolean {
+    return this.#redisForgot;
+  }
+
+  /**
+   * Notes that this state dir has finished uploads against the Redis state held now: called when
+   * an upload run has every row done, so a run interrupted while looking documents up still looks
+   * them up when it resumes.
+   */
+  async rememberRedisState(): Promise<void> {
+    if (!this.#stateEpoch || !this.#ledger) return;
+    await this.#ledger.noteEpoch(this.#stateEpoch).catch((err: unknown) => this.log.warn({ err }, 'cannot note the Redis state in the state dir; the next run looks documents up on the server again'));
+    this.#redisForgot = false;
   }
 
   /** The session's own connection (meta, queues); workers make their own. */

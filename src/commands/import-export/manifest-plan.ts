@@ -58,6 +58,7 @@ export interface ManifestPlanOptions {
  */
 export class ManifestPlan implements RunPlan {
   readonly runId: string;
+  #checkExisting: boolean;
   readonly command: ManifestCommand;
   readonly input: string;
   readonly inputSha256: string;
@@ -78,6 +79,7 @@ export class ManifestPlan implements RunPlan {
     this.inputSha256 = sha256;
     this.#read = read;
     this.#required = o.command === 'import' ? IMPORT_REQUIRED_COLUMNS : EXPORT_REQUIRED_COLUMNS;
+    this.#checkExisting = o.checkExisting;
     this.runId = manifestRunId({ command: o.command, apiUrl, manifest: this.input, manifestSha256: sha256, ...(o.outDir ? { outDir: o.outDir } : {}) });
     const failedFormat: FailedCsvFormat = { delimiter: header.delimiter, header: header.labels };
     const dir = this.#dir;
@@ -115,6 +117,11 @@ export class ManifestPlan implements RunPlan {
   }
 
   /** Parses the whole manifest once: one that is not valid CSV stops the run before anything is queued. */
+  /** Every upload looks its document up on the server first (--check-existing), from the next row queued on. */
+  checkBeforeSending(): void {
+    this.#checkExisting = true;
+  }
+
   async check(signal?: AbortSignal): Promise<number> {
     let rows = 0;
     for await (const _ of this.#records(signal)) {
@@ -154,7 +161,7 @@ export class ManifestPlan implements RunPlan {
       return { ...base, result: { status: 'rejected', action: 'validate', ...idsOfValues(record.values), error: error?.message ?? 'invalid row', errorCode: 'E_ROW_INVALID' } };
     }
     if (this.command === 'import') {
-      const payload: UploadPayload = { item: item as ImportItem, checkExisting: this.#o.checkExisting };
+      const payload: UploadPayload = { item: item as ImportItem, checkExisting: this.#checkExisting };
       return { ...base, job: { kind: 'upload', payload } };
     }
     const payload: DownloadPayload = { item: item as ExportItem, outDir: this.#o.outDir! };

@@ -131,6 +131,11 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
 
     // Passing failures (an API outage) are retried on a time budget, not a count: see retry-budget.ts.
     const budget = config.retryBudgetMs > 0 ? budgetedJob({ budgetMs: config.retryBudgetMs, maxDelayMs: config.retryMaxDelayMs }) : undefined;
+    // As import does (run-import-export.ts): a Redis that lost the state this state dir relied on is not trusted alone.
+    const checkExisting = config.checkExisting || session.redisForgot;
+    if (checkExisting && !config.checkExisting) {
+      log.warn({ stateDir: config.stateDir, redis: session.redis.where }, 'this Redis holds none of the state this state dir worked with for this API before (Redis emptied or replaced, or another --redis-prefix): each file\'s document is looked up on the server before it is sent (--check-existing) until the watch stops with every file done');
+    }
     const ingestLog = new IngestLog(config.reportDir ?? path.resolve('idsync-reports', 'watch'), () => clock.now());
     const ingest = new Ingest(
       {
@@ -166,7 +171,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         now: () => clock.now(),
         log,
       },
-      { dir, processedRoot, failedRoot, deleteProcessed: options.deleteProcessed === true, checkExisting: config.checkExisting, runId, startedAt },
+      { dir, processedRoot, failedRoot, deleteProcessed: options.deleteProcessed === true, checkExisting, runId, startedAt },
     );
 
     const limit = pLimit(PREPARE_CONCURRENCY);
@@ -245,6 +250,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     else await queue.pause().catch(() => undefined);
     await run.updateMeta({ state: cancelled ? 'cancelled' : 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
     if (cancelled) log.warn('watch: the run was cancelled from elsewhere (idsync cancel); stopping');
+    if (left === 0 && !fatal && !cancelled) await session.rememberRedisState();
     log.info({ ...ingest.counts, handedBack: left }, left > 0 ? 'watch stopped: unfinished files stay in the folder and are taken again by the next start' : 'watch stopped');
     if (fatal) {
       log.error({ fatal }, 'watch: the run stopped on a fatal error');

@@ -13,6 +13,7 @@ import { LedgerIo, type WriteFault } from './ledger-io.ts';
 import { MANIFEST_FILE, MANIFEST_FORMAT, manifestIdentity, readManifest, writeManifest, type Manifest, type ManifestStats } from './manifest.ts';
 import { finishMigration, migrateV1, MIGRATING } from './migration.ts';
 import { SegmentReader } from './segment-file.ts';
+import { epochsSeen, noteEpoch } from './epochs-seen.ts';
 
 export { ledgerKey } from './document-key.ts';
 export type { LedgerState } from './document-state.ts';
@@ -190,6 +191,15 @@ export class Ledger {
     } catch (err) {
       throw stateDirError(stateDir, err);
     }
+  }
+
+  /** The Redis states this state dir has worked with for the API (see epochs-seen.ts). */
+  epochsSeen(): Promise<string[]> {
+    return epochsSeen(this.#dir);
+  }
+
+  noteEpoch(epoch: string): Promise<void> {
+    return noteEpoch(this.#dir, epoch);
   }
 
   /** The journal this instance appends to. */
