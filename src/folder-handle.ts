@@ -197,7 +197,10 @@ async function openByDescriptor(place: FolderPlace, create: boolean): Promise<Fi
   try {
     handle = await open(root, DIR_FLAGS);
   } catch (err) {
-    if (codeOf(err) === 'ELOOP') throw new UnsafePathError(`${root} is a symbolic link; idsync never follows links there`, root);
+    // O_NOFOLLOW|O_DIRECTORY on a link to a folder: ENOTDIR on Linux, ELOOP elsewhere.
+    if ((codeOf(err) === 'ELOOP' || codeOf(err) === 'ENOTDIR') && (await lstat(root).catch(() => undefined))?.isSymbolicLink()) {
+      throw new UnsafePathError(`${root} is a symbolic link; idsync never follows links there`, root);
+    }
     throw fileError('cannot open', root, err);
   }
   let current = root;

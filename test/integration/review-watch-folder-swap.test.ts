@@ -41,12 +41,18 @@ describe('review: watch and a person folder swapped for a link while a file sett
     renameSync(path.join(dir, person), path.join(dir, 'elsewhere'));
     symlinkSync(outside, path.join(dir, person));
 
-    await w.waitForRecords(2, 15_000).catch(() => undefined);
+    const records = await w.waitForRecords(2, 15_000);
     await sleep(500);
     await w.stop();
 
     const leaked = s.documents().filter((d) => d.bytes === 'PRIVATE KEY OF THE WATCH USER\n'.length);
     expect(leaked).toEqual([]);
+    expect(s.documents()).toEqual([]);
     expect(existsSync(secret)).toBe(true);
+    // Reported and left alone; the decoy, renamed away into a folder that is no person id, set aside.
+    const byFile = Object.fromEntries(records.map((r) => [r.file, r]));
+    expect(byFile[`${person}/id_rsa`]).toMatchObject({ status: 'rejected', action: 'left', movedTo: '', error: expect.stringContaining('symbolic link') });
+    expect(byFile['elsewhere/id_rsa']).toMatchObject({ status: 'rejected', action: 'set-aside', movedTo: '.failed/elsewhere/id_rsa' });
+    expect(existsSync(path.join(dir, '.failed', person))).toBe(false);
   });
 });
