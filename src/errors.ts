@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'E_FILE_EMPTY'
   | 'E_FILE_CHANGED'
   | 'E_OUTSIDE_OUT'
+  | 'E_UNSAFE_PATH'
   | 'E_BAD_CONTENT'
   | 'E_REPORT'
   | 'E_API_UNREACHABLE'
@@ -124,6 +125,19 @@ export class OutsideOutError extends IdsyncError {
   readonly path: string;
   constructor(message: string, path: string) {
     super('E_OUTSIDE_OUT', message);
+    this.path = path;
+  }
+}
+
+/**
+ * A file or folder idsync was to read, move or create is reached through a symbolic link, or is no
+ * longer the one it took (its folder or itself swapped, its content changed, since it was seen).
+ * Nothing is read, sent or moved through it; never retried.
+ */
+export class UnsafePathError extends IdsyncError {
+  readonly path: string;
+  constructor(message: string, path: string) {
+    super('E_UNSAFE_PATH', message);
     this.path = path;
   }
 }

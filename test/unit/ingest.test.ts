@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Ingest, watchRow, type IngestPorts } from '../../src/commands/watch/ingest.ts';
+import { UnsafePathError } from '../../src/errors.ts';
+import { placePath, type FileRef } from '../../src/folder-handle.ts';
 import { silentLogger } from '../../src/log.ts';
 import type { IngestRecord } from '../../src/report/ingest-log.ts';
 import type { RowResult } from '../../src/report/row-result.ts';
@@ -14,6 +17,9 @@ const DOC = '16fd2706-8baf-433b-82eb-8c7fada847da';
 const RUN = 'watch-test-run';
 const T0 = Date.UTC(2026, 10, 29, 12);
 
+/** The path a FileRef names (the in-memory world keys files by path). */
+const pathOf = (ref: FileRef) => path.join(placePath(ref), ref.name);
+
 /** The world of one ingest, in memory: files with their text, the queue, the results, the moves. */
 function world(files: Record<string, string>) {
   const contents = new Map(Object.entries(files));
@@ -25,15 +31,22 @@ function world(files: Record<string, string>) {
   const released: string[] = [];
   const records: Array<Omit<IngestRecord, 'time'>> = [];
   const failMoves = new Set<string>();
+  /** Files whose folder was swapped for a link after they settled: the ports refuse them as the real ones do. */
+  const swapped = new Set<string>();
+  const refuse = (ref: FileRef) => {
+    if (swapped.has(pathOf(ref))) throw new UnsafePathError(`${ref.levels.join('/')} in ${ref.root} is a symbolic link; idsync never follows links there`, pathOf(ref));
+  };
   const sha = (text: string) => createHash('sha256').update(text).digest('hex');
   const ports: IngestPorts = {
-    async readSidecar(file) {
-      const text = contents.get(file);
+    async readSidecar(ref) {
+      refuse(ref);
+      const text = contents.get(pathOf(ref));
       if (text === undefined) throw Object.assign(new Error('gone'), { code: 'ENOENT' });
       return { size: Buffer.byteLength(text), text };
     },
-    async hash(file) {
-      const text = contents.get(file);
+    async hash(ref) {
+      refuse(ref);
+      const text = contents.get(pathOf(ref));
       if (text === undefined) throw Object.assign(new Error('gone'), { code: 'ENOENT' });
       return { sha256: sha(text), bytes: Buffer.byteLength(text) };
     },
@@ -47,16 +60,20 @@ function world(files: Record<string, string>) {
     async queueUpload(row, payload) {
       queued.push({ row, payload });
     },
-    async moveInto(file, destDir, extra) {
+    async moveInto(ref, dest, extra) {
+      const file = pathOf(ref);
+      refuse(ref);
       if (failMoves.has(file)) throw Object.assign(new Error('read-only file system'), { code: 'EROFS' });
+      const destDir = placePath(dest);
       moves.push({ file, destDir, ...(extra.note ? { note: JSON.parse(extra.note) as unknown } : {}) });
       contents.delete(file);
-      if (extra.sidecar) contents.delete(extra.sidecar);
-      return `${destDir}/${file.split('/').pop()}`;
+      if (extra.sidecar) contents.delete(path.join(path.dirname(file), extra.sidecar));
+      return `${destDir}/${ref.name}`;
     },
-    async remove(file) {
-      removed.push(file);
-      contents.delete(file);
+    async remove(ref) {
+      refuse(ref);
+      removed.push(pathOf(ref));
+      contents.delete(pathOf(ref));
     },
     async record(line) {
       records.push(line);
@@ -72,13 +89,15 @@ function world(files: Record<string, string>) {
     relPath: rel,
     size: Buffer.byteLength(contents.get(`${DIR}/${rel}`) ?? ''),
     mtimeMs: T0,
+    id: `1:${rel}`,
+    folderId: `1:${path.dirname(rel)}`,
     ...extra,
   });
   const ingest = (options: { deleteProcessed?: boolean; startedAt?: number } = {}) =>
     new Ingest(ports, {
       dir: DIR,
-      processedRoot: `${DIR}/.processed`,
-      failedRoot: `${DIR}/.failed`,
+      processed: { root: DIR, levels: ['.processed'] },
+      failed: { root: DIR, levels: ['.failed'] },
       deleteProcessed: options.deleteProcessed ?? false,
       checkExisting: false,
       runId: RUN,
@@ -86,7 +105,7 @@ function world(files: Record<string, string>) {
     });
   const succeed = (row: number, extra: Partial<RowResult> = {}) =>
     results.set(row, { row, status: 'succeeded', action: 'uploaded', documentId: 'doc-1', finishedAt: T0 + 1, ...extra });
-  return { contents, results, queued, moves, removed, forgotten, released, records, failMoves, ports, ready, ingest, succeed, sha };
+  return { contents, results, queued, moves, removed, forgotten, released, records, failMoves, swapped, ports, ready, ingest, succeed, sha };
 }
 
 describe('Ingest: the states of a dropped file, without a file system or Redis', () => {
@@ -125,7 +144,12 @@ describe('Ingest: the states of a dropped file, without a file system or Redis',
     await ingest.take(w.ready(`${PERSON}/card.pdf`, { sidecar: `${DIR}/${PERSON}/card.pdf.json` }));
     expect(w.queued).toHaveLength(1);
     expect(w.queued[0]!.row).toBe(watchRow(RUN, PERSON, DOC, w.sha('scan')));
-    expect(w.queued[0]!.payload).toEqual({ item: { personId: PERSON, file: `${DIR}/${PERSON}/card.pdf`, name: 'ID card', publicId: DOC }, checkExisting: false });
+    expect(w.queued[0]!.payload).toEqual({
+      item: { personId: PERSON, file: `${DIR}/${PERSON}/card.pdf`, name: 'ID card', publicId: DOC },
+      checkExisting: false,
+      // What the job may read: this file, in this folder, with this content, never through a link.
+      drop: { root: DIR, levels: [PERSON], name: 'card.pdf', id: `1:${PERSON}/card.pdf`, folderId: `1:${PERSON}`, sha256: w.sha('scan') },
+    });
     expect(ingest.waitingFiles()).toBe(1);
     // No result yet: nothing moves.
     await ingest.poll();
@@ -227,6 +251,45 @@ describe('Ingest: the states of a dropped file, without a file system or Redis',
     await ingest.take(w.ready(`${PERSON}/x.pdf`, { sidecar: `${DIR}/${PERSON}/x.pdf.json` }));
     expect(w.queued).toEqual([]);
     expect(w.records[0]).toMatchObject({ status: 'rejected', action: 'set-aside', error: expect.stringContaining('colour') });
+  });
+
+  it('a file whose folder was swapped for a link is left alone: reported, never read, queued or moved', async () => {
+    const w = world({ [`${DIR}/${PERSON}/id_rsa`]: 'decoy', [`${DIR}/${PERSON}/b.pdf`]: 'b', [`${DIR}/${PERSON}/c.pdf`]: 'c', [`${DIR}/${PERSON}/c.pdf.json`]: '{}' });
+    const ingest = w.ingest();
+    // Seen by the settler with its folder already a link.
+    await ingest.take({ ...w.ready(`${PERSON}/id_rsa`), unsafe: `its folder ${PERSON} was replaced by a symbolic link; nothing is read through it` });
+    // Swapped between settling and reading (the ports open it without following links and refuse).
+    w.swapped.add(`${DIR}/${PERSON}/b.pdf`);
+    await ingest.take(w.ready(`${PERSON}/b.pdf`));
+    w.swapped.add(`${DIR}/${PERSON}/c.pdf.json`);
+    await ingest.take(w.ready(`${PERSON}/c.pdf`, { sidecar: `${DIR}/${PERSON}/c.pdf.json` }));
+    expect(w.queued).toEqual([]);
+    expect(w.moves).toEqual([]);
+    expect(w.records.map((r) => [r.file, r.status, r.action, r.movedTo])).toEqual([
+      [`${PERSON}/id_rsa`, 'rejected', 'left', ''],
+      [`${PERSON}/b.pdf`, 'rejected', 'left', ''],
+      [`${PERSON}/c.pdf`, 'rejected', 'left', ''],
+    ]);
+    expect(w.records.map((r) => r.error)).toEqual([expect.stringContaining('replaced by a symbolic link'), expect.stringContaining('symbolic link'), expect.stringMatching(/^sidecar: .*symbolic link/)]);
+    expect(ingest.counts).toMatchObject({ seen: 3, rejected: 3 });
+    expect(w.released).toEqual([`${DIR}/${PERSON}/id_rsa`, `${DIR}/${PERSON}/b.pdf`, `${DIR}/${PERSON}/c.pdf`]);
+  });
+
+  it('a file swapped after its upload is not moved: the line says why and the row is forgotten', async () => {
+    const w = world({ [`${DIR}/${PERSON}/x.pdf`]: 'sent', [`${DIR}/stray.pdf`]: 's' });
+    const ingest = w.ingest();
+    await ingest.take(w.ready(`${PERSON}/x.pdf`));
+    const row = w.queued[0]!.row;
+    w.succeed(row);
+    w.swapped.add(`${DIR}/${PERSON}/x.pdf`);
+    await ingest.poll();
+    expect(w.moves).toEqual([]);
+    expect(w.records[0]).toMatchObject({ status: 'succeeded', movedTo: '', error: expect.stringMatching(/^not moved: .*symbolic link/) });
+    expect(w.forgotten).toEqual([row]);
+    // A set-aside refused the same way is reported as left, not as set aside.
+    w.swapped.add(`${DIR}/stray.pdf`);
+    await ingest.take(w.ready('stray.pdf'));
+    expect(w.records[1]).toMatchObject({ file: 'stray.pdf', status: 'rejected', action: 'left', movedTo: '', error: expect.stringMatching(/not inside a person folder.*; not set aside: .*symbolic link/) });
   });
 
   it('a queue that refuses the job lets the next copy queue it again', async () => {

@@ -1,8 +1,8 @@
 import { realpathSync, statSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import type { Config } from '../../config/load.ts';
+import { placePath } from '../../folder-handle.ts';
 import { formatDuration } from '../../config/duration.ts';
 import { ConfigError, UsageError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -10,16 +10,18 @@ import type { Clock } from '../../pacing/clock.ts';
 import { moveIntoFolder, removeFileAndSidecar } from '../../outputs/no-clobber-move.ts';
 import { IngestLog, type IngestRecord } from '../../report/ingest-log.ts';
 import type { RowResult } from '../../report/row-result.ts';
-import { hashFile } from '../../sources/file-hash.ts';
+import { openDropped, readDroppedText } from '../../sources/dropped-file.ts';
+import { sha256OfHandle } from '../../sources/file-hash.ts';
 import { startFolderWatcher, type FolderWatcher, type ReadyFile } from '../../sources/folder-watcher.ts';
 import { rowJobId, runQueueName } from '../../store/keys.ts';
 import { ExitCode } from '../../engine/outcome.ts';
 import { budgetedJob } from '../../engine/retry-budget.ts';
 import { ownerNow, workerPool } from '../../engine/run-services.ts';
 import { Session } from '../../engine/session.ts';
+import { destinationFolder } from './destination-folders.ts';
 import { returnFailedFiles } from './failed-files.ts';
 import { OutageNotice } from './outage-notice.ts';
-import { Ingest, watchRunId, type WatchCounts } from './ingest.ts';
+import { Ingest, SIDECAR_MAX_BYTES, watchRunId, type WatchCounts } from './ingest.ts';
 
 export { watchRunId, watchRow, type WatchCounts } from './ingest.ts';
 
@@ -105,8 +107,11 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
   requireDir(path.resolve(options.dir), 'watch folder');
   // A folder reached through a link would otherwise not exclude its own --processed-dir.
   const dir = real(path.resolve(options.dir));
-  const processedRoot = real(path.resolve(options.processedDir ?? path.join(dir, '.processed')));
-  const failedRoot = real(path.resolve(options.failedDir ?? path.join(dir, '.failed')));
+  // Checked before anything else: a link planted as .failed or .processed refuses the start (exit 2).
+  const processed = options.deleteProcessed ? { root: dir, levels: ['.processed'] } : destinationFolder(dir, options.dir, options.processedDir, '.processed', '--processed-dir');
+  const failed = destinationFolder(dir, options.dir, options.failedDir, '.failed', '--failed-dir');
+  const processedRoot = placePath(processed);
+  const failedRoot = placePath(failed);
   const session = await Session.open({ config, log: options.log, signal, ...(options.clock ? { clock: options.clock } : {}) });
   const clock = session.clock;
   const runId = watchRunId(session.store.keys.api, dir);
@@ -117,7 +122,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     const run = session.store.run(runId);
     const startedAt = clock.now();
     if (options.retryFailed) {
-      const back = await returnFailedFiles(failedRoot, dir, log);
+      const back = await returnFailedFiles(failed, dir, log);
       log.info({ returned: back.returned, left: back.left, failedDir: failedRoot }, `watch --retry-failed: ${back.returned} file(s) put back into the drop folder`);
     }
     const previous = await run.getMeta();
@@ -139,11 +144,15 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     const ingestLog = new IngestLog(config.reportDir ?? path.resolve('idsync-reports', 'watch'), () => clock.now());
     const ingest = new Ingest(
       {
-        async readSidecar(file) {
-          const info = await stat(file);
-          return { size: info.size, text: info.size > 64 * 1024 ? '' : await readFile(file, 'utf8') };
+        readSidecar: (ref) => readDroppedText(ref, SIDECAR_MAX_BYTES),
+        async hash(ref) {
+          const opened = await openDropped(ref);
+          try {
+            return await sha256OfHandle(opened.handle);
+          } finally {
+            await opened.close();
+          }
         },
-        hash: hashFile,
         results: (rows) => run.getResults(rows),
         forget: (result) => run.forget(result),
         async queueUpload(row, payload) {
@@ -171,7 +180,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         now: () => clock.now(),
         log,
       },
-      { dir, processedRoot, failedRoot, deleteProcessed: options.deleteProcessed === true, checkExisting, runId, startedAt },
+      { dir, processed, failed, deleteProcessed: options.deleteProcessed === true, checkExisting, runId, startedAt },
     );
 
     const limit = pLimit(PREPARE_CONCURRENCY);
