@@ -8,11 +8,9 @@ import { withSandbox } from '../helpers/sandbox.ts';
 import { startWatch } from '../helpers/watch-runs.ts';
 
 /**
- * the watch never follows links for the dropped FILE (lstat), but the person FOLDER is
- * only looked at when the file is first seen. Whoever may write into the drop folder (a scanner
- * share) drops `<person>/id_rsa`, and while it settles swaps the person folder for a link to a
- * folder of the watch's user holding a file of that name: idsync uploads that file to the API
- * and then MOVES it into .processed, out of its own folder.
+ * Whoever may write into the drop folder drops `<person>/id_rsa` and, while it settles, swaps the
+ * person folder for a link to a folder of the watch's user holding a file of that name: the
+ * watch must neither upload that file nor move it out of its own folder.
  */
 describe('watch and a person folder swapped for a link while a file settles', () => {
   it('never reads or moves a file outside the drop folder', async () => {

@@ -9,11 +9,9 @@ import { withSandbox } from '../helpers/sandbox.ts';
 import { startWatch } from '../helpers/watch-runs.ts';
 
 /**
- * whoever may drop files into the watched folder (a scanner share) may also create
- * `.failed` or `.processed` there, as links. The watch moved files into them without looking:
- * a stray file named `authorized_keys` dropped at the top of the folder was "set aside" into
- * `.failed/` = any folder the watch's user can write (~/.ssh, /etc/cron.d when it runs as root),
- * with the attacker's name and content; uploaded files landed wherever `.processed` points.
+ * Whoever may drop files into the watched folder (a scanner share) may also create `.failed` or
+ * `.processed` there, as links to any folder the watch's user can write (~/.ssh, /etc/cron.d).
+ * The watch refuses to start on such links and never moves a file through one planted later.
  */
 describe('.failed and .processed replaced by links in the drop folder', () => {
   function folders(label: string) {
