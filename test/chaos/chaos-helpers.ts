@@ -21,7 +21,8 @@ export type { ChaosRecord } from './reliability-doc.ts';
 export function record(r: ChaosRecord): void {
   const state = expect.getState();
   const file = path.basename(state.testPath ?? 'unknown', '.test.ts');
-  appendRecord(inject('chaosRecords'), file, { ...r, test: `test/chaos/${file}.test.ts: ${state.currentTestName?.split(' > ').pop() ?? ''}` });
+  // As the hand-written rows name tests, so that test/unit/reliability-doc.test.ts checks these too.
+  appendRecord(inject('chaosRecords'), file, { ...r, test: `\`test/chaos/${file}.test.ts\`: "${state.currentTestName?.split(' > ').pop() ?? ''}"` });
 }
 
 export interface Verdict {

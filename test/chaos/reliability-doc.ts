@@ -63,7 +63,7 @@ export function chaosSection(records: ChaosRecord[], now = new Date()): string {
       (r) =>
         `| ${cell(r.scenario)} | ${cell(r.faults)} | ${r.items} | ${r.succeeded} | ${r.lost} | ${r.duplicates} | ${r.reportComplete ? 'yes' : '**no**'} | ${r.seconds.toFixed(1)} s | ${Object.entries(r.requests)
           .map(([k, v]) => `${k}: ${v}`)
-          .join(', ')} | ${cell(r.notes ?? '')} | ${r.test ? `\`${cell(r.test)}\`` : ''} |`,
+          .join(', ')} | ${cell(r.notes ?? '')} | ${cell(r.test ?? '')} |`,
     ),
     END,
   ].join('\n');
