@@ -17,8 +17,13 @@ declare module 'vitest' {
 export default function setup(project: TestProject): () => void {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'idsync-chaos-records-'));
   project.provide('chaosRecords', dir);
+  const loadAtStart = os.loadavg()[0]!;
   return () => {
-    writeReliabilityDoc(readRecords(dir));
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      // The times depend on what else the machine runs: say how busy it was.
+      writeReliabilityDoc(readRecords(dir), { load: [loadAtStart, os.loadavg()[0]!], cores: os.availableParallelism() });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   };
 }

@@ -52,10 +52,17 @@ function cell(text: string): string {
 }
 
 /** The generated section: what this chaos run saw (the tests assert; this only writes it down). */
-export function chaosSection(records: ChaosRecord[], now = new Date()): string {
+export interface RunContext {
+  /** 1-minute load average when the suite started and when it ended. */
+  load: [number, number];
+  cores: number;
+}
+
+export function chaosSection(records: ChaosRecord[], context?: RunContext, now = new Date()): string {
+  const busy = context ? `, ${context.cores} cores, load average ${context.load[0].toFixed(1)} at the start and ${context.load[1].toFixed(1)} at the end (other work shares the machine: times vary with it)` : '';
   return [
     BEGIN,
-    `Last run: ${now.toISOString()}, Node ${process.versions.node}, \`npm run test:chaos\` (${records.length} scenarios).`,
+    `Last run: ${now.toISOString()}, Node ${process.versions.node}, \`npm run test:chaos\` (${records.length} scenarios)${busy}.`,
     '',
     '| scenario | faults injected | items | succeeded | lost | stored twice | report complete | time | sandbox answers | also seen | test |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
@@ -73,11 +80,11 @@ export function chaosSection(records: ChaosRecord[], now = new Date()): string {
  * Replaces the generated section of docs/reliability.md, leaving the hand-written rest (the
  * attacks and faults list) as it is. Nothing recorded (every test skipped): nothing written.
  */
-export function writeReliabilityDoc(records: ChaosRecord[]): void {
+export function writeReliabilityDoc(records: ChaosRecord[], context?: RunContext): void {
   if (records.length === 0) return;
   const text = existsSync(RELIABILITY_DOC) ? readFileSync(RELIABILITY_DOC, 'utf8') : '';
   const begin = text.indexOf(BEGIN);
   const end = text.indexOf(END);
   if (begin < 0 || end < begin) throw new Error(`${RELIABILITY_DOC} lacks the markers of its generated section (${BEGIN} … ${END})`);
-  writeFileSync(RELIABILITY_DOC, `${text.slice(0, begin)}${chaosSection(records)}${text.slice(end + END.length)}`);
+  writeFileSync(RELIABILITY_DOC, `${text.slice(0, begin)}${chaosSection(records, context)}${text.slice(end + END.length)}`);
 }
