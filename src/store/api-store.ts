@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Logger } from '../log.ts';
 import { apisKey, ApiKeys, apiKey } from './keys.ts';
 import { RunStore, type RunMeta } from './run-store.ts';
 import { StoredDocuments } from './stored-documents.ts';
@@ -35,11 +36,11 @@ export class ApiStore {
   readonly redis: Redis;
   readonly #runs = new Map<string, RunStore>();
 
-  constructor(redis: Redis, options: { apiUrl: string; root: string; lockTtlMs?: number; replicas?: number }) {
+  constructor(redis: Redis, options: { apiUrl: string; root: string; lockTtlMs?: number; replicas?: number; log?: Logger }) {
     this.redis = redis;
     this.apiUrl = options.apiUrl;
     this.keys = new ApiKeys(options.root, apiKey(options.apiUrl));
-    this.documents = new StoredDocuments(redis, this.keys, options.lockTtlMs, options.replicas ?? 0);
+    this.documents = new StoredDocuments(redis, this.keys, options.lockTtlMs, options.replicas ?? 0, options.log ? { log: options.log } : {});
   }
 
   /** BullMQ's prefix for this API's queues. */

@@ -3,7 +3,7 @@ import { DocumentConflictError, ExistenceCheckError, ResultNotRecordedError } fr
 import type { Logger } from '../log.ts';
 import type { RowResult } from '../report/row-result.ts';
 import type { Ledger } from './ledger/ledger.ts';
-import { DocumentBusy, RowAlreadyDone, RunStopped } from './row-signals.ts';
+import { AwaitingReplica, DocumentBusy, RowAlreadyDone, RunStopped } from './row-signals.ts';
 import type { RunStore } from './run-store.ts';
 import { contentPrefix, type DocumentClaim, type StoredDocuments } from './stored-documents.ts';
 
@@ -83,6 +83,8 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
       throw new RunStopped(claimed.fatal);
     case 'busy':
       throw new DocumentBusy();
+    case 'unreplicated':
+      throw new AwaitingReplica();
     case 'stored': {
       // Same publicId, other content (a manifest reusing an id): never "skip" what was not stored.
       if (claimed.contentPrefix !== contentPrefix(sha256)) throw new DocumentConflictError(publicId, claimed.contentPrefix, sha256);
