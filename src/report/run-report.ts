@@ -150,6 +150,10 @@ export class RunReport {
               errorCode: missing.code,
               retryable: missing.retryable ?? true,
             };
+          } else if (result.action === 'done-earlier') {
+            // Retired to its status (the row's result JSON is gone once a report wrote it): the
+            // manifest row still says which row it was.
+            result = { ...this.#o.idsOf(record.values), ...result, status: result.status === 'succeeded' ? 'skipped' : result.status };
           } else if (result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.invocationStart) {
             // Done by an earlier invocation of this run: nothing was sent for it this time.
             result = { ...result, status: 'skipped', action: result.action === 'done-earlier' ? result.action : `done-earlier (${result.action})` };

@@ -38,6 +38,10 @@ export function idsOfValues(values: Record<string, string>): Partial<RowResult> 
   return out;
 }
 
+function withAbsoluteFile(ids: Partial<RowResult>, dir: string): Partial<RowResult> {
+  return ids.file && !ids.file.includes('\0') ? { ...ids, file: path.resolve(dir, ids.file) } : ids;
+}
+
 export interface ManifestPlanOptions {
   command: ManifestCommand;
   manifest: string;
@@ -87,7 +91,8 @@ export class ManifestPlan implements RunPlan {
       columns: header.columns,
       knownColumns: read.known ?? [],
       action: o.command === 'import' ? 'upload' : 'download',
-      ids: idsOfValues,
+      // An import's `file` as its upload reports it: resolved against the manifest's folder.
+      ids: o.command === 'import' ? (values) => withAbsoluteFile(idsOfValues(values), dir) : idsOfValues,
       failedFormat,
       // failed.csv lives in another folder than the manifest: a relative `file` is made absolute so the retry finds it.
       ...(o.command === 'import' ? { failedRow: (values: Record<string, string>) => (values.file?.trim() ? { ...values, file: path.resolve(dir, values.file.trim()) } : values) } : {}),
