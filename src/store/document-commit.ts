@@ -75,7 +75,7 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
     await takeBackEarly();
     throw err;
   }
-  if (claimed.state !== 'claimed') await takeBackEarly();
+  if (claimed.state !== 'claimed' && claimed.state !== 'stored') await takeBackEarly();
   switch (claimed.state) {
     case 'prior':
       throw new RowAlreadyDone(claimed.prior);
@@ -87,7 +87,13 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
       throw new AwaitingReplica();
     case 'stored': {
       // Same publicId, other content (a manifest reusing an id): never "skip" what was not stored.
-      if (claimed.contentPrefix !== contentPrefix(sha256)) throw new DocumentConflictError(publicId, claimed.contentPrefix, sha256);
+      if (claimed.contentPrefix !== contentPrefix(sha256)) {
+        await takeBackEarly();
+        throw new DocumentConflictError(publicId, claimed.contentPrefix, sha256);
+      }
+      // Stored by another state dir or machine: this ledger learns it too, so a rerun from here
+      // after the Redis state is lost still knows it without asking the API.
+      await recordStoredInLedger(o);
       return recordPlain(run, result('skipped', 'already-stored'));
     }
     case 'claimed':

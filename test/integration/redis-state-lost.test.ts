@@ -1,3 +1,4 @@
+import { copyFileSync, cpSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
@@ -36,6 +37,8 @@ describe('a rerun after the Redis state is lost, from a machine that skipped the
 
     expect(s.documents().filter((d) => d.uploads > 1)).toEqual([]);
     expect(again.summary.counts).toMatchObject({ succeeded: 0, skipped: 6 });
+    // B's ledger learnt those documents when Redis said they were stored: no question to the API.
+    expect(readFileSync(path.join(dir, 'r4', 'report.csv'), 'utf8').match(/,exists-on-server,/g)).toHaveLength(6);
     expect(logs.text()).toContain('holds none of the state this state dir worked with for this API before');
     expect(again.summary.counts.skipped).toBe(6);
 
@@ -44,5 +47,30 @@ describe('a rerun after the Redis state is lost, from a machine that skipped the
     const trusted = await runJob({ ...base, command: 'import', manifest, stateDir: path.join(dir, 'state-B'), reportDir: path.join(dir, 'r5'), keyPrefix: lost, log: createLogger({ level: 'warn', format: 'json', destination: quiet.stream }) });
     expect(trusted.summary.counts.skipped).toBe(6);
     expect(quiet.text()).not.toContain('holds none of the state');
+  });
+
+  it('documents another machine stored are learnt by this ledger when Redis says so', async () => {
+    const s = await withSandbox();
+    const dir = tempDir('redis-state-lost-learnt');
+    const manifest = writeImportManifest(dir, 4);
+    // The same rows under another folder: another run (another manifest path), the same documents.
+    const copy = path.join(dir, 'copy');
+    mkdirSync(copy);
+    cpSync(path.join(dir, 'files'), path.join(copy, 'files'), { recursive: true });
+    copyFileSync(manifest, path.join(copy, 'import.csv'));
+    const base = { apiUrl: s.url, username: 'migrator', password: s.password };
+    const shared = keyPrefixFor(dir);
+
+    const a = await runJob({ ...base, command: 'import', manifest, stateDir: path.join(dir, 'state-A'), reportDir: path.join(dir, 'r1'), keyPrefix: shared });
+    expect(a.summary.counts.succeeded).toBe(4);
+    const b = await runJob({ ...base, command: 'import', manifest: path.join(copy, 'import.csv'), stateDir: path.join(dir, 'state-B'), reportDir: path.join(dir, 'r2'), keyPrefix: shared });
+    expect(readFileSync(path.join(dir, 'r2', 'report.csv'), 'utf8').match(/,already-stored,/g)).toHaveLength(4);
+    expect(b.exitCode).toBe(0);
+
+    s.resetStats();
+    const again = await runJob({ ...base, command: 'import', manifest: path.join(copy, 'import.csv'), stateDir: path.join(dir, 'state-B'), reportDir: path.join(dir, 'r3'), keyPrefix: freshKeyPrefix() });
+    expect(again.summary.counts.skipped).toBe(4);
+    expect(readFileSync(path.join(dir, 'r3', 'report.csv'), 'utf8').match(/,in-ledger,/g)).toHaveLength(4);
+    expect(s.stats().uploadRequests).toBe(0);
   });
 });
