@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'E_UNSAFE_PATH'
   | 'E_BAD_CONTENT'
   | 'E_REPORT'
+  | 'E_STATE_DIR'
   | 'E_API_UNREACHABLE'
   | 'E_API_UNUSABLE'
   | 'E_AUTH_REFUSED'
@@ -172,6 +173,20 @@ export class ReportWriteError extends IdsyncError {
     const why = sysCode === 'ENOSPC' ? 'ENOSPC: no space left on the device' : (sysCode ?? describeError(cause));
     super('E_REPORT', `cannot write the report file ${path} (${why}); the incomplete report keeps its .partial names and the previous report in that folder is unchanged`, { cause });
     this.path = path;
+    this.sysCode = sysCode;
+  }
+}
+
+/**
+ * The ledger in the state dir could not be written (disk full, say). Nothing is sent without its
+ * `start`, so every next row would fail alike: the run stops (exit 2) and the rerun resumes.
+ */
+export class LedgerWriteError extends IdsyncError {
+  readonly sysCode: string | undefined;
+  constructor(dir: string, cause: unknown) {
+    const sysCode = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const why = sysCode === 'ENOSPC' ? 'ENOSPC: no space left on the device' : (sysCode ?? describeError(cause));
+    super('E_STATE_DIR', `the ledger in ${dir} cannot be written (${why}); free space there or choose another --state-dir, then run the same command again`, { cause });
     this.sysCode = sysCode;
   }
 }

@@ -9,6 +9,7 @@ import {
   FileError,
   HttpStatusError,
   IdsyncError,
+  LedgerWriteError,
   NetworkError,
   ProtocolError,
   TimeoutError,
@@ -57,7 +58,7 @@ export function isRedisRefusal(err: unknown): boolean {
 export function classify(err: unknown): Classification {
   // The check is a GET that sent nothing: worth what its own failure is worth, never in doubt.
   if (err instanceof ExistenceCheckError) return { ...classify(err.cause), ambiguous: false };
-  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || isRedisRefusal(err)) {
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || err instanceof LedgerWriteError || isRedisRefusal(err)) {
     return { kind: 'fatal', ambiguous: false };
   }
   // Cut before its last bytes: the server never had a complete upload. Hashed afresh next time.

@@ -106,6 +106,9 @@ describe('one shared truth: a rerun from another state dir on the same Redis', (
     const firstTally = reportTally(path.join(dir, 'report-a'));
     expect(marks.stored, `documents the API confirmed (${confirmed.length}) recorded as stored in Redis`).toBe(confirmed.length);
     expect(refused, 'confirmed uploads whose ledger `stored` line the full disk refused').toBeGreaterThan(0);
+    // The first `start` the ledger cannot write stops the run, naming the state dir.
+    expect(first.code).toBe(2);
+    expect(first.stderr).toMatch(/the ledger in \S+ cannot be written \(ENOSPC: no space left on the device\)/);
 
     const uploadsBefore = s.stats().uploadRequests;
     const second = await runCli(['import', manifest], cliEnv(s, dir, redisUrl, 'b', { IDSYNC_REPORT_DIR: path.join(dir, 'report-b') }));

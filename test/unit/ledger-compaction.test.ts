@@ -208,7 +208,7 @@ for (const syncIo of [true, false]) {
       });
       await a.stored('p', 'd1', 's1');
       full = true;
-      await expect(a.start('p', 'd2', 's2')).rejects.toMatchObject({ code: 'ENOSPC' });
+      await expect(a.start('p', 'd2', 's2')).rejects.toMatchObject({ code: 'E_STATE_DIR', sysCode: 'ENOSPC' });
       full = false;
       await a.start('p', 'd3', 's3');
       await a.close();

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs, existsSync, fstatSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '../../errors.ts';
+import { ConfigError, LedgerWriteError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { isLocalFilesystem } from '../../sources/small-file.ts';
 import { CompactionLock } from './compaction-lock.ts';
@@ -579,7 +579,7 @@ export class Ledger {
             await this.#datasync(journal.handle);
           } catch (err) {
             journal.mayBeTorn = true;
-            failures.set(journal, err);
+            failures.set(journal, new LedgerWriteError(this.#dir, err));
           } finally {
             journal.busy--;
           }
@@ -615,7 +615,8 @@ export class Ledger {
         size = await this.#append(journal, Buffer.from(batch.map((p) => p.text).join(''), 'utf8'));
       } catch (err) {
         journal.mayBeTorn = true;
-        for (const p of batch) p.reject(err);
+        const failure = new LedgerWriteError(this.#dir, err);
+        for (const p of batch) p.reject(failure);
         return;
       }
       const again = await this.#linesAfterSeal(journal, batch);
