@@ -20,8 +20,12 @@ export default function setup(project: TestProject): () => void {
   const loadAtStart = os.loadavg()[0]!;
   return () => {
     try {
-      // The times depend on what else the machine runs: say how busy it was.
-      writeReliabilityDoc(readRecords(dir), { load: [loadAtStart, os.loadavg()[0]!], cores: os.availableParallelism() });
+      // Only a whole run (`npm run test:chaos`, no filter) rewrites the table: a run of one
+      // scenario would replace the others' rows with nothing.
+      if (!project.vitest.config.testNamePattern && !project.vitest.config.filters?.length) {
+        // The times depend on what else the machine runs: say how busy it was.
+        writeReliabilityDoc(readRecords(dir), { load: [loadAtStart, os.loadavg()[0]!], cores: os.availableParallelism() });
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
