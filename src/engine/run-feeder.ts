@@ -90,7 +90,7 @@ export async function feedRun(o: FeedOptions): Promise<FeedCounts> {
         const jobId = rowJobId(r.row);
         jobs.push({
           name: r.job.kind,
-          data: { p: r.job.payload, m: o.signer.sign(o.queue.name, jobId, r.job.payload) },
+          data: { p: r.job.payload, m: o.signer.sign(o.queue.name, jobId, r.job.kind, r.job.payload) },
           opts: { jobId, attempts: o.attempts, backoff: { type: 'idsync' }, removeOnComplete: true, removeOnFail: true },
         });
       }

@@ -95,7 +95,7 @@ function runServices(session: Session): RunServices {
     },
     async schedule(kind, payload, options) {
       const queue = session.queue(CONTROL_QUEUE);
-      await queue.add(kind, { p: payload, m: session.signer.sign(CONTROL_QUEUE, options.jobId, payload) } as never, {
+      await queue.add(kind, { p: payload, m: session.signer.sign(CONTROL_QUEUE, options.jobId, kind, payload) } as never, {
         jobId: options.jobId,
         delay: options.delayMs,
         attempts: options.attempts,

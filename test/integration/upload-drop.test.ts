@@ -56,7 +56,7 @@ async function context(beforeSend?: () => void) {
 }
 
 function signedJob(payload: UploadPayload, id = 'r1'): Job<JobEnvelope> {
-  return { id, name: 'upload', queueName: RUN, data: { p: payload, m: signer.sign(RUN, id, payload) }, attemptsMade: 0, stalledCounter: 0, opts: {}, async updateData() {}, async moveToDelayed() {} } as never;
+  return { id, name: 'upload', queueName: RUN, data: { p: payload, m: signer.sign(RUN, id, 'upload', payload) }, attemptsMade: 0, stalledCounter: 0, opts: {}, async updateData() {}, async moveToDelayed() {} } as never;
 }
 
 /** `drop/<person>/<name>` with `content`, and the payload the watch queues for it (identities and sha256 as taken). */

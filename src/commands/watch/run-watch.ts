@@ -158,7 +158,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         async queueUpload(row, payload) {
           const jobId = rowJobId(row);
           // Same job id as before a restart: BullMQ adds nothing while that job still exists.
-          await queue.add('upload', { p: payload, m: session.signer.sign(queue.name, jobId, payload), ...budget?.hint } as never, {
+          await queue.add('upload', { p: payload, m: session.signer.sign(queue.name, jobId, 'upload', payload), ...budget?.hint } as never, {
             jobId,
             attempts: budget?.opts.attempts ?? config.attempts,
             backoff: budget?.opts.backoff ?? { type: 'idsync' },
