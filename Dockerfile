@@ -38,12 +38,12 @@ COPY bin ./bin
 COPY jobs ./jobs
 COPY src ./src
 COPY docker/entrypoint.sh docker/healthcheck.mjs ./docker/
-# The CLI bundle and its V8 code caches (bin/bundle-build.js, what `npm ci` runs as `prepare`),
+# The CLI bundle and its V8 code caches (bin/bundle-build.mjs, what `npm ci` runs as `prepare`),
 # checked at each start against the sizes and mtimes of the files it was built from. Built here, in
 # the final stage (a COPY afterwards could change mtimes), as root: /app stays root-owned, so
 # containers start at once and run on a read-only file system.
 RUN chmod 0755 docker/entrypoint.sh \
- && node bin/bundle-build.js \
+ && node bin/bundle-build.mjs \
  && test -f .idsync-build/cli-*/main.cjs \
  && test -f .idsync-build/cli-*/main.cjs.cache
 

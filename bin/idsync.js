@@ -1,23 +1,25 @@
 #!/usr/bin/env node
 // `npm ci && npx idsync` needs no build step: the TypeScript sources run from a bundle that
-// `npm ci` builds (the `prepare` script runs `node bin/bundle-build.js`), that this script builds
-// itself when it is missing or a source file changed since, or, when neither is possible,
-// directly through tsx. IDSYNC_NO_BUNDLE=1 forces tsx (readable TypeScript stack traces).
+// `npm ci` builds (the `prepare` script: bin/bundle-build.mjs), that this script builds itself when
+// it is missing or a source file changed since, or, when neither is possible, through tsx.
+// IDSYNC_NO_BUNDLE=1 forces tsx (readable TypeScript stack traces).
 //
-// Why one CommonJS file with every package inside, run through vm.Script with a V8 code cache:
+// Why CommonJS files with every package inside, run through vm.Script with a V8 code cache:
 // Node 20 has no compile cache for ES modules (module.enableCompileCache() is Node 22.1+). Loaded
 // as ES modules, bullmq, ioredis, undici, pino and zod took ~250 ms to resolve, read, parse and
-// compile on every start; from the bundle with its code cache, V8 deserialises the compiled code
-// instead (bench/run.ts, section start-up, and docs/benchmarks.md). The cache is a file beside the
-// bundle: made once per bundle, V8 checks it against the source and its own version and flags,
-// and a rejected cache only costs the compile it would have saved (then it is made again).
-import { setFlagsFromString } from 'node:v8';
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import Module from 'node:module';
-import path from 'node:path';
-import vm from 'node:vm';
+// compile on every start; from the bundle, V8 deserialises the code compiled by an earlier start
+// instead (docs/benchmarks.md, start-up). V8 checks a cache against the source, its own version
+// and flags; a rejected one only costs the compile it would have saved, and is made again.
+//
+// CommonJS (bin/package.json): an ES module entry costs ~6 ms more to start.
+'use strict';
+const { setFlagsFromString } = require('node:v8');
+const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+const Module = require('node:module');
+const path = require('node:path');
+const vm = require('node:vm');
 
-const root = path.resolve(import.meta.dirname, '..');
+const root = path.resolve(__dirname, '..');
 
 // undici parses HTTP with llhttp compiled to WebAssembly. By default V8 also compiles that module
 // with its optimising compiler on background threads, which briefly took ~35 MB of RSS right after
@@ -25,14 +27,15 @@ const root = path.resolve(import.meta.dirname, '..');
 // compiler's code parses our few, small HTTP heads as fast as far as bench/run.ts can tell. The
 // flag is read when a module is compiled, so setting it here, before undici loads, takes effect.
 // Only where the baseline compiler is complete (x64, arm64): elsewhere V8 treats any function it
-// cannot compile under this flag as a fatal error.
+// cannot compile under this flag as a fatal error. (bin/bundle-build.mjs sets the same flags
+// before it makes the code caches: V8 refuses a cache made under other flags.)
 if (process.env.IDSYNC_WASM_OPTIMIZE !== '1' && (process.arch === 'x64' || process.arch === 'arm64')) setFlagsFromString('--liftoff-only');
 
 const BUILD_DIR = path.join(root, '.idsync-build');
 
 /**
  * The folder of the bundle built from the sources as they are now, or undefined. The build wrote
- * the size and mtime of every file it read (bin/bundle-build.js): one stat each, no folder walk.
+ * the size and mtime of every file it read (bin/bundle-build.mjs): one stat each, no folder walk.
  */
 function currentBundle() {
   try {
@@ -40,7 +43,7 @@ function currentBundle() {
     if (stamp.node !== process.version) return undefined;
     for (const [rel, size, mtimeMs] of stamp.inputs) {
       const st = statSync(path.join(root, rel), { throwIfNoEntry: false });
-      if (!st || st.size !== size || st.mtimeMs !== mtimeMs) return undefined;
+      if (st ? st.size !== size || st.mtimeMs !== mtimeMs : size !== -1) return undefined;
     }
     return path.join(BUILD_DIR, stamp.name);
   } catch {
@@ -68,99 +71,76 @@ function readOrUndefined(file) {
 }
 
 /**
- * The command this start runs, when it is one (`idsync import …`, not `idsync import --help`):
- * its code cache, made after its first successful run, also holds the functions compiled while it
- * ran (~25-40 ms less than the cache made after the build, which holds module bodies only).
+ * The command this start runs (`idsync import …`), or undefined when it only prints help, the
+ * version or a usage error: those run from cli.cjs, the program's definition alone (~0.2 MB
+ * instead of ~6 MB to read and deserialise). Should a command run from it all the same (an odd
+ * argument list), its stand-in runs the whole bundle (bin/bundle-build.mjs).
  */
 function commandOf(argv) {
   const args = argv.slice(2);
   const end = args.indexOf('--');
   const flags = end < 0 ? args : args.slice(0, end);
   if (flags.some((a) => a === '-h' || a === '--help' || a === '-V' || a === '--version')) return undefined;
-  return /^[a-z]+$/.test(args[0] ?? '') ? args[0] : undefined;
+  return /^[a-z]+$/.test(args[0] ?? '') && args[0] !== 'help' ? args[0] : undefined;
 }
 
 /**
- * Runs the bundle's code, compiled from a code cache when there is one, and returns its exports
- * and what to do once the command returns. Caches, beside the bundle: main.cjs.cache (made after
- * the build, every command's modules loaded), <command>.cache and cli.cache (help, version).
+ * Runs a bundle file's code, compiled from the first cache of `caches` that exists; returns its
+ * exports and `done(exitCode)`: after a run to its end (exit 0 or 1), it writes the first cache
+ * when that was missing or refused. It then holds what this start compiled, a command's own
+ * functions included: ~25-40 ms less than the cache made by the build (module bodies only).
  */
-function loadBundle(dir) {
-  const file = path.join(dir, 'main.cjs');
-  const command = commandOf(process.argv);
-  const ownCache = path.join(dir, `${command ?? 'cli'}.cache`);
-  const warmCache = path.join(dir, 'main.cjs.cache');
-  let cacheFile = ownCache;
-  let cachedData = readOrUndefined(ownCache);
-  if (cachedData === undefined) {
-    cacheFile = warmCache;
-    cachedData = readOrUndefined(warmCache);
+function runBundle(dir, name, caches) {
+  const file = path.join(dir, name);
+  let used;
+  let cachedData;
+  for (const cache of caches) {
+    cachedData = readOrUndefined(path.join(dir, cache));
+    if (cachedData !== undefined) {
+      used = cache;
+      break;
+    }
   }
   // esbuild writes ASCII only (non-ASCII characters escaped): latin1 is the cheapest exact decoding.
-  const source = readFileSync(file, 'latin1');
-  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
+  const script = new vm.Script(Module.wrap(readFileSync(file, 'latin1')), { filename: file, cachedData, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
   const module = { exports: {} };
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dir);
-  const cli = module.exports;
-  const rejected = cachedData !== undefined && script.cachedDataRejected;
-  // Which command's modules this start loaded (none for --help): the cache to write is named after it.
-  let ran;
-  const loaders = Object.values(cli.COMMAND_MODULES);
-  for (const [name, load] of Object.entries(cli.COMMAND_MODULES)) {
-    cli.COMMAND_MODULES[name] = () => {
-      ran = name;
-      return load();
-    };
-  }
+  const refused = cachedData !== undefined && script.cachedDataRejected;
   return {
-    cli,
-    /**
-     * The first start of a bundle (or one whose cache V8 rejected) makes the caches others start
-     * from: cli.cache (the program's definition and help only: what --help needs), then
-     * main.cjs.cache with every command's modules loaded.
-     */
-    async warm() {
-      if (cachedData !== undefined && !rejected) return;
-      cli.buildProgram(() => undefined).helpInformation();
-      writeWhole(path.join(dir, 'cli.cache'), script.createCachedData());
-      await Promise.all(loaders.map((load) => load()));
-      writeWhole(warmCache, script.createCachedData());
-    },
-    /** After a successful run of a command: its own cache, once (again when V8 rejected it). */
+    cli: module.exports,
     done(exitCode) {
-      if (exitCode !== 0 || command === undefined || ran !== command) return;
-      if (cacheFile !== ownCache || rejected) writeWhole(ownCache, script.createCachedData());
+      if ((exitCode === 0 || exitCode === 1) && (used !== caches[0] || refused)) writeWhole(path.join(dir, caches[0]), script.createCachedData());
     },
   };
 }
 
-async function bundled() {
+function bundled() {
   if (process.env.IDSYNC_NO_BUNDLE === '1') return undefined;
-  try {
+  return (async () => {
     let dir = currentBundle();
     if (!dir) {
-      const { buildBundle } = await import('./bundle-build.js');
+      const { buildBundle } = await import('./bundle-build.mjs');
       dir = await buildBundle(root);
     }
-    const loaded = loadBundle(dir);
-    await loaded.warm();
-    return loaded;
-  } catch {
-    // Read-only checkout without a bundle, esbuild missing, a build error: the sources still run through tsx.
-    return undefined;
-  }
+    const command = commandOf(process.argv);
+    return command === undefined ? runBundle(dir, 'cli.cjs', ['cli.cjs.cache']) : runBundle(dir, 'main.cjs', [`${command}.cache`, 'main.cjs.cache']);
+  })().catch(() => undefined); // read-only checkout without a bundle, esbuild missing, a build error: tsx
 }
 
-const loaded = await bundled();
-let cli = loaded?.cli;
-if (!cli) {
-  const { register } = await import('tsx/esm/api');
-  register();
-  cli = await import('../src/cli/main.ts');
+async function main() {
+  const loaded = await bundled();
+  let cli = loaded?.cli;
+  if (!cli) {
+    const { register } = await import('tsx/esm/api');
+    register();
+    cli = await import('../src/cli/main.ts');
+  }
+  const exitCode = await cli.main(process.argv);
+  loaded?.done(exitCode);
+  process.exitCode = exitCode;
+  // Everything is closed once main returns; a natural exit would still spend ~10 ms tearing the
+  // heap down. Only with nothing left to write: a pipe is asynchronous on some systems (macOS).
+  if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) process.exit();
 }
-const exitCode = await cli.main(process.argv);
-loaded?.done(exitCode);
-process.exitCode = exitCode;
-// Everything is closed once main returns; a natural exit would still spend ~10 ms tearing the
-// heap down. Only with nothing left to write: a pipe is asynchronous on some systems (macOS).
-if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) process.exit();
+
+void main();
