@@ -75,6 +75,8 @@ interface SectionResult {
   at: string;
   lines: string[];
   targets: Target[];
+  /** Load average (1 min) of the machine when the section started and ended: it is shared. */
+  load?: [number, number];
 }
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'idsync-bench-'));
@@ -451,7 +453,7 @@ async function memorySection(): Promise<SectionResult> {
   await stopSandbox(s);
   const size = `${P.bigMiB >= 1024 ? `${P.bigMiB / 1024} GiB` : `${P.bigMiB} MiB`}`;
   return {
-    title: '4. Memory of 1 GB transfers',
+    title: '5. Memory of 1 GB transfers',
     quick: QUICK,
     at: new Date().toISOString(),
     lines: [
@@ -518,7 +520,7 @@ async function enqueueSection(): Promise<SectionResult> {
   rmSync(dir, { recursive: true, force: true });
   const rate = P.enqueueRows / ((endAt - startAt) / 1000);
   return {
-    title: '5. Enqueue of a large manifest',
+    title: '6. Enqueue of a large manifest',
     quick: QUICK,
     at: new Date().toISOString(),
     lines: [
@@ -570,7 +572,7 @@ async function scaleoutSection(): Promise<SectionResult> {
   await stopSandbox(s);
   const ratio = rates[2]!.perSec / rates[1]!.perSec;
   return {
-    title: '6. Scale-out: `idsync worker` processes on one Redis',
+    title: '7. Scale-out: `idsync worker` processes on one Redis',
     quick: QUICK,
     at: new Date().toISOString(),
     lines: [
@@ -647,7 +649,7 @@ async function capacitySection(): Promise<SectionResult> {
     '- *idsync*: `node bin/idsync.js import manifest.csv --concurrency auto|N --attempts 30` (auto: `--concurrency-max` 64, the default), spawn to exit as in section 1; *in run* is the items/s of its summary.json. Every run is checked to store every document exactly once. A 503 fails the upload\'s attempt: the job is retried with backoff, and its next attempt first asks whether the document arrived (one more request).',
     '- *bound*: capacity requests in flight at 20 ms each; the client\'s CPU (shared with the sandbox and Redis on 2 cores) is the other bound.',
   );
-  return { title: '7. Adaptive concurrency (`--concurrency auto`) against a server of limited capacity', quick: QUICK, at: new Date().toISOString(), lines, targets };
+  return { title: '8. Adaptive concurrency (`--concurrency auto`) against a server of limited capacity', quick: QUICK, at: new Date().toISOString(), lines, targets };
 }
 
 /** What the profiles said about the misses (kept by hand: update it when the figures move). */
@@ -682,7 +684,8 @@ function render(results: Partial<Record<Section, SectionResult>>): string {
   for (const sec of ALL) {
     const r = results[sec];
     if (!r) continue;
-    out.push('', `## ${r.title}`, '', `_Measured ${r.at}${r.quick ? ' with `--quick` (smaller sizes)' : ''}._`, '', ...r.lines);
+    const load = r.load ? ` Load average (1 min) of the shared machine: ${fmt(r.load[0], 2)} at the start, ${fmt(r.load[1], 2)} at the end.` : '';
+    out.push('', `## ${r.title}`, '', `_Measured ${r.at}${r.quick ? ' with `--quick` (smaller sizes)' : ''}.${load}_`, '', ...r.lines);
   }
   out.push(
     '',
@@ -715,7 +718,9 @@ async function main(): Promise<void> {
     for (const sec of sections) {
       const t0 = Date.now();
       say(`section ${sec}${QUICK ? ' (quick)' : ''}`);
-      results[sec] = await runners[sec]();
+      const loadAtStart = os.loadavg()[0]!;
+      results[sec] = { ...(await runners[sec]()), load: [loadAtStart, os.loadavg()[0]!] };
+      say(`load average (1 min): ${fmt(loadAtStart, 2)} at the start, ${fmt(os.loadavg()[0]!, 2)} at the end`);
       say(`section ${sec} done in ${fmt((Date.now() - t0) / 1000, 0)} s`);
       for (const t of results[sec]!.targets) say(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.figure} (goal ${t.goal})`);
       if (PROBE) {
