@@ -5,7 +5,7 @@
  *   npm run bench -- --quick            a short smoke version of every section (about 3 minutes)
  *   npm run bench -- uploads memory     only those sections (others keep their last figures)
  *
- * Sections: uploads (with its ceilings), export, memory, enqueue, scaleout, capacity.
+ * Sections: uploads (with its ceilings), export, startup, memory, enqueue, scaleout, capacity.
  * Writes bench/results.json (figures per section, merged across runs) and docs/benchmarks.md.
  *
  * What is measured: the sandbox runs as its own `idsync sandbox` process; idsync runs as the
@@ -33,8 +33,10 @@ const RENDER_ONLY = argv.includes('--render');
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const ONLY_MODE = flag('mode') as 'plain' | 'tls' | undefined;
 const ONLY_C = flag('c') ? Number(flag('c')) : undefined;
-/** --probe (implied by --mode/--c): print the figures, write nothing. */
-const PROBE = ONLY_MODE !== undefined || ONLY_C !== undefined || argv.includes('--probe');
+/** --no-curl (probes): skip the curl baselines (their columns read NaN). */
+const NO_CURL = argv.includes('--no-curl');
+/** --probe (implied by --mode/--c and --no-curl): print the figures, write nothing. */
+const PROBE = ONLY_MODE !== undefined || ONLY_C !== undefined || NO_CURL || argv.includes('--probe');
 const wanted = argv.filter((a) => !a.startsWith('--')).map((a) => alias[a] ?? (a as Section));
 for (const w of wanted) if (!ALL.includes(w)) throw new Error(`unknown section ${w} (known: ${ALL.join(', ')})`);
 const sections: Section[] = wanted.length > 0 ? wanted : [...ALL];
@@ -241,7 +243,7 @@ async function uploadsSection(): Promise<SectionResult> {
     const s = await sandbox({ tls: mode === 'tls', latencyMs });
     for (const c of P.concurrencies) {
       say(`uploads ${mode} C=${c}: curl`);
-      const curl = await curlUploads(s, files, c); // one run: a process per item is the steadiest of the three
+      const curl = NO_CURL ? { perSec: Number.NaN, ms: 0 } : await curlUploads(s, files, c); // one run: a process per item is the steadiest of the three
       // Alternated, so that the machine's drift (other load, CPU boost) falls on both alike.
       // The sandbox (a Node process, like a real API server long up) is still warming up after
       // curl's run: its CPU per upload kept falling over the next ~10,000 uploads, which favoured
@@ -299,6 +301,21 @@ async function bareDownload(s: SandboxProcess, faces: string[], c: number, durab
   return rate;
 }
 
+/** The export baseline: `curl -o` per photo through `xargs -P C`. */
+async function curlDownloads(s: SandboxProcess, c: number): Promise<number> {
+  say('export: curl');
+  const faces = faceIds(P.photos);
+  const token = await s.token();
+  const curlDir = fresh('curl-out');
+  const argsFile = path.join(curlDir, 'args.txt');
+  writeFileSync(argsFile, faces.map((f) => `${s.url}/api/v1/people/enrollmentPhoto/${f} -o ${curlDir}/${f}.jpg`).join('\n') + '\n');
+  const cr = await run('sh', ['-c', `xargs -P ${c} -L 1 curl -s${s.caFile ? ` --cacert ${s.caFile}` : ''} -w '%{http_code}\\n' -H "Authorization: Bearer ${token}" < ${argsFile}`]);
+  const curlOk = cr.stdout.split('\n').filter((l) => l === '200').length;
+  if (curlOk !== faces.length) throw new Error(`curl export: ${curlOk}/${faces.length}`);
+  rmSync(curlDir, { recursive: true, force: true });
+  return faces.length / (cr.ms / 1000);
+}
+
 async function exportSection(): Promise<SectionResult> {
   const c = 16;
   const lines = [
@@ -310,17 +327,7 @@ async function exportSection(): Promise<SectionResult> {
   const targets: Target[] = [];
   for (const mode of ONLY_MODE ? [ONLY_MODE] : (['plain', 'tls'] as const)) {
     const s = await sandbox({ tls: mode === 'tls', latencyMs: mode === 'tls' ? 20 : 0 });
-    say(`export ${mode}: curl`);
-    const faces = faceIds(P.photos);
-    const token = await s.token();
-    const curlDir = fresh('curl-out');
-    const argsFile = path.join(curlDir, 'args.txt');
-    writeFileSync(argsFile, faces.map((f) => `${s.url}/api/v1/people/enrollmentPhoto/${f} -o ${curlDir}/${f}.jpg`).join('\n') + '\n');
-    const cr = await run('sh', ['-c', `xargs -P ${c} -L 1 curl -s${s.caFile ? ` --cacert ${s.caFile}` : ''} -w '%{http_code}\\n' -H "Authorization: Bearer ${token}" < ${argsFile}`]);
-    const curlOk = cr.stdout.split('\n').filter((l) => l === '200').length;
-    if (curlOk !== faces.length) throw new Error(`curl export: ${curlOk}/${faces.length}`);
-    rmSync(curlDir, { recursive: true, force: true });
-    const curl = faces.length / (cr.ms / 1000);
+    const curl = NO_CURL ? Number.NaN : await curlDownloads(s, c);
     say(`export ${mode}: warming the sandbox up (2 untimed bare runs)`);
     for (let i = 0; i < 2; i++) await bareDownload(s, faceIds(P.photos), c, false);
     say(`export ${mode}: idsync, bare undici and durable bare undici, alternated ×${P.repeats}`);
@@ -694,8 +701,9 @@ function render(results: Partial<Record<Section, SectionResult>>): string {
     '```sh',
     'npm run bench                 # every section, ~15 min',
     'npm run bench -- --quick      # smaller sizes, ~3 min',
-    'npm run bench -- uploads      # one or more sections: uploads (ceilings), export, memory, enqueue, scaleout, capacity',
+    'npm run bench -- uploads      # one or more sections: uploads (ceilings), export, startup, memory, enqueue, scaleout, capacity',
     'npm run bench -- uploads --mode=tls --c=16   # one cell, printed only (for probing; nothing is written)',
+    'npm run bench -- export startup --probe      # whole sections, printed only',
     'npm run bench -- uploads --cpu-prof          # V8 CPU profiles of every idsync process, in bench/profiles/',
     '```',
     '',
