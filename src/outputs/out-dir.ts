@@ -18,6 +18,8 @@ import { GroupSync } from './group-sync.ts';
  */
 const FD_PATHS = process.platform === 'linux' && existsSync('/proc/self/fd');
 const DIR_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0) | (constants.O_NOFOLLOW ?? 0);
+/** What fsync of a folder answers where the filesystem does not support it. */
+const FOLDER_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EPERM', 'EBADF']);
 /** Deepest output folder accepted; a bound on the walk (export paths are a few levels). */
 const MAX_LEVELS = 64;
 
@@ -220,6 +222,8 @@ export class OutFolder {
    * next one, which serves them all: one fsync per batch of files, not one per file.
    */
   async syncEntries(): Promise<void> {
+    // Windows cannot open a folder to fsync it (NTFS journals the rename itself).
+    if (process.platform === 'win32') return;
     try {
       if (this.#held) {
         await this.#held.sync.sync();
@@ -232,6 +236,8 @@ export class OutFolder {
         await handle.close();
       }
     } catch (err) {
+      // A filesystem that cannot fsync a folder (some network and FUSE ones) has nothing more to give.
+      if (FOLDER_SYNC_UNSUPPORTED.has(codeOf(err) ?? '')) return;
       throw fileError('cannot sync the folder', this.dir, err);
     }
   }
