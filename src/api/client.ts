@@ -597,10 +597,10 @@ export class ApiClient {
 
   /**
    * Streams a body to `<dir>/.<name>.<random>.part` (sha256 and size computed on the way),
-   * fsyncs and renames it to the final name. On any failure the temp file is removed, so a
-   * final name never holds a partial file. A confined destination is written inside its folder
-   * held open from creation to rename (src/outputs/out-dir.ts), so no link swapped in meanwhile
-   * leads the file out of --out. `expect: 'jpeg'` refuses anything but JPEG bytes before a file
+   * fsyncs and renames it to the final name. On any failure the temp file is removed, so a final
+   * name never holds a partial file. A confined destination is written inside its folder held
+   * open from creation to rename (src/outputs/out-dir.ts), so no link swapped in meanwhile leads
+   * the file out of --out, and the folder is fsynced too (the new name is durable on return). `expect: 'jpeg'` refuses anything but JPEG bytes before a file
    * is created.
    */
   async #download(apiPath: string, dest: DownloadDest, signal?: AbortSignal, expect?: 'jpeg'): Promise<DownloadResult> {
@@ -678,6 +678,11 @@ export class ApiClient {
       } catch (err) {
         throw fileError('cannot write', finalPath, err);
       }
+      // A confined destination is a final name (an export's file): the new name is durable only once
+      // its folder is, and the caller records the row as done when this returns. Concurrent
+      // downloads into the folder share its fsync (OutFolder.syncEntries). A plain path is a step
+      // of the caller's own (the archive renames it again).
+      if (folder) await folder.syncEntries();
     } catch (err) {
       release(res.body);
       await handle.close().catch(() => undefined);

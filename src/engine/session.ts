@@ -304,8 +304,9 @@ export class Session {
 
   /**
    * The end of every command, on every path: what registered with onClose (workers finish or
-   * hand back their jobs), then the queues, the API client, the ledger and Redis (the private
-   * one stops). Each step runs even when an earlier one failed.
+   * hand back their jobs), then the queues, then together the API client, the ledger and Redis
+   * (the private one stops): independent of each other, and the client's sockets take ~10 ms to
+   * close, a tenth of a small import. Each step runs even when an earlier one failed.
    */
   async close(): Promise<void> {
     this.#closing = true;
@@ -314,9 +315,7 @@ export class Session {
     this.metrics?.close();
     for (const queue of this.#queues.values()) await queue.close().catch(() => undefined);
     this.#queues.clear();
-    await this.#client?.close().catch(() => undefined);
-    await this.#ledger?.close().catch(() => undefined);
-    await this.#redis?.close().catch(() => undefined);
+    await Promise.all([this.#client?.close().catch(() => undefined), this.#ledger?.close().catch(() => undefined), this.#redis?.close().catch(() => undefined)]);
   }
 }
 
