@@ -131,10 +131,14 @@ function runtimeFlags() {
 }
 
 /** Runs a bundle file's code (as bin/idsync.js does); returns its exports and the script. */
-function evaluate(file) {
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'latin1')), { filename: file, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
+/**
+ * Runs a bundle file read from `file` under the name it will have (`as`): V8 keeps the script's
+ * name in the code cache made from it, and stack traces would name the temp folder.
+ */
+function evaluate(file, as = file) {
+  const script = new vm.Script(Module.wrap(readFileSync(file, 'latin1')), { filename: as, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
   const module = { exports: {} };
-  script.runInThisContext()(module.exports, Module.createRequire(file), module, file, path.dirname(file));
+  script.runInThisContext()(module.exports, Module.createRequire(as), module, as, path.dirname(as));
   return { exports: module.exports, script };
 }
 
@@ -143,12 +147,12 @@ function evaluate(file) {
  * main.cjs's after loading every command's modules (module bodies; a command's first run adds
  * its own cache with the functions it ran, see bin/idsync.js).
  */
-async function makeCaches(dir) {
+async function makeCaches(dir, finalDir) {
   runtimeFlags();
-  const cli = evaluate(path.join(dir, 'cli.cjs'));
+  const cli = evaluate(path.join(dir, 'cli.cjs'), path.join(finalDir, 'cli.cjs'));
   cli.exports.buildProgram(() => undefined).helpInformation();
   writeFileSync(path.join(dir, 'cli.cjs.cache'), cli.script.createCachedData());
-  const main = evaluate(path.join(dir, 'main.cjs'));
+  const main = evaluate(path.join(dir, 'main.cjs'), path.join(finalDir, 'main.cjs'));
   await Promise.all(Object.values(main.exports.COMMAND_MODULES).map((load) => load()));
   writeFileSync(path.join(dir, 'main.cjs.cache'), main.script.createCachedData());
 }
@@ -182,7 +186,6 @@ export async function buildBundle(root, { caches = false } = {}) {
       build({ ...common, outfile: path.join(temp, 'main.cjs'), sourcemap: 'external', metafile: true, plugins: [packagesPlugin()] }),
       build({ ...common, outfile: path.join(temp, 'cli.cjs'), plugins: [commandStandInsPlugin(), packagesPlugin()] }),
     ]);
-    if (caches) await makeCaches(temp);
     const inputs = Object.keys(result.metafile.inputs)
       .filter((f) => !f.includes(':') && !f.split('/').includes('node_modules'))
       .sort()
@@ -190,6 +193,7 @@ export async function buildBundle(root, { caches = false } = {}) {
     for (const rel of ALSO) inputs.push(stampOf(root, rel));
     const stamp = { node: process.version, inputs };
     const name = `cli-${createHash('sha256').update(JSON.stringify(stamp)).digest('hex').slice(0, 16)}`;
+    if (caches) await makeCaches(temp, path.join(buildDir, name));
     try {
       renameSync(temp, path.join(buildDir, name));
     } catch {

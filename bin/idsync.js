@@ -103,6 +103,7 @@ function runBundle(dir, name, caches) {
   }
   // esbuild writes ASCII only (non-ASCII characters escaped): latin1 is the cheapest exact decoding.
   const script = new vm.Script(Module.wrap(readFileSync(file, 'latin1')), { filename: file, cachedData, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
+  if (name === 'main.cjs') mapStackTraces(file);
   const module = { exports: {} };
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dir);
   const refused = cachedData !== undefined && script.cachedDataRejected;
@@ -111,6 +112,49 @@ function runBundle(dir, name, caches) {
     done(exitCode) {
       if ((exitCode === 0 || exitCode === 1) && (used !== caches[0] || refused)) writeWhole(path.join(dir, caches[0]), script.createCachedData());
     },
+  };
+}
+
+/**
+ * Stack traces name the TypeScript sources, not the bundle: Node maps frames only for code it
+ * loads itself (process.setSourceMapsEnabled does nothing for a vm.Script), so frames of the
+ * bundle are mapped here, through node:module's SourceMap and the map the build wrote beside it.
+ * The map (a few MB) is read when a stack is first formatted: at debug level, or for an
+ * unexpected error; never on the way of a normal run (its logs print no stacks).
+ */
+function mapStackTraces(file) {
+  let map;
+  const original = (frame) => {
+    // A code cache can carry the name the bundle had when the cache was made (its build's temp folder).
+    const name = frame.getFileName();
+    if (name !== file && !(name?.endsWith('/main.cjs') && name.includes('/.idsync-build/'))) return undefined;
+    if (map === undefined) {
+      try {
+        map = new Module.SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8')));
+      } catch {
+        map = null;
+      }
+    }
+    const entry = map?.findEntry(frame.getLineNumber() - 1, frame.getColumnNumber() - 1);
+    if (!entry?.originalSource) return undefined;
+    const source = entry.originalSource.startsWith('file://') ? new URL(entry.originalSource).pathname : path.resolve(path.dirname(file), entry.originalSource);
+    return `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`;
+  };
+  Error.prepareStackTrace = (error, frames) => {
+    let head;
+    try {
+      head = Error.prototype.toString.call(error);
+    } catch {
+      head = 'Error';
+    }
+    const lines = frames.map((frame) => {
+      const at = original(frame);
+      if (!at) return `    at ${frame}`;
+      const fn = frame.getFunctionName() ?? frame.getMethodName();
+      const name = fn ? `${frame.isAsync() ? 'async ' : ''}${frame.getTypeName() && !frame.isToplevel() && frame.getMethodName() && !fn.includes('.') ? `${frame.getTypeName()}.` : ''}${fn}` : '';
+      return name ? `    at ${name} (${at})` : `    at ${at}`;
+    });
+    return [head, ...lines].join('\n');
   };
 }
 
