@@ -6,7 +6,7 @@ import { inject } from 'vitest';
 import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, sandboxRunArgs, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
-import { withSandbox } from '../helpers/sandbox.ts';
+import { sandboxEnv, withSandbox } from '../helpers/sandbox.ts';
 
 describe('idsync worker and --workers 0', () => {
   it('an import that only enqueues is finished by a separate worker process', async () => {
@@ -16,9 +16,7 @@ describe('idsync worker and --workers 0', () => {
     const env = {
       PATH: process.env.PATH ?? '',
       REDIS_URL: inject('redisUrl'),
-      IDSYNC_API_URL: s.url,
-      IDSYNC_USERNAME: 'migrator',
-      IDSYNC_PASSWORD: s.password,
+      ...sandboxEnv(s),
       IDSYNC_STATE_DIR: path.join(dir, 'worker-state'),
       IDSYNC_REDIS_PREFIX: keyPrefixFor(dir),
       IDSYNC_LOG_FORMAT: 'json',
