@@ -14,14 +14,22 @@ function settler(settleMs = 1000) {
   return { s, clock, ready, skipped };
 }
 
+/** A settler that has had its first look at `rel`, written with `content` (and `mtime`, in seconds, when given) in a fresh temp dir. */
+async function firstLook(rel: string, content: string, options: { settleMs?: number; mtime?: number } = {}) {
+  const dir = tempDir();
+  const file = path.join(dir, rel);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, content);
+  if (options.mtime !== undefined) utimesSync(file, options.mtime, options.mtime);
+  const settling = settler(options.settleMs);
+  settling.s.touch(file);
+  await settling.s.check();
+  return { dir, file, ...settling };
+}
+
 describe('file settler', () => {
   it('hands a file over only after its size and mtime were stable for the settle time, once', async () => {
-    const dir = tempDir();
-    const file = path.join(dir, 'a.pdf');
-    const { s, clock, ready } = settler();
-    writeFileSync(file, 'part 1');
-    s.touch(file);
-    await s.check(); // first look
+    const { file, s, clock, ready } = await firstLook('a.pdf', 'part 1');
     clock.advance(600);
     appendFileSync(file, ' part 2'); // grows: the settle time starts again
     await s.check();
@@ -44,13 +52,7 @@ describe('file settler', () => {
   });
 
   it('notices a rewrite of the same size through the mtime', async () => {
-    const dir = tempDir();
-    const file = path.join(dir, 'b.pdf');
-    const { s, clock, ready } = settler();
-    writeFileSync(file, 'aaaa');
-    utimesSync(file, 1000, 1000);
-    s.touch(file);
-    await s.check();
+    const { file, s, clock, ready } = await firstLook('b.pdf', 'aaaa', { mtime: 1000 });
     clock.advance(900);
     writeFileSync(file, 'bbbb');
     utimesSync(file, 2000, 2000);
@@ -61,12 +63,7 @@ describe('file settler', () => {
   });
 
   it('waits for a sidecar to settle with its file, and reports it', async () => {
-    const dir = tempDir();
-    const file = path.join(dir, 'c.pdf');
-    const { s, clock, ready } = settler();
-    writeFileSync(file, 'doc');
-    s.touch(file);
-    await s.check();
+    const { file, s, clock, ready } = await firstLook('c.pdf', 'doc');
     clock.advance(900);
     writeFileSync(`${file}.json`, '{"name":"C"}');
     s.touch(`${file}.json`); // the sidecar's event restarts its file's settle time
@@ -101,14 +98,7 @@ describe('file settler: files and folders swapped while settling', () => {
   const idOf = (p: string) => identityOf(lstatSync(p, { bigint: true }));
 
   it('hands over the identities of the file and its folder, and a file swapped for another of the same size and mtime starts again', async () => {
-    const dir = tempDir();
-    mkdirSync(path.join(dir, 'p'));
-    const file = path.join(dir, 'p', 'a.pdf');
-    writeFileSync(file, 'aaaa');
-    utimesSync(file, 1000, 1000);
-    const { s, clock, ready } = settler(1000);
-    s.touch(file);
-    await s.check();
+    const { dir, file, s, clock, ready } = await firstLook('p/a.pdf', 'aaaa', { settleMs: 1000, mtime: 1000 });
     clock.advance(900);
     // Same size, same mtime, another file: only its identity tells.
     writeFileSync(path.join(dir, 'p', 'b.tmp'), 'bbbb');
@@ -125,15 +115,9 @@ describe('file settler: files and folders swapped while settling', () => {
   });
 
   it('a folder swapped for a link is handed over at once as unsafe, without the stats of what the link leads to', async () => {
-    const dir = tempDir();
-    mkdirSync(path.join(dir, 'drop', 'p'), { recursive: true });
+    const { dir, file, s, clock, ready } = await firstLook('drop/p/id_rsa', 'decoy', { settleMs: 1000 });
     mkdirSync(path.join(dir, 'private'));
     writeFileSync(path.join(dir, 'private', 'id_rsa'), 'PRIVATE KEY');
-    const file = path.join(dir, 'drop', 'p', 'id_rsa');
-    writeFileSync(file, 'decoy');
-    const { s, clock, ready } = settler(1000);
-    s.touch(file);
-    await s.check();
     clock.advance(500);
     renameSync(path.join(dir, 'drop', 'p'), path.join(dir, 'drop', 'elsewhere'));
     symlinkSync(path.join(dir, 'private'), path.join(dir, 'drop', 'p'));
