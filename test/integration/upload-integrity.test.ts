@@ -41,6 +41,24 @@ function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
+/** A client's upload of one big file that the sandbox has begun to receive (and holds for LATENCY_MS); `upload` settles with its result or its error. */
+async function uploadUnderWay() {
+  const s = await withSandbox({ faults: { latencyMs: LATENCY_MS } });
+  const file = path.join(tempDir(), 'big.bin');
+  const sha = writeBigFile(file, SIZE);
+  const client = new ApiClient({ apiUrl: s.url, username: 'migrator', password: new Secret(s.password) });
+  const upload = client
+    .uploadDocument({ personId: PEOPLE[0]!, name: 'big', publicId: derivePublicId(PEOPLE[0]!, sha), filePath: file, expect: { sha256: sha, bytes: SIZE } })
+    .catch((err: unknown) => err);
+  try {
+    await uploadStarted(s);
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
+  return { s, file, client, upload };
+}
+
 /** An import of one big file whose upload the sandbox has begun to receive (and holds for LATENCY_MS). */
 async function importUnderWay() {
   const s = await withSandbox({ faults: { latencyMs: LATENCY_MS } });
@@ -61,15 +79,8 @@ function reportRow(dir: string): Record<string, unknown> | undefined {
 
 describe('a file that changes between hashing and sending (issue #15, item 6)', () => {
   it('rewritten during the upload: E_FILE_CHANGED, retryable without doubt, and the sandbox holds nothing', async () => {
-    const s = await withSandbox({ faults: { latencyMs: LATENCY_MS } });
-    const file = path.join(tempDir(), 'big.bin');
-    const sha = writeBigFile(file, SIZE);
-    const client = new ApiClient({ apiUrl: s.url, username: 'migrator', password: new Secret(s.password) });
+    const { s, file, client, upload } = await uploadUnderWay();
     try {
-      const upload = client
-        .uploadDocument({ personId: PEOPLE[0]!, name: 'big', publicId: derivePublicId(PEOPLE[0]!, sha), filePath: file, expect: { sha256: sha, bytes: SIZE } })
-        .catch((err: unknown) => err);
-      await uploadStarted(s);
       rewriteTail(file);
       const err = await upload;
       expect(err).toBeInstanceOf(FileChangedError);
@@ -83,15 +94,8 @@ describe('a file that changes between hashing and sending (issue #15, item 6)', 
   });
 
   it('grown during the upload: E_FILE_CHANGED, not a length mismatch', async () => {
-    const s = await withSandbox({ faults: { latencyMs: LATENCY_MS } });
-    const file = path.join(tempDir(), 'big.bin');
-    const sha = writeBigFile(file, SIZE);
-    const client = new ApiClient({ apiUrl: s.url, username: 'migrator', password: new Secret(s.password) });
+    const { s, file, client, upload } = await uploadUnderWay();
     try {
-      const upload = client
-        .uploadDocument({ personId: PEOPLE[0]!, name: 'big', publicId: derivePublicId(PEOPLE[0]!, sha), filePath: file, expect: { sha256: sha, bytes: SIZE } })
-        .catch((err: unknown) => err);
-      await uploadStarted(s);
       appendFileSync(file, Buffer.alloc(1024 * 1024, 1));
       const err = await upload;
       expect(err).toBeInstanceOf(FileChangedError);
