@@ -157,6 +157,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--capacity <n>', 'most requests handled at once; more are answered 503 (default: no limit)')
       .option('--capacity-knee <n>', 'requests handled at once before latency grows with load (default: half of --capacity)')
       .option('--capacity-latency-ms-per-request <ms>', 'latency added per request handled at once above the knee (default: 0)')
+      .addOption(new Option('--keep <what>', 'what is kept of an upload: all (bytes on disk; default) or none (counted, then forgotten: for benches of millions)').choices(['all', 'none']))
       .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
