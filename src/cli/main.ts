@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../log.ts';
+import { boundHeapGrowth } from '../memory.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
 import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
@@ -177,6 +178,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
 
 /** Runs the command line; returns the exit code (never calls process.exit itself). */
 export async function main(argv: string[]): Promise<number> {
+  boundHeapGrowth(process.env.IDSYNC_HEAP_GROWING_PERCENT);
   let pending: Promise<number> | undefined;
   const program = buildProgram((action) => {
     pending = action;
