@@ -12,6 +12,11 @@
  *   npm run bench -- atscale --quick                  smaller sizes
  *   node --import tsx bench/scale.ts --parts=import --rows=50000   a probe: printed, nothing written
  *
+ * Probing knobs (environment): ATSCALE_SANDBOX_ARGS (the import's sandbox flags, default
+ * `--keep none`), ATSCALE_NODE_ARGS (node flags of every idsync process, e.g. --trace-gc),
+ * ATSCALE_STDOUT=FILE (idsync's stdout, where --trace-gc writes), ATSCALE_TRACE=1 (idsync's RSS and
+ * CPU every 2 s, Redis commandstats after the import).
+ *
  * bench/run.ts runs it as its section `atscale` and writes what it returns into docs/benchmarks.md.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -396,32 +401,62 @@ async function withServers<T>(dir: string, sandboxArgs: string[], fn: (redis: Re
 // --- 1. a 1,000,000-document import ------------------------------------------------------------
 
 const IMPORT_C = 16;
+/** A small import first, in the same conditions: what the machine gives right now, to compare the big one with. */
+const REFERENCE_ROWS = 20_000;
 
-async function importPart(o: PartOptions): Promise<Measured> {
-  const rows = o.rows ?? (o.quick ? 50_000 : 1_000_000);
-  const { files } = smallFiles(path.join(o.dir, 'files'), 1000, 64);
+interface ImportRun {
+  rows: number;
+  ms: number;
+  itemsPerSecond: number;
+  redis: { before: number; after: number; peak: number; sampledMax: number };
+  kinds: Record<string, { keys: number; bytes: number }>;
+  rss: number;
+  sandboxRss: number;
+  ledgerBytes: number;
+  cpu: { idsync: number; sandbox: number; redis: number };
+  /** Items/s over the first and the last tenth of the rows (idsync's progress lines, once a minute). */
+  firstTenth?: number;
+  lastTenth?: number;
+}
+
+/** Seconds at which `done` rows were done, interpolated between progress samples. */
+function timeAt(samples: Array<{ s: number; done: number }>, done: number): number {
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1]!;
+    const b = samples[i]!;
+    if (b.done >= done) return a.s + ((b.s - a.s) * (done - a.done)) / Math.max(1, b.done - a.done);
+  }
+  return samples.at(-1)!.s;
+}
+
+/** One import of `rows` distinct documents against a fresh Redis and sandbox, checked and measured. */
+async function importRun(o: PartOptions, rows: number, dir: string): Promise<ImportRun> {
+  mkdirSync(dir, { recursive: true });
+  const { files } = smallFiles(path.join(dir, 'files'), 1000, 64);
   const persons = Array.from({ length: 1000 }, () => randomUUID());
-  const manifest = path.join(o.dir, 'import.csv');
+  const manifest = path.join(dir, 'import.csv');
   await writeLines(manifest, 'personId,file,name,publicId', rows, (i) => `${persons[i % persons.length]},${files[i % files.length]},Doc ${i},${randomUUID()}`);
-  return withServers(o.dir, (process.env.ATSCALE_SANDBOX_ARGS ?? '--keep none').split(' ').filter(Boolean), async (redis, sandbox) => {
+  return withServers(dir, (process.env.ATSCALE_SANDBOX_ARGS ?? '--keep none').split(' ').filter(Boolean), async (redis, sandbox) => {
     const mem = new RedisMemory(redis.url);
     const before = await mem.now();
     mem.start();
     const sandboxRss = treeRssSampler(sandbox.pid);
     const cpu0 = { sandbox: cpuSeconds(sandbox.pid), redis: cpuSeconds(redis.pid) };
-    const state = path.join(o.dir, 'state');
-    const reportDir = path.join(o.dir, 'report');
+    const state = path.join(dir, 'state');
+    const reportDir = path.join(dir, 'report');
     o.say(`atscale import: ${fmt(rows)} rows, --concurrency ${IMPORT_C}`);
-    let lastProgress = 0;
+    let lastSaid = 0;
+    let spawnedAt = 0;
+    const progress = [{ s: 0, done: 0 }];
     const r = await idsync(['import', manifest, '--concurrency', String(IMPORT_C)], idsyncEnv(sandbox, redis.url, state, reportDir), {
       nodeArgs: o.nodeArgs,
+      onSpawn: () => (spawnedAt = Date.now()),
       onLog: (l) => {
-        if (l.msg === 'progress' || l.time - lastProgress > 60_000) {
-          if (l.time - lastProgress > 60_000) {
-            lastProgress = l.time;
-            o.say(`atscale import: ${l.msg} ${JSON.stringify(l.done ?? l.counts ?? '')} (Redis max ${mb(mem.max)})`);
-          }
-        }
+        if (typeof l.done === 'number') progress.push({ s: (l.time - spawnedAt) / 1000, done: l.done });
+        // Once a minute, so that an hour-long part shows it is alive.
+        if (l.time - lastSaid < 60_000) return;
+        lastSaid = l.time;
+        o.say(`atscale import: ${l.msg} (Redis max ${mb(mem.max)})`);
       },
     });
     const after = await mem.now();
@@ -435,31 +470,67 @@ async function importPart(o: PartOptions): Promise<Measured> {
     if (process.env.ATSCALE_TRACE) o.say(`commandstats:\n${await mem.client.info('commandstats')}`);
     const kinds = await mem.byKind();
     await mem.close();
-    const ledgerBytes = bytesUnder(path.join(state, 'ledger'));
-    const retained = (after.used - before.used) / rows;
-    const wallRate = rows / (r.ms / 1000);
-    const base = o.baseline;
+    progress.push({ s: r.ms / 1000, done: rows });
+    const tenth = rows / 10;
+    const rates = progress.length > 3 ? { firstTenth: tenth / timeAt(progress, tenth), lastTenth: tenth / (r.ms / 1000 - timeAt(progress, rows - tenth)) } : {};
     return {
-      size: rows,
-      lines: [
-        `| rows | wall | items/s (in run) | items/s (wall) | Redis peak used_memory | retained after the run | idsync peak RSS | ledger | sandbox peak RSS |`,
-        '|---|---|---|---|---|---|---|---|---|',
-        `| ${fmt(rows)} | ${fmt(r.ms / 1000, 0)} s | ${fmt(summary.itemsPerSecond)} | ${fmt(wallRate)} | ${mb(after.peak)} (sampled max ${mb(mem.max)}; ${mb(before.used)} before) | ${fmt(retained, 1)} B/row (${mb(after.used - before.used)}) | ${mb(r.rss.main)}${r.rss.children ? ` (children ${mb(r.rss.children)})` : ''} | ${fmt(ledgerBytes / rows, 1)} B/document (${mb(ledgerBytes)}) | ${mb(sandboxPeak)} |`,
-        '',
-        `Redis after the run, by kind of key (MEMORY USAGE): ${breakdown(kinds, rows)}.`,
-        '',
-        `CPU during the run (of ${fmt(r.ms / 1000, 0)} s × ${os.cpus().length} cores): idsync ${fmt(cpu.idsync, 0)} s (${fmt((1000 * cpu.idsync) / rows, 2)} ms/document), sandbox ${fmt(cpu.sandbox, 0)} s (${fmt((1000 * cpu.sandbox) / rows, 2)} ms/document), redis-server ${fmt(cpu.redis, 0)} s (${fmt((1000 * cpu.redis) / rows, 2)} ms/document).`,
-      ],
-      targets: [
-        { what: `${fmt(rows)}-document import: Redis peak used_memory`, goal: '≤ 300 MB', figure: mb(after.peak), met: after.peak <= 300 * MB },
-        { what: `${fmt(rows)}-document import: retained in Redis after the run`, goal: '≤ 100 B per row', figure: `${fmt(retained, 1)} B/row`, met: retained <= 100 },
-        { what: `${fmt(rows)}-document import: idsync peak RSS`, goal: '≤ 250 MB', figure: mb(Math.max(r.rss.main, r.rss.children)), met: Math.max(r.rss.main, r.rss.children) <= 250 * MB },
-        ...(base
-          ? [{ what: `${fmt(rows)}-document import: items/s against section 1's loopback C = ${IMPORT_C}`, goal: `≥ ${fmt(base.inRun)} in run`, figure: `${fmt(summary.itemsPerSecond)} in run (${fmt(wallRate)} wall; section 1: ${fmt(base.wall)} wall)`, met: summary.itemsPerSecond >= base.inRun }]
-          : []),
-      ],
+      rows,
+      ms: r.ms,
+      itemsPerSecond: summary.itemsPerSecond,
+      redis: { before: before.used, after: after.used, peak: after.peak, sampledMax: mem.max },
+      kinds,
+      rss: Math.max(r.rss.main, r.rss.children),
+      sandboxRss: sandboxPeak,
+      ledgerBytes: bytesUnder(path.join(state, 'ledger')),
+      cpu,
+      ...rates,
     };
   });
+}
+
+async function importPart(o: PartOptions): Promise<Measured> {
+  const rows = o.rows ?? (o.quick ? 50_000 : 1_000_000);
+  const reference = rows > REFERENCE_ROWS ? await importRun(o, REFERENCE_ROWS, path.join(o.dir, 'reference')) : undefined;
+  if (reference) rmSync(path.join(o.dir, 'reference'), { recursive: true, force: true });
+  const big = await importRun(o, rows, path.join(o.dir, 'big'));
+  const retained = (big.redis.after - big.redis.before) / rows;
+  const wallRate = (r: ImportRun) => r.rows / (r.ms / 1000);
+  const cpuPerDoc = (r: ImportRun) => (1000 * (r.cpu.idsync + r.cpu.sandbox + r.cpu.redis)) / r.rows;
+  const row = (r: ImportRun) =>
+    `| ${fmt(r.rows)} | ${fmt(r.ms / 1000, 0)} s | ${fmt(r.itemsPerSecond)} | ${fmt(wallRate(r))} | ${r.firstTenth ? `${fmt(r.firstTenth)} / ${fmt(r.lastTenth!)}` : '—'} | ${mb(r.redis.peak)} (sampled max ${mb(r.redis.sampledMax)}) | ${fmt((r.redis.after - r.redis.before) / r.rows, 1)} B/row (${mb(r.redis.after - r.redis.before)}) | ${mb(r.rss)} | ${fmt(r.ledgerBytes / r.rows, 1)} B/document (${mb(r.ledgerBytes)}) | ${mb(r.sandboxRss)} | ${fmt((1000 * r.cpu.idsync) / r.rows, 2)} / ${fmt((1000 * r.cpu.sandbox) / r.rows, 2)} / ${fmt((1000 * r.cpu.redis) / r.rows, 2)} ms |`;
+  const base = o.baseline;
+  return {
+    size: rows,
+    lines: [
+      `\`node bin/idsync.js import manifest.csv --concurrency ${IMPORT_C}\` of ${fmt(rows)} rows, each a distinct document: 1,000 files of 64 bytes shared by the rows, each row with its own explicit publicId (a derived publicId is made of personId and content, so distinct documents would need ${fmt(rows)} distinct files; explicit ids over shared files are the cheap honest way to a growing stored set). ${reference ? `First, in the same conditions, a ${fmt(REFERENCE_ROWS)}-row import of the same kind (the machine is shared: its figures say what it gave at the time). ` : ''}Each against its own fresh redis-server and sandbox; the sandbox runs with \`--keep none\` (uploads hashed and counted, then forgotten) and its document tally must show every row's document, none stored twice; the summary every row succeeded.`,
+      '',
+      '| rows | wall | items/s (in run) | items/s (wall) | items/s first / last tenth of the rows | Redis peak used_memory | retained in Redis after the run | idsync peak RSS | ledger | sandbox peak RSS | CPU per document: idsync / sandbox / redis-server |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
+      ...(reference ? [row(reference)] : []),
+      row(big),
+      '',
+      `- *Redis peak*: used_memory_peak of the fresh redis-server (INFO memory also sampled every 250 ms); *retained*: used_memory after the run less before, over the rows. After the ${fmt(rows)}-row run, by kind of key (MEMORY USAGE): ${breakdown(big.kinds, rows)}.`,
+      `- *idsync peak RSS*: VmHWM of the process and its children, sampled every 100 ms; *ledger*: the files under the state dir's ledger/; *CPU*: utime + stime of each process from /proc over the run; *first / last tenth*: from idsync's progress lines (once a minute), interpolated.`,
+    ],
+    targets: [
+      { what: `${fmt(rows)}-document import: Redis peak used_memory`, goal: '≤ 300 MB', figure: mb(big.redis.peak), met: big.redis.peak <= 300 * MB },
+      { what: `${fmt(rows)}-document import: retained in Redis after the run`, goal: '≤ 100 B per row', figure: `${fmt(retained, 1)} B/row`, met: retained <= 100 },
+      { what: `${fmt(rows)}-document import: idsync peak RSS`, goal: '≤ 250 MB', figure: mb(big.rss), met: big.rss <= 250 * MB },
+      ...(base
+        ? [{ what: `${fmt(rows)}-document import: items/s, against section 1 (loopback, C = ${IMPORT_C}, an idle machine)`, goal: `≥ ${fmt(base.inRun)} in run`, figure: `${fmt(big.itemsPerSecond)} in run (${fmt(wallRate(big))} wall)`, met: big.itemsPerSecond >= base.inRun }]
+        : []),
+      ...(reference
+        ? [
+            {
+              what: `${fmt(rows)}-document import: items/s and CPU per document, against a ${fmt(REFERENCE_ROWS)}-row import just before`,
+              goal: 'items/s ≥ 90 % of it, CPU per document ≤ 110 % (the run-to-run spread of this shared machine)',
+              figure: `${fmt((100 * big.itemsPerSecond) / reference.itemsPerSecond, 0)} % (${fmt(big.itemsPerSecond)} ÷ ${fmt(reference.itemsPerSecond)}); ${fmt(cpuPerDoc(big), 2)} ms against ${fmt(cpuPerDoc(reference), 2)} ms (all three processes)`,
+              met: big.itemsPerSecond >= 0.9 * reference.itemsPerSecond && cpuPerDoc(big) <= 1.1 * cpuPerDoc(reference),
+            },
+          ]
+        : []),
+    ],
+  };
 }
 
 // --- 2. a rerun over a 10,000,000-document state -----------------------------------------------
@@ -467,6 +538,8 @@ async function importPart(o: PartOptions): Promise<Measured> {
 const RERUN_ROWS = 1000;
 /** Rows of the rerun's manifest that name documents of the state (the others are new). */
 const RERUN_KNOWN = 500;
+/** Imports over each state: the first process of a series is often slower (cold caches). */
+const RERUN_REPEATS = 2;
 
 interface FirstRequest {
   /** Spawn to the sandbox's first authenticate request, and to its first other request (ms). */
@@ -531,9 +604,14 @@ async function rerunPart(o: PartOptions): Promise<Measured> {
     return file;
   };
   return withServers(o.dir, ['--keep', 'none'], async (redis, sandbox) => {
-    o.say('atscale rerun: the same manifest shape over an empty state first');
-    const empty = await timeToFirstRequest(o, redis, sandbox, await writeManifest('empty'), path.join(o.dir, 'state-empty'));
-    if (empty.counts.succeeded !== RERUN_ROWS) throw new Error(`over an empty state: ${JSON.stringify(empty.counts)}`);
+    const empty: FirstRequest[] = [];
+    for (let n = 1; n <= RERUN_REPEATS; n++) {
+      o.say(`atscale rerun: the same manifest shape over an empty state first (${n}/${RERUN_REPEATS})`);
+      await redis.flush();
+      const r = await timeToFirstRequest(o, redis, sandbox, await writeManifest(`empty-${n}`), path.join(o.dir, `state-empty-${n}`));
+      if (r.counts.succeeded !== RERUN_ROWS) throw new Error(`over an empty state: ${JSON.stringify(r.counts)}`);
+      empty.push(r);
+    }
 
     await redis.flush();
     const mem = new RedisMemory(redis.url);
@@ -553,33 +631,68 @@ async function rerunPart(o: PartOptions): Promise<Measured> {
     await mem.close();
     const storedBytes = filled.used - before.used;
 
-    o.say('atscale rerun: the import over the big state');
-    const big = await timeToFirstRequest(o, redis, sandbox, await writeManifest('big'), state);
-    const skipped = big.counts.skipped ?? 0;
-    if (skipped !== RERUN_KNOWN || big.counts.succeeded !== RERUN_ROWS - RERUN_KNOWN) throw new Error(`over the big state: ${JSON.stringify(big.counts)}`);
+    const big: FirstRequest[] = [];
+    for (let n = 1; n <= RERUN_REPEATS; n++) {
+      o.say(`atscale rerun: the import over the big state (${n}/${RERUN_REPEATS})`);
+      const r = await timeToFirstRequest(o, redis, sandbox, await writeManifest(`big-${n}`), state);
+      if ((r.counts.skipped ?? 0) !== RERUN_KNOWN || r.counts.succeeded !== RERUN_ROWS - RERUN_KNOWN) throw new Error(`over the big state: ${JSON.stringify(r.counts)}`);
+      big.push(r);
+    }
+    const worst = (rs: FirstRequest[], f: (r: FirstRequest) => number) => Math.max(...rs.map(f));
+    const bigFirst = worst(big, (r) => r.firstRequestMs);
+    const bigRss = worst(big, (r) => r.rss);
     const row = (label: string, r: FirstRequest) =>
       `| ${label} | ${fmt(r.loginMs / 1000, 2)} s | **${fmt(r.firstRequestMs / 1000, 2)} s** | ${fmt(r.wallMs / 1000, 1)} s | ${mb(r.rss)} | ${r.counts.succeeded ?? 0} uploaded, ${r.counts.skipped ?? 0} skipped | ${r.warnedNoState ? 'yes' : 'no'} |`;
     return {
       size: docs,
       lines: [
-        `${fmt(RERUN_ROWS)} rows (every other row, ${fmt(RERUN_KNOWN)} in all, names a document of the state, spread over it, with its content; the ${fmt(RERUN_ROWS - RERUN_KNOWN)} others are new), \`node bin/idsync.js import manifest.csv --concurrency ${IMPORT_C}\`, first over an empty state (fresh state dir and Redis), then over a state of ${fmt(docs)} documents: a ledger of one segment (what compactions leave) and the stored set in Redis, written directly (bench/lib/synthetic-state.ts). Times from spawn, as the sandbox saw the requests (its stats polled every 10 ms).`,
+        `${fmt(RERUN_ROWS)} rows (every other row, ${fmt(RERUN_KNOWN)} in all, names a document of the state, spread over it, with its content; the ${fmt(RERUN_ROWS - RERUN_KNOWN)} others are new), \`node bin/idsync.js import manifest.csv --concurrency ${IMPORT_C}\`, ${RERUN_REPEATS} times over an empty state (fresh state dir and Redis each time), then ${RERUN_REPEATS} times (a new manifest of the same shape each time) over a state of ${fmt(docs)} documents: a ledger of one segment (what compactions leave) and the stored set in Redis, written directly (bench/lib/synthetic-state.ts). Times from spawn, as the sandbox saw the requests (its stats polled every 10 ms).`,
         '',
         '| state | login | first other request | wall | idsync peak RSS | rows | "no record of earlier uploads" warning |',
         '|---|---|---|---|---|---|---|',
-        row('empty', empty),
-        row(`${fmt(docs)} documents`, big),
+        ...empty.map((r, i) => row(`empty (run ${i + 1})`, r)),
+        ...big.map((r, i) => row(`${fmt(docs)} documents (run ${i + 1})`, r)),
         '',
         `The state: ledger ${mb(ledgerBytes)} (${fmt(ledgerBytes / docs, 1)} B/document; built in ${fmt(ledgerSeconds, 0)} s), stored set in Redis ${mb(storedBytes)} of used_memory (**${fmt(storedBytes / docs, 1)} B/document**; MEMORY USAGE: ${breakdown(kinds, docs)}; filled in ${fmt(fillSeconds, 0)} s).`,
       ],
       targets: [
-        { what: `rerun over ${fmt(docs)} documents: first request`, goal: '≤ 5 s', figure: `${fmt(big.firstRequestMs / 1000, 2)} s (empty state: ${fmt(empty.firstRequestMs / 1000, 2)} s)`, met: big.firstRequestMs <= 5000 },
-        { what: `rerun over ${fmt(docs)} documents: idsync peak RSS`, goal: '≤ 250 MB', figure: `${mb(big.rss)} (empty state: ${mb(empty.rss)})`, met: big.rss <= 250 * MB },
+        { what: `rerun over ${fmt(docs)} documents: first request (worst of ${RERUN_REPEATS})`, goal: '≤ 5 s', figure: `${fmt(bigFirst / 1000, 2)} s (empty state: ${fmt(worst(empty, (r) => r.firstRequestMs) / 1000, 2)} s)`, met: bigFirst <= 5000 },
+        { what: `rerun over ${fmt(docs)} documents: idsync peak RSS (worst of ${RERUN_REPEATS})`, goal: '≤ 250 MB', figure: `${mb(bigRss)} (empty state: ${mb(worst(empty, (r) => r.rss))})`, met: bigRss <= 250 * MB },
       ],
     };
   });
 }
 
 // --- 3. a 10,000,000-row manifest queued with --workers 0 --------------------------------------
+
+interface JobMemory {
+  /** Mean MEMORY USAGE of a job's hash, and of its `data` field's value (bytes of text). */
+  hash: number;
+  dataBytes: number;
+  sampled: number;
+  wait: number;
+  events: number;
+}
+
+/** What a queue's jobs cost in Redis: a sample of job hashes, the wait list, the events stream. */
+async function jobMemory(redis: Redis, queue: string): Promise<JobMemory> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${queue}:r*`, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== '0' && keys.length < 200);
+  const sample = keys.slice(0, 200);
+  let hash = 0;
+  let dataBytes = 0;
+  for (const k of sample) {
+    hash += Number(await redis.memory('USAGE', k, 'SAMPLES', '0'));
+    dataBytes += Buffer.byteLength((await redis.hget(k, 'data')) ?? '');
+  }
+  const usage = async (k: string) => Number((await redis.memory('USAGE', k, 'SAMPLES', '0')) ?? 0);
+  return { hash: hash / Math.max(1, sample.length), dataBytes: dataBytes / Math.max(1, sample.length), sampled: sample.length, wait: await usage(`${queue}:wait`), events: await usage(`${queue}:events`) };
+}
 
 /** The feeder queues whole batches of up to 500 rows: a full window may hold up to that fewer jobs. */
 const FEED_BATCH = 500;
@@ -599,6 +712,7 @@ async function enqueuePart(o: PartOptions): Promise<Measured> {
     const at: Record<string, number> = {};
     let runId: string | undefined;
     let full: { queued: number; used: number; at: number } | undefined;
+    let jobs: JobMemory | undefined;
     let killed = false;
     let watching: Promise<void> | undefined;
     o.say(`atscale enqueue: idsync import --workers 0 (${mb(manifestBytes)} manifest)`);
@@ -612,7 +726,8 @@ async function enqueuePart(o: PartOptions): Promise<Measured> {
         // The window fills, then the feeder waits for room that no worker makes: measured once the
         // queue has held the same number of jobs for 3 s, then the process is killed.
         watching = (async () => {
-          const wait = `${new ApiKeys(DEFAULT_KEY_ROOT, apiKey(sandbox.url)).queuePrefix}:${runId}:wait`;
+          const prefix = new ApiKeys(DEFAULT_KEY_ROOT, apiKey(sandbox.url)).queuePrefix;
+          const wait = `${prefix}:${runId}:wait`;
           let last = -1;
           let since = performance.now();
           let changedAt = Date.now();
@@ -633,6 +748,7 @@ async function enqueuePart(o: PartOptions): Promise<Measured> {
               full = { queued: n, used: m.used, at: changedAt };
               killed = true;
               kill('SIGKILL');
+              jobs = await jobMemory(mem.client, `${prefix}:${runId}`);
             }
           }
         })();
@@ -653,6 +769,7 @@ async function enqueuePart(o: PartOptions): Promise<Measured> {
         '|---|---|---|---|---|---|---|---|---|',
         `| ${fmt(rows)} | ${fmt((at.login! - r.spawnedAt) / 1000, 1)} s | ${fmt(validateSeconds, 1)} s | **${fmt(rows / validateSeconds)}** | ${fmt((full.at - at.validated!) / 1000, 1)} s later (±0.5 s) | ${fmt(full.queued)} | ${mb(Math.max(end.peak, mem.max))} | ${fmt(perJob, 0)} B | ${mb(Math.max(r.rss.main, r.rss.children))} |`,
         '',
+        ...(jobs ? [`Where a queued job's bytes are (MEMORY USAGE): its hash ${fmt(jobs.hash, 0)} B on average (${fmt(jobs.sampled)} sampled: name, data = the signed payload of ${fmt(jobs.dataBytes, 0)} B, opts, timestamps), the wait list ${fmt(jobs.wait / full.queued, 1)} B per job, BullMQ's events stream ${mb(jobs.events)} (capped at ~10,000 events).`, ''] : []),
         `The validation pass is timed between idsync's log lines "queue store ready" (Redis open; then the ledger opens and the pass starts) and "--workers 0: waiting for …" (the pass is over and the run registered). Redis per queued job: used_memory with the window full, less before the command, over the jobs queued.`,
       ],
       targets: [
