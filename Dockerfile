@@ -14,7 +14,9 @@ ARG BASE_IMAGE=node:20-bookworm-slim
 FROM ${BASE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# --ignore-scripts: the package's own `prepare` builds the CLI bundle, and the sources are not here
+# yet (it is built in the final stage, below).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 # Stage 2: the runtime.
 FROM ${BASE_IMAGE}
@@ -36,12 +38,14 @@ COPY bin ./bin
 COPY jobs ./jobs
 COPY src ./src
 COPY docker/entrypoint.sh docker/healthcheck.mjs ./docker/
-# bin/idsync.js builds its esbuild bundle into .idsync-build/ on first use, keyed by the sources'
-# paths, sizes and mtimes. Built here, in the final stage (a COPY afterwards could change mtimes),
-# as root: /app stays root-owned, so containers start at once and run on a read-only file system.
+# The CLI bundle and its V8 code caches (bin/bundle-build.mjs, what `npm ci` runs as `prepare`),
+# checked at each start against the sizes and mtimes of the files it was built from. Built here, in
+# the final stage (a COPY afterwards could change mtimes), as root: /app stays root-owned, so
+# containers start at once and run on a read-only file system.
 RUN chmod 0755 docker/entrypoint.sh \
- && node bin/idsync.js --help >/dev/null \
- && test -f .idsync-build/cli-*/main.mjs
+ && node bin/bundle-build.mjs \
+ && test -f .idsync-build/cli-*/main.cjs \
+ && test -f .idsync-build/cli-*/main.cjs.cache
 
 ENV NODE_ENV=production \
     IDSYNC_STATE_ROOT=/var/lib/idsync

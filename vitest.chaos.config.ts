@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/chaos/**/*.test.ts'],
-    globalSetup: ['test/helpers/global-setup.ts'],
+    // chaos-setup.ts writes docs/reliability.md from every file's scenarios when the suite ends.
+    globalSetup: ['test/helpers/global-setup.ts', 'test/chaos/chaos-setup.ts'],
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 600_000,

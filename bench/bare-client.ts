@@ -4,12 +4,14 @@
  *
  *   node --import tsx bench/bare-client.ts JOB.json
  *
- * JOB.json: { url, token, caFile?, concurrency, mode: 'upload' | 'download', items: [...] }
+ * JOB.json: { url, token, caFile?, concurrency, mode: 'upload' | 'download', durable?, items: [...] }
  * upload items: { personId, publicId, name, file }; download items: { path, out }.
+ * durable (downloads): what idsync's guarantees cost at the least, with nothing else of idsync:
+ * each body goes to a temp name, is fsynced and renamed, and each folder is fsynced once at the end.
  * Prints one JSON line: { items, ok, ms } (ms from the first request to the last answer).
  */
 import { readFileSync, createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
@@ -21,6 +23,7 @@ interface Job {
   caFile?: string;
   concurrency: number;
   mode: 'upload' | 'download';
+  durable?: boolean;
   items: Array<Record<string, string>>;
 }
 
@@ -31,6 +34,7 @@ const pool = new Pool(base.origin, { connections: job.concurrency, connect: job.
 const headers = { authorization: `Bearer ${job.token}`, 'user-agent': 'bare-undici' };
 let next = 0;
 let ok = 0;
+const folders = new Set<string>();
 
 async function one(item: Record<string, string>): Promise<void> {
   if (job.mode === 'upload') {
@@ -54,10 +58,26 @@ async function one(item: Record<string, string>): Promise<void> {
     if (res.statusCode === 200) ok++;
   } else {
     const res = await pool.request({ path: prefix + item.path!, method: 'GET', headers });
-    if (res.statusCode === 200) {
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return;
+    }
+    if (!job.durable) {
       await pipeline(res.body, createWriteStream(item.out!));
       ok++;
-    } else await res.body.dump();
+      return;
+    }
+    const temp = `${path.dirname(item.out!)}/.${path.basename(item.out!)}.part`;
+    const file = await open(temp, 'wx');
+    try {
+      for await (const chunk of res.body) await file.write(chunk as Buffer);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, item.out!);
+    folders.add(path.dirname(item.out!));
+    ok++;
   }
 }
 
@@ -67,6 +87,11 @@ await Promise.all(
     while (next < job.items.length) await one(job.items[next++]!);
   }),
 );
+for (const dir of folders) {
+  const handle = await open(dir, 'r');
+  await handle.sync();
+  await handle.close();
+}
 const ms = performance.now() - t0;
 await pool.close();
 process.stdout.write(`${JSON.stringify({ items: job.items.length, ok, ms })}\n`);

@@ -1,19 +1,25 @@
 #!/usr/bin/env node
-// `npm ci && npx idsync` needs no build step: the TypeScript sources run either from a bundle that
-// this script builds itself with esbuild (tsx's dependency) the first time and whenever a source
-// file changes, or, when that is not possible, directly through tsx.
+// `npm ci && npx idsync` needs no build step: the TypeScript sources run from a bundle that
+// `npm ci` builds (the `prepare` script: bin/bundle-build.mjs), that this script builds itself when
+// it is missing or a source file changed since, or, when neither is possible, through tsx.
+// IDSYNC_NO_BUNDLE=1 forces tsx (readable TypeScript stack traces).
 //
-// Why a bundle: tsx compiles every module in a loader thread with its own V8 heap and turns on
-// source-mapped stack traces. Measured by bench/run.ts, a one-row import peaked at 166 MB RSS
-// through tsx and 130 MB from the bundle, and uploads ran ~25 % faster. IDSYNC_NO_BUNDLE=1
-// forces tsx (readable TypeScript stack traces while debugging).
-import { createHash } from 'node:crypto';
-import { setFlagsFromString } from 'node:v8';
-import { mkdirSync, readdirSync, renameSync, statSync, existsSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+// Why CommonJS files with every package inside, run through vm.Script with a V8 code cache:
+// Node 20 has no compile cache for ES modules (module.enableCompileCache() is Node 22.1+). Loaded
+// as ES modules, bullmq, ioredis, undici, pino and zod took ~250 ms to resolve, read, parse and
+// compile on every start; from the bundle, V8 deserialises the code compiled by an earlier start
+// instead (docs/benchmarks.md, start-up). V8 checks a cache against the source, its own version
+// and flags; a rejected one only costs the compile it would have saved, and is made again.
+//
+// CommonJS (bin/package.json): an ES module entry costs ~6 ms more to start.
+'use strict';
+const { setFlagsFromString } = require('node:v8');
+const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+const Module = require('node:module');
+const path = require('node:path');
+const vm = require('node:vm');
 
-const root = path.resolve(import.meta.dirname, '..');
+const root = path.resolve(__dirname, '..');
 
 // undici parses HTTP with llhttp compiled to WebAssembly. By default V8 also compiles that module
 // with its optimising compiler on background threads, which briefly took ~35 MB of RSS right after
@@ -21,82 +27,164 @@ const root = path.resolve(import.meta.dirname, '..');
 // compiler's code parses our few, small HTTP heads as fast as far as bench/run.ts can tell. The
 // flag is read when a module is compiled, so setting it here, before undici loads, takes effect.
 // Only where the baseline compiler is complete (x64, arm64): elsewhere V8 treats any function it
-// cannot compile under this flag as a fatal error.
+// cannot compile under this flag as a fatal error. (bin/bundle-build.mjs sets the same flags
+// before it makes the code caches: V8 refuses a cache made under other flags.)
 if (process.env.IDSYNC_WASM_OPTIMIZE !== '1' && (process.arch === 'x64' || process.arch === 'arm64')) setFlagsFromString('--liftoff-only');
 
-/** A fingerprint of every source file (path, size, mtime): ~100 stat calls, about a millisecond. */
-function sourceFingerprint() {
-  // The build options are part of the bundle: a change of them (source maps) builds it anew.
-  const hash = createHash('sha256').update(process.version).update('sourcemap:linked\n');
-  const walk = (dir) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (/\.(ts|js|json)$/.test(entry.name)) {
-        const st = statSync(full);
-        hash.update(`${full}\0${st.size}\0${st.mtimeMs}\n`);
-      }
-    }
-  };
-  for (const dir of ['src', 'jobs']) walk(path.join(root, dir));
-  const pkg = statSync(path.join(root, 'package.json'));
-  hash.update(`package.json\0${pkg.size}\0${pkg.mtimeMs}`);
-  return hash.digest('hex').slice(0, 16);
-}
+const BUILD_DIR = path.join(root, '.idsync-build');
 
-async function bundled() {
-  if (process.env.IDSYNC_NO_BUNDLE === '1') return undefined;
+/**
+ * The folder of the bundle built from the sources as they are now, or undefined. The build wrote
+ * the size and mtime of every file it read (bin/bundle-build.mjs): one stat each, no folder walk.
+ */
+function currentBundle() {
   try {
-    const dir = path.join(root, '.idsync-build');
-    const name = `cli-${sourceFingerprint()}`;
-    const out = path.join(dir, name);
-    const file = path.join(out, 'main.mjs');
-    if (!existsSync(file)) {
-      const { build } = await import('esbuild');
-      mkdirSync(dir, { recursive: true });
-      const temp = path.join(dir, `.${name}.${process.pid}.tmp`);
-      // Code splitting: each command's modules (and the packages they import) load only when
-      // that command runs, so `idsync import` never loads the sandbox, watcher or archive code.
-      await build({
-        entryPoints: { main: path.join(root, 'src/cli/main.ts') },
-        bundle: true,
-        splitting: true,
-        platform: 'node',
-        format: 'esm',
-        target: `node${process.versions.node.split('.')[0]}`,
-        packages: 'external',
-        outdir: temp,
-        outExtension: { '.js': '.mjs' },
-        chunkNames: 'chunk-[hash]',
-        // Linked (a sourceMappingURL comment in each chunk): with source maps enabled below, a stack
-        // trace (debug logs, an unexpected error) names src/**/*.ts lines, not chunk-*.mjs ones.
-        sourcemap: 'linked',
-        logLevel: 'silent',
-      });
-      // Concurrent first runs each build their own temp folder; the first rename wins whole,
-      // the others find the folder there and drop theirs.
-      try {
-        renameSync(temp, out);
-      } catch {
-        rmSync(temp, { recursive: true, force: true });
-      }
-      for (const old of readdirSync(dir)) if (old.startsWith('cli-') && old !== name) rmSync(path.join(dir, old), { recursive: true, force: true });
+    const stamp = JSON.parse(readFileSync(path.join(BUILD_DIR, 'current.json'), 'utf8'));
+    if (stamp.node !== process.version) return undefined;
+    for (const [rel, size, mtimeMs] of stamp.inputs) {
+      const st = statSync(path.join(root, rel), { throwIfNoEntry: false });
+      if (st ? st.size !== size || st.mtimeMs !== mtimeMs : size !== -1) return undefined;
     }
-    // Before the bundle loads: Node reads a module's source map as it loads the module (~1 MB of
-    // maps in all; peak RSS of `idsync demo` 124-129 MB with, 124-126 MB without). Frames are
-    // mapped when a stack is formatted: debug logs, unexpected errors, BullMQ's failed attempts.
-    process.setSourceMapsEnabled(true);
-    return await import(pathToFileURL(file).href);
+    return path.join(BUILD_DIR, stamp.name);
   } catch {
-    // Read-only checkout, esbuild missing, a build error: the sources still run through tsx.
     return undefined;
   }
 }
 
-let cli = await bundled();
-if (!cli) {
-  const { register } = await import('tsx/esm/api');
-  register();
-  cli = await import('../src/cli/main.ts');
+/** Writes a file whole or not at all: concurrent starts may write the same cache. */
+function writeWhole(file, data) {
+  const temp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(temp, data);
+    renameSync(temp, file);
+  } catch {
+    // A read-only install runs without a cache, at the cost of compiling.
+  }
 }
-process.exitCode = await cli.main(process.argv);
+
+function readOrUndefined(file) {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The command this start runs (`idsync import …`), or undefined when it only prints help, the
+ * version or a usage error: those run from cli.cjs, the program's definition alone (~0.2 MB
+ * instead of ~6 MB to read and deserialise). Should a command run from it all the same (an odd
+ * argument list), its stand-in runs the whole bundle (bin/bundle-build.mjs).
+ */
+function commandOf(argv) {
+  const args = argv.slice(2);
+  const end = args.indexOf('--');
+  const flags = end < 0 ? args : args.slice(0, end);
+  if (flags.some((a) => a === '-h' || a === '--help' || a === '-V' || a === '--version')) return undefined;
+  return /^[a-z]+$/.test(args[0] ?? '') && args[0] !== 'help' ? args[0] : undefined;
+}
+
+/**
+ * Runs a bundle file's code, compiled from the first cache of `caches` that exists; returns its
+ * exports and `done(exitCode)`: after a run to its end (exit 0 or 1), it writes the first cache
+ * when that was missing or refused. It then holds what this start compiled, a command's own
+ * functions included: ~25-40 ms less than the cache made by the build (module bodies only).
+ */
+function runBundle(dir, name, caches) {
+  const file = path.join(dir, name);
+  let used;
+  let cachedData;
+  for (const cache of caches) {
+    cachedData = readOrUndefined(path.join(dir, cache));
+    if (cachedData !== undefined) {
+      used = cache;
+      break;
+    }
+  }
+  // esbuild writes ASCII only (non-ASCII characters escaped): latin1 is the cheapest exact decoding.
+  const script = new vm.Script(Module.wrap(readFileSync(file, 'latin1')), { filename: file, cachedData, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
+  if (name === 'main.cjs') mapStackTraces(file);
+  const module = { exports: {} };
+  script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dir);
+  const refused = cachedData !== undefined && script.cachedDataRejected;
+  return {
+    cli: module.exports,
+    done(exitCode) {
+      if ((exitCode === 0 || exitCode === 1) && (used !== caches[0] || refused)) writeWhole(path.join(dir, caches[0]), script.createCachedData());
+    },
+  };
+}
+
+/**
+ * Stack traces name the TypeScript sources, not the bundle: Node maps frames only for code it
+ * loads itself (process.setSourceMapsEnabled does nothing for a vm.Script), so frames of the
+ * bundle are mapped here, through node:module's SourceMap and the map the build wrote beside it.
+ * The map (a few MB) is read when a stack is first formatted: at debug level, or for an
+ * unexpected error; never on the way of a normal run (its logs print no stacks).
+ */
+function mapStackTraces(file) {
+  let map;
+  const original = (frame) => {
+    // A code cache can carry the name the bundle had when the cache was made (its build's temp folder).
+    const name = frame.getFileName();
+    if (name !== file && !(name?.endsWith('/main.cjs') && name.includes('/.idsync-build/'))) return undefined;
+    if (map === undefined) {
+      try {
+        map = new Module.SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8')));
+      } catch {
+        map = null;
+      }
+    }
+    const entry = map?.findEntry(frame.getLineNumber() - 1, frame.getColumnNumber() - 1);
+    if (!entry?.originalSource) return undefined;
+    const source = entry.originalSource.startsWith('file://') ? new URL(entry.originalSource).pathname : path.resolve(path.dirname(file), entry.originalSource);
+    return `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`;
+  };
+  Error.prepareStackTrace = (error, frames) => {
+    let head;
+    try {
+      head = Error.prototype.toString.call(error);
+    } catch {
+      head = 'Error';
+    }
+    const lines = frames.map((frame) => {
+      const at = original(frame);
+      if (!at) return `    at ${frame}`;
+      const fn = frame.getFunctionName() ?? frame.getMethodName();
+      const name = fn ? `${frame.isAsync() ? 'async ' : ''}${frame.getTypeName() && !frame.isToplevel() && frame.getMethodName() && !fn.includes('.') ? `${frame.getTypeName()}.` : ''}${fn}` : '';
+      return name ? `    at ${name} (${at})` : `    at ${at}`;
+    });
+    return [head, ...lines].join('\n');
+  };
+}
+
+function bundled() {
+  if (process.env.IDSYNC_NO_BUNDLE === '1') return undefined;
+  return (async () => {
+    let dir = currentBundle();
+    if (!dir) {
+      const { buildBundle } = await import('./bundle-build.mjs');
+      dir = await buildBundle(root);
+    }
+    const command = commandOf(process.argv);
+    return command === undefined ? runBundle(dir, 'cli.cjs', ['cli.cjs.cache']) : runBundle(dir, 'main.cjs', [`${command}.cache`, 'main.cjs.cache']);
+  })().catch(() => undefined); // read-only checkout without a bundle, esbuild missing, a build error: tsx
+}
+
+async function main() {
+  const loaded = await bundled();
+  let cli = loaded?.cli;
+  if (!cli) {
+    const { register } = await import('tsx/esm/api');
+    register();
+    cli = await import('../src/cli/main.ts');
+  }
+  const exitCode = await cli.main(process.argv);
+  loaded?.done(exitCode);
+  process.exitCode = exitCode;
+  // Everything is closed once main returns; a natural exit would still spend ~10 ms tearing the
+  // heap down. Only with nothing left to write: a pipe is asynchronous on some systems (macOS).
+  if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) process.exit();
+}
+
+void main();

@@ -27,14 +27,6 @@ async function findExistingDocument(target: string): Promise<string | undefined>
   return hit ? path.join(dir, hit) : undefined;
 }
 
-async function existing(file: string): Promise<boolean> {
-  try {
-    return (await fs.lstat(file)).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Downloads one photo or document into --out. The client writes a temp file beside the target
  * and renames it when complete, so a final name never holds a partial file; a file already at
@@ -49,14 +41,16 @@ export const download: RowJobKind<DownloadPayload> = {
     const { item, outDir } = job.payload;
     const signal = job.signal;
     // Folders created level by level, never through a link; the client checks again before its rename.
-    const { root, target } = await prepareOutTarget(outDir, item.output);
+    const { root, target, exists } = await prepareOutTarget(outDir, item.output);
     const ids = idsOf(item);
     const rel = (file: string) => path.relative(outDir, file).split(path.sep).join('/');
 
-    const already = item.type === 'document' && !item.explicitOutput ? await findExistingDocument(target) : (await existing(target)) ? target : undefined;
+    const already = item.type === 'document' && !item.explicitOutput ? await findExistingDocument(target) : exists ? target : undefined;
     if (already) {
       const { sha256, bytes } = await hashFile(already);
-      return { status: 'skipped', action: 'exists-locally', ...ids, output: rel(already), bytes, sha256 };
+      // No download leaves an empty file (an empty answer is E_BAD_CONTENT): an empty one was
+      // emptied since (a full disk, a tool gone wrong) and is fetched again over it.
+      if (bytes > 0) return { status: 'skipped', action: 'exists-locally', ...ids, output: rel(already), bytes, sha256 };
     }
 
     let result: DownloadResult;

@@ -15,8 +15,10 @@ export type ErrorCode =
   | 'E_FILE_EMPTY'
   | 'E_FILE_CHANGED'
   | 'E_OUTSIDE_OUT'
+  | 'E_UNSAFE_PATH'
   | 'E_BAD_CONTENT'
   | 'E_REPORT'
+  | 'E_STATE_DIR'
   | 'E_API_UNREACHABLE'
   | 'E_API_UNUSABLE'
   | 'E_AUTH_REFUSED'
@@ -129,6 +131,19 @@ export class OutsideOutError extends IdsyncError {
 }
 
 /**
+ * A file or folder idsync was to read, move or create is reached through a symbolic link, or is no
+ * longer the one it took (its folder or itself swapped, its content changed, since it was seen).
+ * Nothing is read, sent or moved through it; never retried.
+ */
+export class UnsafePathError extends IdsyncError {
+  readonly path: string;
+  constructor(message: string, path: string) {
+    super('E_UNSAFE_PATH', message);
+    this.path = path;
+  }
+}
+
+/**
  * The API answered 200 with something other than what the endpoint serves (an HTML login page
  * or a JSON error instead of a JPEG, an empty body). Says what came instead; never retried.
  */
@@ -158,6 +173,20 @@ export class ReportWriteError extends IdsyncError {
     const why = sysCode === 'ENOSPC' ? 'ENOSPC: no space left on the device' : (sysCode ?? describeError(cause));
     super('E_REPORT', `cannot write the report file ${path} (${why}); the incomplete report keeps its .partial names and the previous report in that folder is unchanged`, { cause });
     this.path = path;
+    this.sysCode = sysCode;
+  }
+}
+
+/**
+ * The ledger in the state dir could not be written (disk full, say). Nothing is sent without its
+ * `start`, so every next row would fail alike: the run stops (exit 2) and the rerun resumes.
+ */
+export class LedgerWriteError extends IdsyncError {
+  readonly sysCode: string | undefined;
+  constructor(dir: string, cause: unknown) {
+    const sysCode = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const why = sysCode === 'ENOSPC' ? 'ENOSPC: no space left on the device' : (sysCode ?? describeError(cause));
+    super('E_STATE_DIR', `the ledger in ${dir} cannot be written (${why}); free space there or choose another --state-dir, then run the same command again`, { cause });
     this.sysCode = sysCode;
   }
 }
@@ -328,7 +357,7 @@ export class ResultNotRecordedError extends IdsyncError {
 
 /**
  * What to do about a failure; decided by classify() in src/api/classify.ts, the one place that
- * knows (STYLE.md habit 1). `ambiguous`: a non-idempotent request (the upload) may have reached
+ * knows (docs/architecture.md, "Habits"). `ambiguous`: a non-idempotent request (the upload) may have reached
  * the server, so the next try must ask whether the document exists before sending it again.
  */
 export type Classification = (

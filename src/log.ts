@@ -2,8 +2,10 @@ import { hostname } from 'node:os';
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import { stderrStatus, type StatusLine } from './status-line.ts';
+import { scrubSecrets } from './secret-text.ts';
 
 export type { Logger } from 'pino';
+export { scrubSecrets };
 
 /**
  * Paths redacted in every log line, compiled once by pino. Secrets are also wrapped in
@@ -27,13 +29,6 @@ export const REDACT_PATHS = [
   'req.headers.cookie',
 ];
 
-/** A JWT (three base64url segments, the first two starting with `eyJ`), or a bearer credential. */
-const TOKEN_PATTERN = /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*|\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/g;
-
-/** Removes anything that looks like a token from free text (error bodies, messages). */
-export function scrubSecrets(text: string): string {
-  return text.replace(TOKEN_PATTERN, (_m, bearer: string | undefined) => (bearer ? `${bearer}[redacted]` : '[redacted-jwt]'));
-}
 
 export interface LoggerOptions {
   level?: LevelWithSilent;

@@ -26,8 +26,8 @@ export function boundHeapGrowth(setting?: string): void {
  *
  * Large transfers: every chunk a big upload reads from disk, or a big download receives from the
  * socket, is a fresh Buffer outside the V8 heap; V8 only collects the
- * dead ones when their total passes a soft limit of ~64 MB, so a 1 GiB transfer carried up to
- * ~35 MB of garbage chunks (bench/run.ts, section memory). A young-generation collection every
+ * dead ones when their total passes a soft limit of tens of MB, so a long transfer carries that
+ * much garbage for nothing (docs/benchmarks.md, "Why the code is shaped so"). A young-generation collection every
  * COLLECT_EVERY_BYTES streamed frees them early: a scavenge of a mostly empty young generation
  * costs well under a millisecond, against the tens of milliseconds the bytes take to move.
  *
@@ -70,10 +70,9 @@ export function earlyCollectionAvailable(): boolean {
 
 /**
  * Enqueue: rows of a large manifest live for a batch's Redis round trip, long enough for V8 to
- * promote them to the old generation, where they piled up to ~90 MB between the collections V8
- * chose itself (a 1,000,000-row manifest peaked at 215 MB RSS). A full collection every
- * ENQUEUE_COLLECT_EVERY_ROWS rows (~25 MB live, ~10 ms each) held the peak at ~150 MB for ~5 %
- * of the enqueue's speed.
+ * promote them to the old generation, where they pile up between the collections V8 chooses
+ * itself, so the peak grows with the manifest. A full collection every ENQUEUE_COLLECT_EVERY_ROWS
+ * rows bounds it for a few percent of the enqueue's speed (figures in docs/benchmarks.md).
  */
 export const ENQUEUE_COLLECT_EVERY_ROWS = 10_000;
 

@@ -9,6 +9,7 @@ import {
   FileError,
   HttpStatusError,
   IdsyncError,
+  LedgerWriteError,
   NetworkError,
   ProtocolError,
   TimeoutError,
@@ -16,7 +17,7 @@ import {
 } from '../errors.ts';
 import type { OverloadReason } from '../pacing/concurrency-limit.ts';
 
-/** What to do about a failure: the ONE place that decides it (STYLE.md habit 1); nothing else lists HTTP status codes. */
+/** What to do about a failure: the ONE place that decides it (docs/architecture.md, "Habits"); nothing else lists HTTP status codes. */
 export type { Classification } from '../errors.ts';
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
@@ -57,7 +58,7 @@ export function isRedisRefusal(err: unknown): boolean {
 export function classify(err: unknown): Classification {
   // The check is a GET that sent nothing: worth what its own failure is worth, never in doubt.
   if (err instanceof ExistenceCheckError) return { ...classify(err.cause), ambiguous: false };
-  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || isRedisRefusal(err)) {
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || err instanceof LedgerWriteError || isRedisRefusal(err)) {
     return { kind: 'fatal', ambiguous: false };
   }
   // Cut before its last bytes: the server never had a complete upload. Hashed afresh next time.

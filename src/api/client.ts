@@ -1,9 +1,10 @@
-import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
+import { apiUrlProblem } from '../config/api-url.ts';
+import { readCaPem } from '../config/ca-file.ts';
 import { AuthRefusedError, BadContentError, ConfigError, FileChangedError, FileError, HttpStatusError, IdsyncError, ProtocolError } from '../errors.ts';
 import { scrubSecrets, silentLogger, type Logger } from '../log.ts';
 import type { Secret } from '../config/secret.ts';
@@ -106,7 +107,7 @@ const EXCERPT_LENGTH = 200;
 /**
  * The eConnect Identities API over one undici Pool (keep-alive, `connections` sockets).
  * Every response body is consumed or destroyed. Retries here are limited to what
- * STYLE.md allows at this level: one token refresh + resend on 401, one resend of an
+ * docs/architecture.md ("Habits") allows at this level: one token refresh + resend on 401, one resend of an
  * idempotent GET on a connection reset before any response byte. Everything else is
  * thrown as a typed error for the job level to classify().
  */
@@ -136,18 +137,9 @@ export class ApiClient {
   #overloaded = 0;
 
   constructor(options: ApiClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.apiUrl);
-    } catch {
-      throw new ConfigError(`--api-url ${JSON.stringify(options.apiUrl)} is not a URL (expected e.g. https://acme.econnectcloud.com/identities)`, '--api-url');
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new ConfigError(`--api-url must start with https:// or http:// (got ${url.protocol})`, '--api-url');
-    }
-    if (url.search || url.hash || url.username || url.password) {
-      throw new ConfigError('--api-url must not carry a query, fragment or credentials', '--api-url');
-    }
+    const problem = apiUrlProblem(options.apiUrl);
+    if (problem) throw new ConfigError(`--api-url ${JSON.stringify(options.apiUrl)} ${problem}`, '--api-url');
+    const url = new URL(options.apiUrl);
     this.#origin = url.origin;
     // The prefix (`/identities` behind the cloud proxy) is kept on EVERY call: paths are
     // concatenated, never resolved with new URL('/api/...', base), which would drop it.
@@ -409,7 +401,7 @@ export class ApiClient {
         const err = toTransportError(thrown, ctx);
         this.#settle(permit, err);
         this.#health.failed(err, this.#clock.now());
-        // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (STYLE.md habit 3).
+        // Stale keep-alive sockets reset on reuse; a GET is safe to send once more (docs/architecture.md, "Habits": two retry levels).
         if (attempt === 1 && spec.method === 'GET' && isConnectionReset(err)) {
           this.#log.debug({ method: spec.method, path: fullPath }, 'connection reset before any answer; sending the GET once more');
           continue;
@@ -605,10 +597,10 @@ export class ApiClient {
 
   /**
    * Streams a body to `<dir>/.<name>.<random>.part` (sha256 and size computed on the way),
-   * fsyncs and renames it to the final name. On any failure the temp file is removed, so a
-   * final name never holds a partial file. A confined destination is written inside its folder
-   * held open from creation to rename (src/outputs/out-dir.ts), so no link swapped in meanwhile
-   * leads the file out of --out. `expect: 'jpeg'` refuses anything but JPEG bytes before a file
+   * fsyncs and renames it to the final name. On any failure the temp file is removed, so a final
+   * name never holds a partial file. A confined destination is written inside its folder held
+   * open from creation to rename (src/outputs/out-dir.ts), so no link swapped in meanwhile leads
+   * the file out of --out, and the folder is fsynced too (the new name is durable on return). `expect: 'jpeg'` refuses anything but JPEG bytes before a file
    * is created.
    */
   async #download(apiPath: string, dest: DownloadDest, signal?: AbortSignal, expect?: 'jpeg'): Promise<DownloadResult> {
@@ -686,6 +678,11 @@ export class ApiClient {
       } catch (err) {
         throw fileError('cannot write', finalPath, err);
       }
+      // A confined destination is a final name (an export's file): the new name is durable only once
+      // its folder is, and the caller records the row as done when this returns. Concurrent
+      // downloads into the folder share its fsync (OutFolder.syncEntries). A plain path is a step
+      // of the caller's own (the archive renames it again).
+      if (folder) await folder.syncEntries();
     } catch (err) {
       release(res.body);
       await handle.close().catch(() => undefined);
@@ -783,23 +780,9 @@ function fileError(what: string, filePath: string, err: unknown): IdsyncError {
 function tlsOptions(options: ApiClientOptions): { secureContext?: SecureContext; rejectUnauthorized?: boolean } {
   const tls: { secureContext?: SecureContext; rejectUnauthorized?: boolean } = {};
   if (options.caFile) {
-    let pem: string;
-    try {
-      pem = readFileSync(options.caFile, 'utf8');
-    } catch {
-      throw new ConfigError(`--ca-file ${options.caFile} cannot be read; give the path of a PEM file with the server's CA certificate(s)`, '--ca-file');
-    }
     // `ca` REPLACES Node's trust store; keep the system CAs and add the user's. One context for
     // every connection: built per connection, parsing ~140 root certificates cost ~15 ms of CPU each.
-    // Node skips what it cannot parse in `ca` without a word; say so here rather than fail later
-    // with "unable to verify the first certificate".
-    try {
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no "-----BEGIN CERTIFICATE-----" block');
-      new X509Certificate(pem);
-      tls.secureContext = createSecureContext({ ca: [...rootCertificates, pem] });
-    } catch (err) {
-      throw new ConfigError(`--ca-file ${options.caFile} holds no readable PEM certificate (${(err as Error).message}); give the server's CA certificate(s) in PEM form`, '--ca-file');
-    }
+    tls.secureContext = createSecureContext({ ca: [...rootCertificates, readCaPem(options.caFile, '--ca-file')] });
   }
   if (options.insecure) tls.rejectUnauthorized = false;
   return tls;

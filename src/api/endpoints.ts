@@ -1,6 +1,6 @@
 /**
  * The endpoints idsync calls, as templates (for metrics: one label per endpoint, not per id)
- * with the permission each needs (econnect-api.md, "Permissions"): what a run stopped by 403s
+ * with the permission each needs (docs/api-contract.md): what a run stopped by 403s
  * tells the operator to ask for. Paths are matched by their end, so any base prefix works.
  */
 interface Endpoint {

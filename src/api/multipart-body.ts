@@ -48,9 +48,8 @@ function normalizeValue(value: string): string {
 /**
  * Builds a multipart/form-data body by hand instead of through undici's FormData + Blob: the
  * text parts and the part headers are one buffer, a small file is appended in memory (one
- * socket write per upload), a large one is streamed from disk. Measured in bench/run.ts: the
- * FormData/Blob path cost a web-stream read per 64 KB chunk and a dozen small socket writes per
- * upload, a large share of idsync's CPU on loopback.
+ * socket write per upload), a large one is streamed from disk. The FormData/Blob path costs a
+ * web-stream read per 64 KB chunk and a dozen small socket writes per upload.
  */
 export function multipartBody(fields: MultipartField[], file: MultipartFile): MultipartBody {
   // randomUUID draws from a cached pool of random bytes; randomBytes(16) was a syscall per upload.

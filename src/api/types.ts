@@ -1,4 +1,4 @@
-/** Shapes of the API's JSON answers (docs: /work/shared/econnect-api.md). Unknown fields are kept, never rejected. */
+/** Shapes of the API's JSON answers (docs/api-contract.md). Unknown fields are kept, never rejected. */
 
 export interface DetectionQuery {
   skip?: number;

@@ -1,14 +1,28 @@
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
-import { scrubSecrets } from '../log.ts';
+import { scrubSecrets } from '../secret-text.ts';
 import { boundHeapGrowth } from '../memory.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
 import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
 type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;
 
-/** Each command's module is loaded only when it runs, so `--help` stays fast. */
+/**
+ * Each command's module, loaded only when it runs, so `--help` stays fast. bin/idsync.js loads
+ * them all once after building its bundle, so that its V8 code cache covers every command.
+ */
+export const COMMAND_MODULES = {
+  import: () => import('./import.ts'),
+  export: () => import('./export.ts'),
+  watch: () => import('./watch.ts'),
+  archive: () => import('./archive.ts'),
+  verify: () => import('./verify.ts'),
+  worker: () => import('./worker.ts'),
+  sandbox: () => import('./sandbox.ts'),
+  demo: () => import('./demo.ts'),
+} satisfies Record<string, () => Promise<{ run: Action }>>;
+
 function lazy(load: () => Promise<{ run: Action }>) {
   return async (args: unknown[], opts: Record<string, unknown>, cmd: Command) => (await load()).run(args, opts, cmd);
 }
@@ -35,13 +49,13 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     addManifestOptions(addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]')))).description(
       'upload every document the manifest lists; waits until all are done, writes the report, exits',
     ),
-    lazy(() => import('./import.ts')),
+    lazy(COMMAND_MODULES.import),
   );
   wire(
     addManifestOptions(addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]'))))
       .requiredOption('--out <dir>', 'folder that receives the files')
       .description('download every photo/document the manifest lists into --out; waits, reports, exits'),
-    lazy(() => import('./export.ts')),
+    lazy(COMMAND_MODULES.export),
   );
   wire(
     addJobOptions(addConnectionOptions(program.command('watch').argument('<dir>', 'folder to watch: <dir>/<personId>/<file>')))
@@ -55,7 +69,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--retry-max-delay <duration>', 'longest wait between two tries under --retry-budget [env IDSYNC_RETRY_MAX_DELAY] (default: 5m)')
       .option('--retry-failed', 'first put the files of the failed folder back into the drop folder (with their sidecars; their .error.json notes removed), then watch')
       .description('long-running: upload files dropped into a folder, each to the person its subfolder names'),
-    lazy(() => import('./watch.ts')),
+    lazy(COMMAND_MODULES.watch),
   );
   wire(
     addJobOptions(addConnectionOptions(program.command('archive')))
@@ -67,7 +81,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--cron <expr>', 'run on this schedule (cron syntax) and stay up as a worker')
       .option('--tz <zone>', 'time zone of --cron (default: UTC)')
       .description('archive enrollment photos and detection photos, once or on a schedule'),
-    lazy(() => import('./archive.ts')),
+    lazy(COMMAND_MODULES.archive),
   );
   wire(
     addManifestOptions(
@@ -76,13 +90,13 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--out <dir>', "the export's folder, for an export's report.csv (paths in it are relative to it); an archive's, for an index.csv kept elsewhere")
       .option('--remote', 'for an export or archive: compare the files with the server\'s copies too (manifests and import reports always are)')
       .description('prove what the server (or an export or archive folder) holds: each row verified, mismatch, missing or failed; exits 0 only when all are verified'),
-    lazy(() => import('./verify.ts')),
+    lazy(COMMAND_MODULES.verify),
   );
   wire(
     addJobOptions(addConnectionOptions(program.command('worker')), { worker: true }).description(
       'long-running: process queued jobs only (for extra machines sharing one Redis)',
     ),
-    lazy(() => import('./worker.ts')),
+    lazy(COMMAND_MODULES.worker),
   );
   wire(
     addStateOptions(program.command('runs'))
@@ -162,7 +176,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
-    lazy(() => import('./sandbox.ts')),
+    lazy(COMMAND_MODULES.sandbox),
   );
   wire(
     program
@@ -171,7 +185,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .addOption(commonRedisOption())
       .option('--state-dir <dir>', 'folder for the ledger and the private Redis data (default: <the state dir>/demo)')
       .addOption(logLevelOption()),
-    lazy(() => import('./demo.ts')),
+    lazy(COMMAND_MODULES.demo),
   );
   return program;
 }

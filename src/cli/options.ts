@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 
-/** Connection options shared by every command that talks to the API (cli.md, "Connection settings"). */
+/** Connection options shared by every command that talks to the API (README, "Configuration"). */
 export function addConnectionOptions(cmd: Command): Command {
   return cmd
     .option('--api-url <url>', 'base URL of the Identities API, with its path prefix [env IDSYNC_API_URL]')
@@ -24,6 +24,8 @@ export function addStateOptions(cmd: Command): Command {
   return cmd
     .option('--api-url <url>', 'the API whose runs to show [env IDSYNC_API_URL] (default: every API this Redis has served)')
     .addOption(new Option('--redis-url <url>', 'Redis holding the queues [env REDIS_URL] (default: the private Redis of an idsync command running now with --state-dir)'))
+    .option('--redis-ca-file <path>', 'CA certificate(s), PEM, of a TLS Redis (rediss://) [env IDSYNC_REDIS_CA_FILE]')
+    .option('--redis-prefix <prefix>', 'root of the Redis keys to read, as given to the job commands [env IDSYNC_REDIS_PREFIX] (default: idsync)')
     .addOption(new Option('--state-dir <dir>', 'state dir of the command whose private Redis to read when REDIS_URL is unset [env IDSYNC_STATE_DIR]'))
     .option('--config <path>', 'JSON config file with the same settings [env IDSYNC_CONFIG]')
     .addOption(logLevelOption())

@@ -8,7 +8,7 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
   const { config, log } = setupRuntime('worker', opts);
   return runInterruptible(log, 'finishing in-flight jobs, then stopping', async (signal) => {
     await runWorker({ config, log, signal });
-    // cli.md: an interrupted command exits 130 once in-flight work is finished or handed back
+    // An interrupted command exits 130 (README, "Exit codes") once in-flight work is finished or handed back
     // (under systemd, add SuccessExitStatus=130).
     return ExitCode.Interrupted;
   });

@@ -1,7 +1,8 @@
-import { readFileSync, accessSync, constants } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
+import { readCaPem } from './ca-file.ts';
 import { Secret } from './secret.ts';
 import { SETTINGS, type SettingSpec, type SettingsInput, LOG_LEVELS } from './schema.ts';
 
@@ -146,7 +147,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     const parsed = spec.schema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      const shown = typeof raw === 'string' ? JSON.stringify(raw) : String(raw);
+      const shown = typeof raw === 'string' ? JSON.stringify(maskCredentials(raw)) : String(raw);
       throw new ConfigError(`${describeOrigin(spec, source, file)} ${issue?.message ?? 'is invalid'} (got ${shown})`, spec.flag);
     }
     let value = parsed.data;
@@ -157,13 +158,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
 
   const password = loadPassword(env, values.passwordFile as string | undefined);
 
-  if (values.caFile !== undefined) {
-    try {
-      accessSync(values.caFile as string, constants.R_OK);
-    } catch {
-      throw new ConfigError(`--ca-file ${values.caFile as string} cannot be read; give the path of a PEM file with the server's CA certificate(s)`, '--ca-file');
-    }
-  }
+  // Checked now, whole (readable, a PEM certificate), so a mistake stops the command before anything starts.
+  if (values.caFile !== undefined) readCaPem(values.caFile as string, '--ca-file');
+  if (values.redisCaFile !== undefined) readCaPem(values.redisCaFile as string, '--redis-ca-file');
 
   return {
     apiUrl: values.apiUrl as string | undefined,
@@ -247,4 +244,12 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_STATE_HOME;
   if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'idsync');
   return path.join(env.HOME || os.homedir(), '.local', 'state', 'idsync');
+}
+
+/**
+ * A refused value is echoed so the user sees what was read; a URL's password is not (a setting
+ * refused for carrying credentials, or a mistyped scheme, must not put them on stderr).
+ */
+function maskCredentials(value: string): string {
+  return value.replace(/:[^:@\s/]+@/g, ':***@');
 }

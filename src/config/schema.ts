@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { apiUrlProblem } from './api-url.ts';
 import iconv from 'iconv-lite';
 import { formatDuration, parseDuration } from './duration.ts';
 
@@ -52,22 +53,14 @@ const concurrencySetting = z.union([z.number(), z.string()], { message: 'must be
 const httpUrl = z
   .string()
   .trim()
-  .refine(
-    (s) => {
-      try {
-        const u = new URL(s);
-        return u.protocol === 'http:' || u.protocol === 'https:';
-      } catch {
-        return false;
-      }
-    },
-    { message: 'must be an http:// or https:// URL, e.g. https://acme.econnectcloud.com/identities' },
-  )
-  .refine((s) => !new URL(s).username && !new URL(s).password, {
-    message: 'must not carry credentials; use --username and IDSYNC_PASSWORD',
-  })
-  .refine((s) => !new URL(s).search && !new URL(s).hash, { message: 'must not have a query string or fragment' })
-  .transform(normaliseApiUrl);
+  .transform((s, ctx) => {
+    const problem = apiUrlProblem(s);
+    if (problem) {
+      ctx.addIssue({ code: 'custom', message: problem });
+      return z.NEVER;
+    }
+    return normaliseApiUrl(s);
+  });
 
 /**
  * One spelling per URL: the queue name, the locks and the ledger file are keyed by this string, so

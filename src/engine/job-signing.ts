@@ -18,16 +18,16 @@ export class JobSigner {
   readonly #key: Buffer;
 
   constructor(password: Secret, apiUrl: string) {
-    this.#key = Buffer.from(hkdfSync('sha256', password.reveal(), `idsync jobs\n${apiUrl}`, 'idsync job mac v1', 32));
+    this.#key = Buffer.from(hkdfSync('sha256', password.reveal(), `idsync jobs\n${apiUrl}`, 'idsync job mac v2', 32));
   }
 
-  sign(queue: string, jobId: string, payload: unknown): string {
-    return createHmac('sha256', this.#key).update(`${queue}\n${jobId}\n${JSON.stringify(payload)}`).digest('base64url').slice(0, 32);
+  sign(queue: string, jobId: string, kind: string, payload: unknown): string {
+    return createHmac('sha256', this.#key).update(`${queue}\n${jobId}\n${kind}\n${JSON.stringify(payload)}`).digest('base64url').slice(0, 32);
   }
 
-  verify(queue: string, jobId: string, payload: unknown, mac: unknown): boolean {
+  verify(queue: string, jobId: string, kind: string, payload: unknown, mac: unknown): boolean {
     if (typeof mac !== 'string' || mac.length !== 32) return false;
-    const expected = Buffer.from(this.sign(queue, jobId, payload));
+    const expected = Buffer.from(this.sign(queue, jobId, kind, payload));
     const given = Buffer.from(mac);
     return given.length === expected.length && timingSafeEqual(given, expected);
   }

@@ -1,7 +1,7 @@
 import { IdsyncError } from '../errors.ts';
 import { rowsNotOk, type StatusCounts } from '../report/row-result.ts';
 
-/** The exit codes of cli.md, and the one place that maps outcomes and errors onto them. */
+/** The exit codes (README, "Exit codes"), and the one place that maps outcomes and errors onto them. */
 export const ExitCode = {
   /** Every row succeeded or was skipped (verify: every row verified). */
   Ok: 0,

@@ -23,7 +23,7 @@ export async function stopIfRefused(run: Pick<RunStore, 'noteRefusedRow' | 'setF
   return message;
 }
 
-/** What to tell the operator: the permission behind the endpoint that refused (econnect-api.md, "Permissions"). */
+/** What to tell the operator: the permission behind the endpoint that refused (docs/api-contract.md). */
 export function refusalMessage(refusal: HttpStatusError, rows: number): string {
   const { template, permission } = endpointOf(refusal.method, refusal.path);
   const call = `${refusal.method} ${template} answered ${refusal.status}`;

@@ -73,7 +73,7 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
     const kind = jobKind(job.name);
     // A job scheduler's jobs are `repeat:<schedulerId>:<millis>`, signed once for the scheduler.
     const signedId = /^(repeat:.+):\d+$/.exec(job.id ?? '')?.[1] ?? job.id ?? '';
-    if (!kind || !options.signer.verify(job.queueName, signedId, job.data?.p, job.data?.m)) {
+    if (!kind || !options.signer.verify(job.queueName, signedId, job.name, job.data?.p, job.data?.m)) {
       const err = new JobRefusedError(
         kind
           ? `job ${job.id} of ${job.queueName} is not signed with this deployment's key (or was altered): refused, nothing read or written. Were jobs added to Redis by something else than idsync, or do the workers use another API password?`
@@ -95,7 +95,7 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
         ...(signal ? { signal } : {}),
         log,
         async later(ms, payload) {
-          if (payload !== undefined) await job.updateData({ ...job.data, p: payload, m: options.signer.sign(job.queueName, signedId, payload) });
+          if (payload !== undefined) await job.updateData({ ...job.data, p: payload, m: options.signer.sign(job.queueName, signedId, job.name, payload) });
           await job.moveToDelayed(Date.now() + ms, token);
           throw new DelayedError();
         },

@@ -12,8 +12,8 @@ import type { JobEnvelope, JobSigner } from './job-signing.ts';
 const BATCH = 500;
 /**
  * The first batch is small and each next one twice as large, up to BATCH: workers get their first
- * jobs after 32 rows instead of 500, and the pass, whose first rows run cold (unoptimised code,
- * ~100 µs a row), holds the event loop in shorter stretches while the first uploads start.
+ * jobs after 32 rows instead of 500, and the pass, whose first rows run cold (unoptimised code),
+ * holds the event loop in shorter stretches while the first uploads start.
  */
 const FIRST_BATCH = 32;
 /** Default most jobs waiting in a run's queue: ~1 KB of Redis each. */
@@ -90,7 +90,7 @@ export async function feedRun(o: FeedOptions): Promise<FeedCounts> {
         const jobId = rowJobId(r.row);
         jobs.push({
           name: r.job.kind,
-          data: { p: r.job.payload, m: o.signer.sign(o.queue.name, jobId, r.job.payload) },
+          data: { p: r.job.payload, m: o.signer.sign(o.queue.name, jobId, r.job.kind, r.job.payload) },
           opts: { jobId, attempts: o.attempts, backoff: { type: 'idsync' }, removeOnComplete: true, removeOnFail: true },
         });
       }

@@ -95,7 +95,7 @@ function runServices(session: Session): RunServices {
     },
     async schedule(kind, payload, options) {
       const queue = session.queue(CONTROL_QUEUE);
-      await queue.add(kind, { p: payload, m: session.signer.sign(CONTROL_QUEUE, options.jobId, payload) } as never, {
+      await queue.add(kind, { p: payload, m: session.signer.sign(CONTROL_QUEUE, options.jobId, kind, payload) } as never, {
         jobId: options.jobId,
         delay: options.delayMs,
         attempts: options.attempts,
@@ -112,7 +112,7 @@ function runServices(session: Session): RunServices {
  * commands issued in the same tick by concurrent jobs go out in one write.
  */
 export function jobContext(session: Session): JobContext {
-  const store = new ApiStore(session.redis.connect('jobs', { autoPipelining: true }), { apiUrl: session.api.apiUrl, root: session.config.redisPrefix, lockTtlMs: session.config.lockDurationMs, replicas: session.redis.replicas });
+  const store = new ApiStore(session.redis.connect('jobs', { autoPipelining: true }), { apiUrl: session.api.apiUrl, root: session.config.redisPrefix, lockTtlMs: session.config.lockDurationMs, replicas: session.redis.replicas, log: session.log });
   return { client: session.client, store, ledger: session.ledger, log: session.log, clock: session.clock, runs: runServices(session) };
 }
 

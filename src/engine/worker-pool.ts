@@ -12,9 +12,9 @@ import { jobRetryDelay } from './retry-budget.ts';
 
 /**
  * Jobs a process runs at once per API connection. A job spends several ms on bookkeeping around
- * its request (the claim, the ledger's fsync, its result, BullMQ's move to the next job); with two
- * per connection the pool's connections sat idle ~20 % of the time on loopback, with three ~11 %
- * more uploads per second (10 alternated runs; four did no better). Requests in flight stay
+ * its request (the claim, the ledger's fsync, its result, BullMQ's move to the next job), during
+ * which its connection would sit idle; a third job per connection keeps it busy, a fourth gains
+ * nothing (docs/benchmarks.md, "Why the code is shaped so"). Requests in flight stay
  * bounded by the client's pool (connections = --concurrency); the extra jobs only queue on it,
  * each holding its file (at most READ_ONCE_MAX_BYTES) meanwhile.
  */

@@ -1,6 +1,8 @@
-import { constants, existsSync } from 'node:fs';
-import { copyFile, link, mkdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { constants, lstatSync } from 'node:fs';
+import { link, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { FileError, UnsafePathError } from '../errors.ts';
+import { FolderHandle, identityOf, placePath, type FileIdentity, type FileRef, type FolderPlace } from '../folder-handle.ts';
 
 /** `scan.pdf`, 2 → `scan (2).pdf`; n = 0 is the name itself. */
 export function numberedName(fileName: string, n: number): string {
@@ -23,61 +25,168 @@ export function freeName(fileName: string, taken: (name: string) => boolean, com
   throw new Error(`no free name for ${fileName}`);
 }
 
-/**
- * Moves `src` to `dest` only if nothing is there: link() fails with EEXIST instead of
- * replacing (rename() would silently overwrite). Across file systems (EXDEV) it copies with
- * COPYFILE_EXCL, then removes the source. Throws EEXIST when `dest` is taken.
- */
-export async function moveExclusive(src: string, dest: string): Promise<void> {
-  await mkdir(path.dirname(dest), { recursive: true });
-  try {
-    await link(src, dest);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // EXDEV: another device; EPERM/ENOTSUP: a file system without hard links (some SMB/FAT).
-    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw err;
-    await copyFile(src, dest, constants.COPYFILE_EXCL);
+function codeOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+/** ENOENT, raw or as a FileError's system code. */
+export function isGone(err: unknown): boolean {
+  return codeOf(err) === 'ENOENT' || (err instanceof FileError && err.sysCode === 'ENOENT');
+}
+
+/** Hard links are not everywhere: another device, or a file system without them (some SMB/FAT), or protected_hardlinks for a file of another user. */
+const NO_LINK_CODES = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'ENOSYS']);
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+const COPY_CHUNK = 256 * 1024;
+
+/** The folder of `file`, held open, checked to be the folder that was seen. */
+async function openSourceFolder(file: FileRef): Promise<FolderHandle> {
+  const folder = await FolderHandle.open(file);
+  if (file.folderId !== undefined && (await folder.identity()) !== file.folderId) {
+    await folder.close();
+    throw new UnsafePathError(`the folder ${path.relative(file.root, folder.dir) || '.'} in ${file.root} was replaced since ${file.name} was seen; the file is left alone`, folder.dir);
   }
-  await unlink(src);
+  return folder;
 }
 
-/** Writes a new file; never replaces one. */
-export async function writeExclusive(dest: string, text: string): Promise<void> {
-  await mkdir(path.dirname(dest), { recursive: true });
-  await writeFile(dest, text, { flag: 'wx' });
+/** The entry is a regular file, and the one expected when `id` is given; ENOENT (a FileError) when there is none. */
+async function expectFile(folder: FolderHandle, name: string, id: FileIdentity | undefined): Promise<void> {
+  const where = path.join(folder.dir, name);
+  const st = await folder.stat(name);
+  if (!st) throw new FileError(`${where} has gone`, where, { cause: Object.assign(new Error('gone'), { code: 'ENOENT' }) });
+  if (st.isSymbolicLink()) throw new UnsafePathError(`${where} is a symbolic link; idsync never follows links there`, where);
+  if (!st.isFile()) throw new FileError(`${where} is not a regular file`, where);
+  if (id !== undefined && identityOf(st) !== id) throw new UnsafePathError(`${where} was replaced since it was seen; it is left alone`, where);
 }
 
 /**
- * Moves a file (and its sidecar, when there is one) into `destDir` under a free name, and
- * writes `<name>.error.json` beside it when a note is given. When another process takes the
- * chosen name meanwhile, the exclusive move fails and the next free name is tried.
- * Returns the new path of the file.
+ * Moves one entry of `from` to a new name in `to`, never replacing anything there (EEXIST when the
+ * name is taken): link() fails instead of replacing (rename() would silently overwrite); without
+ * hard links it copies into a new file (O_EXCL). The entry must still be the file `id` names, just
+ * before the move and, for the name it gets, just after (a file swapped in between is unlinked again).
  */
-export async function moveIntoFolder(file: string, destDir: string, options: { sidecar?: string; note?: string } = {}): Promise<string> {
-  await mkdir(destDir, { recursive: true });
-  const base = path.basename(file);
-  for (let tries = 0; tries < 20; tries++) {
-    const dest = path.join(destDir, freeName(base, (name) => existsSync(path.join(destDir, name))));
-    try {
-      await moveExclusive(file, dest);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw err;
-    }
-    if (options.sidecar) {
-      try {
-        await moveExclusive(options.sidecar, `${dest}.json`);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+async function moveEntry(from: FolderHandle, name: string, to: FolderHandle, destName: string, id: FileIdentity | undefined): Promise<void> {
+  await expectFile(from, name, id);
+  await to.verify();
+  try {
+    await link(from.entry(name), to.entry(destName));
+    if (id !== undefined) {
+      const st = await to.stat(destName);
+      if (!st || identityOf(st) !== id) {
+        await unlink(to.entry(destName)).catch(() => undefined);
+        throw new UnsafePathError(`${path.join(from.dir, name)} was replaced while it was being moved; it is left alone`, path.join(from.dir, name));
       }
     }
-    if (options.note !== undefined) await writeExclusive(`${dest}.error.json`, options.note);
-    return dest;
+  } catch (err) {
+    if (!NO_LINK_CODES.has(codeOf(err) ?? '')) throw err;
+    await copyEntry(from, name, to, destName, id);
   }
-  throw new Error(`cannot find a free name for ${base} in ${destDir}`);
+  // Only the file moved goes: one swapped in under its name meanwhile stays.
+  const now = await from.stat(name);
+  if (now && (id === undefined || identityOf(now) === id)) await unlink(from.entry(name));
 }
 
-export async function removeFileAndSidecar(file: string, sidecar?: string): Promise<void> {
-  await rm(file, { force: true });
-  if (sidecar) await rm(sidecar, { force: true });
+async function copyEntry(from: FolderHandle, name: string, to: FolderHandle, destName: string, id: FileIdentity | undefined): Promise<void> {
+  const src = await from.openFile(name, constants.O_RDONLY);
+  try {
+    const st = await src.stat({ bigint: true });
+    if (!st.isFile() || (id !== undefined && identityOf(st) !== id)) {
+      throw new UnsafePathError(`${path.join(from.dir, name)} was replaced while it was being moved; it is left alone`, path.join(from.dir, name));
+    }
+    const dest = await to.openFile(destName, CREATE_NEW, Number(st.mode & 0o777n));
+    try {
+      const buffer = Buffer.allocUnsafe(COPY_CHUNK);
+      for (let at = 0; ; ) {
+        const { bytesRead } = await src.read(buffer, 0, COPY_CHUNK, at);
+        if (bytesRead === 0) break;
+        for (let written = 0; written < bytesRead; ) written += (await dest.write(buffer, written, bytesRead - written, at + written)).bytesWritten;
+        at += bytesRead;
+      }
+    } catch (err) {
+      await unlink(to.entry(destName)).catch(() => undefined);
+      throw err;
+    } finally {
+      await dest.close();
+    }
+  } finally {
+    await src.close();
+  }
+}
+
+/** Writes a new file into an open folder; never replaces one. */
+async function writeNew(to: FolderHandle, name: string, text: string): Promise<void> {
+  const handle = await to.openFile(name, CREATE_NEW, 0o666);
+  try {
+    await handle.writeFile(text);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Moves a file (and its sidecar, when one is named, from the same folder) into `dest` under a free
+ * name, and writes `<name>.error.json` beside it when a note is given. When another process takes
+ * the chosen name meanwhile, the exclusive move fails and the next free name is tried.
+ *
+ * Neither folder is reached through a link at any level (FolderHandle: UnsafePathError), missing
+ * levels of `dest` are created the same way, and the file must still be a regular file in the
+ * folder that was seen (`file.folderId`) and the file that was seen (`file.id`), when given.
+ * Returns the new path of the file.
+ */
+export async function moveIntoFolder(file: FileRef, dest: FolderPlace, options: { sidecar?: string; note?: string } = {}): Promise<string> {
+  const from = await openSourceFolder(file);
+  try {
+    await expectFile(from, file.name, file.id);
+    const to = await FolderHandle.open(dest, { create: true });
+    try {
+      for (let tries = 0; tries < 20; tries++) {
+        const name = freeName(file.name, (n) => lstatSync(to.entry(n), { throwIfNoEntry: false }) !== undefined);
+        try {
+          await moveEntry(from, file.name, to, name, file.id);
+        } catch (err) {
+          if (codeOf(err) === 'EEXIST') continue;
+          throw err;
+        }
+        if (options.sidecar) {
+          try {
+            await moveEntry(from, options.sidecar, to, `${name}.json`, undefined);
+          } catch (err) {
+            // Gone, or a link (never followed, never moved): the sidecar stays where it is.
+            if (!isGone(err) && !(err instanceof UnsafePathError)) throw err;
+          }
+        }
+        if (options.note !== undefined) await writeNew(to, `${name}.error.json`, options.note);
+        return path.join(to.dir, name);
+      }
+      throw new Error(`cannot find a free name for ${file.name} in ${placePath(dest)}`);
+    } finally {
+      await to.close();
+    }
+  } finally {
+    await from.close();
+  }
+}
+
+/** Removes a file (the one seen, in the folder seen, never through a link) and its sidecar; a file already gone is no error. */
+export async function removeFileAndSidecar(file: FileRef, sidecar?: string): Promise<void> {
+  let from: FolderHandle;
+  try {
+    from = await openSourceFolder(file);
+  } catch (err) {
+    if (isGone(err)) return;
+    throw err;
+  }
+  try {
+    const st = await from.stat(file.name);
+    if (st) {
+      await expectFile(from, file.name, file.id);
+      await unlink(from.entry(file.name));
+    }
+    if (sidecar) {
+      const side = await from.stat(sidecar);
+      if (side && !side.isDirectory()) await unlink(from.entry(sidecar)).catch((err: unknown) => (codeOf(err) === 'ENOENT' ? undefined : Promise.reject(err)));
+    }
+  } finally {
+    await from.close();
+  }
 }

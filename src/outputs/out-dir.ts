@@ -1,7 +1,8 @@
-import { constants, existsSync } from 'node:fs';
-import { lstat, mkdir, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { constants, existsSync, readlinkSync } from 'node:fs';
+import { lstat, mkdir, open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FileError, OutsideOutError } from '../errors.ts';
+import { GroupSync } from './group-sync.ts';
 
 /**
  * Writing under --out without ever leaving it, even when a folder on the way is swapped for a
@@ -17,6 +18,8 @@ import { FileError, OutsideOutError } from '../errors.ts';
  */
 const FD_PATHS = process.platform === 'linux' && existsSync('/proc/self/fd');
 const DIR_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0) | (constants.O_NOFOLLOW ?? 0);
+/** What fsync of a folder answers where the filesystem does not support it. */
+const FOLDER_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EPERM', 'EBADF']);
 /** Deepest output folder accepted; a bound on the walk (export paths are a few levels). */
 const MAX_LEVELS = 64;
 
@@ -46,18 +49,128 @@ function linkRefused(root: string, level: string): OutsideOutError {
 }
 
 /**
+ * A folder opened by descriptor, kept open between downloads (Linux): an export writes thousands
+ * of files into a few folders, and opening each level again for every file, twice (the job's
+ * check, then the client's write), with a check each time, was 9 of the 15 thread-pool round
+ * trips a photo cost. Whether a held folder is still at its path under --out is checked whenever
+ * it is handed out, and again before each rename (verify), so holding it changes no guarantee: a
+ * folder moved or swapped for a link is let go and opened afresh, or the rename is refused.
+ */
+interface HeldFolder {
+  readonly key: string;
+  readonly dir: string;
+  readonly handle: FileHandle;
+  /** OutFolders handed out and not yet closed. */
+  leases: number;
+  /** No longer handed out (moved away, or evicted): closed when its last lease ends. */
+  retired: boolean;
+  idleTimer: NodeJS.Timeout | undefined;
+  /** fsyncs of the folder itself, shared by the renames made meanwhile (see OutFolder.syncEntries). */
+  readonly sync: GroupSync;
+}
+
+/** Folders held at most (least recently used ones without a lease are closed first). */
+const HELD_MAX = 64;
+/** A held folder nobody used for this long is closed (long-running workers export now and then). */
+const HELD_IDLE_MS = 2_000;
+
+const held = new Map<string, HeldFolder>();
+const opening = new Map<string, Promise<HeldFolder>>();
+
+/** Where the descriptor's folder is now (readlink of /proc/self/fd/N: kernel memory, no disk I/O). */
+function whereNow(handle: FileHandle): string | undefined {
+  try {
+    return readlinkSync(`/proc/self/fd/${handle.fd}`);
+  } catch {
+    return undefined;
+  }
+}
+
+function release(folder: HeldFolder): void {
+  if (folder.leases > 0) return;
+  if (folder.retired) {
+    void folder.handle.close().catch(() => undefined);
+    return;
+  }
+  clearTimeout(folder.idleTimer);
+  folder.idleTimer = setTimeout(() => retire(folder), HELD_IDLE_MS);
+  folder.idleTimer.unref();
+}
+
+function retire(folder: HeldFolder): void {
+  if (held.get(folder.key) === folder) held.delete(folder.key);
+  folder.retired = true;
+  clearTimeout(folder.idleTimer);
+  release(folder);
+}
+
+function movedError(root: string, dir: string): OutsideOutError {
+  return new OutsideOutError(`the folder ${path.relative(root, dir) || '.'} under --out was moved or replaced (by a link?) during the download; nothing was written`, dir);
+}
+
+/** A held folder still at `dir`, leased; or a newly opened one (one opening per folder at a time). */
+async function leaseFolder(root: string, dir: string, parts: string[]): Promise<HeldFolder> {
+  const key = `${root}\0${dir}`;
+  for (;;) {
+    const found = held.get(key);
+    if (found) {
+      if (whereNow(found.handle) === dir) {
+        found.leases++;
+        clearTimeout(found.idleTimer);
+        // Most recently used last: eviction takes from the front.
+        held.delete(key);
+        held.set(key, found);
+        return found;
+      }
+      retire(found);
+    }
+    const pending = opening.get(key);
+    if (pending) {
+      await pending.catch(() => undefined);
+      continue;
+    }
+    const open = openHeld(root, dir, key, parts);
+    opening.set(key, open);
+    try {
+      const folder = await open;
+      // Moved while we walked (the descriptors followed it): refuse rather than write there.
+      if (whereNow(folder.handle) !== dir) {
+        retire(folder);
+        throw movedError(root, dir);
+      }
+      folder.leases++;
+      return folder;
+    } finally {
+      opening.delete(key);
+    }
+  }
+}
+
+async function openHeld(root: string, dir: string, key: string, parts: string[]): Promise<HeldFolder> {
+  const handle = await openByDescriptor(root, parts);
+  const folder: HeldFolder = { key, dir, handle, leases: 0, retired: false, idleTimer: undefined, sync: new GroupSync(() => handle.sync()) };
+  held.set(key, folder);
+  for (const [k, other] of held) {
+    if (held.size <= HELD_MAX) break;
+    if (other.leases === 0 && k !== key) retire(other);
+  }
+  return folder;
+}
+
+/**
  * The folder a file is written into, held open from creation to the rename. `entry(name)` is the
  * path by which a file of that folder is opened, created, renamed or removed.
  */
 export class OutFolder {
   readonly root: string;
   readonly dir: string;
-  readonly #handle: FileHandle | undefined;
+  readonly #held: HeldFolder | undefined;
+  #closed = false;
 
-  private constructor(root: string, dir: string, handle: FileHandle | undefined) {
+  private constructor(root: string, dir: string, folder: HeldFolder | undefined) {
     this.root = root;
     this.dir = dir;
-    this.#handle = handle;
+    this.#held = folder;
   }
 
   /**
@@ -72,22 +185,16 @@ export class OutFolder {
       await walkByPath(root, dir, parts, true);
       return new OutFolder(root, dir, undefined);
     }
-    const folder = new OutFolder(root, dir, await openByDescriptor(root, parts));
-    // A level moved while we walked (the descriptors followed it): refuse rather than write there.
-    try {
-      await folder.verify();
-    } catch (err) {
-      await folder.close();
-      throw err;
-    }
-    return folder;
+    // Handed out only while at `dir`: a level moved while we walked (the descriptors followed it)
+    // is opened afresh, and a folder that cannot be found at its path is refused.
+    return new OutFolder(root, dir, await leaseFolder(root, dir, parts));
   }
 
   entry(name: string): string {
     if (name === '' || name.includes('/') || name.includes(path.sep) || name === '.' || name === '..') {
       throw new OutsideOutError(`${name} is not a plain file name`, path.join(this.dir, name));
     }
-    return this.#handle ? `/proc/self/fd/${this.#handle.fd}/${name}` : path.join(this.dir, name);
+    return this.#held ? `/proc/self/fd/${this.#held.handle.fd}/${name}` : path.join(this.dir, name);
   }
 
   /**
@@ -97,26 +204,49 @@ export class OutFolder {
    * folder. Swapping a link in is caught here. Elsewhere: the walk by path, with its window.
    */
   async verify(): Promise<void> {
-    if (this.#handle) {
-      let where: string;
-      try {
-        where = await readlink(`/proc/self/fd/${this.#handle.fd}`);
-      } catch (err) {
-        throw fileError('cannot check', this.dir, err);
-      }
+    if (this.#held) {
+      const where = whereNow(this.#held.handle);
       if (where !== this.dir) {
-        throw new OutsideOutError(
-          `the folder ${path.relative(this.root, this.dir) || '.'} under --out was moved or replaced (by a link?) during the download; nothing was written`,
-          this.dir,
-        );
+        // Not handed out again: the next download opens the folder afresh.
+        retire(this.#held);
+        throw movedError(this.root, this.dir);
       }
       return;
     }
     await walkByPath(this.root, this.dir, path.relative(this.root, this.dir).split(path.sep).filter((p) => p !== ''), false);
   }
 
+  /**
+   * Makes the folder's entries durable (an fsync of the folder): a renamed file's new name
+   * survives a crash only then. Renames made into the folder while an fsync runs wait for the
+   * next one, which serves them all: one fsync per batch of files, not one per file.
+   */
+  async syncEntries(): Promise<void> {
+    // Windows cannot open a folder to fsync it (NTFS journals the rename itself).
+    if (process.platform === 'win32') return;
+    try {
+      if (this.#held) {
+        await this.#held.sync.sync();
+        return;
+      }
+      const handle = await open(this.dir, constants.O_RDONLY);
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      // A filesystem that cannot fsync a folder (some network and FUSE ones) has nothing more to give.
+      if (FOLDER_SYNC_UNSUPPORTED.has(codeOf(err) ?? '')) return;
+      throw fileError('cannot sync the folder', this.dir, err);
+    }
+  }
+
   async close(): Promise<void> {
-    await this.#handle?.close().catch(() => undefined);
+    if (this.#closed || !this.#held) return;
+    this.#closed = true;
+    this.#held.leases--;
+    release(this.#held);
   }
 }
 
@@ -204,17 +334,28 @@ async function walkByPath(root: string, dir: string, parts: string[], create: bo
   if (real !== dir) throw new OutsideOutError(`${path.relative(root, dir)} under --out leads elsewhere through a link`, dir);
 }
 
+/** --out's real path, per --out as given: resolved once per process rather than once per file. */
+const realRoots = new Map<string, Promise<string>>();
+
+function realRoot(outDir: string): Promise<string> {
+  let root = realRoots.get(outDir);
+  if (!root) {
+    root = realpath(outDir).catch((err: unknown) => {
+      realRoots.delete(outDir);
+      throw fileError('cannot open --out', outDir, err);
+    });
+    realRoots.set(outDir, root);
+  }
+  return root;
+}
+
 /**
  * For a job, before its request: `relative` under the real --out, its folders created safely,
- * and the target itself not a link. Returns the real root and the target path.
+ * and the target itself not a link. Returns the real root, the target path, and whether a
+ * regular file is there already (a download done earlier).
  */
-export async function prepareOutTarget(outDir: string, relative: string): Promise<{ root: string; target: string }> {
-  let root: string;
-  try {
-    root = await realpath(outDir);
-  } catch (err) {
-    throw fileError('cannot open --out', outDir, err);
-  }
+export async function prepareOutTarget(outDir: string, relative: string): Promise<{ root: string; target: string; exists: boolean }> {
+  const root = await realRoot(outDir);
   const target = resolveInside(root, relative);
   const folder = await OutFolder.open(root, path.dirname(target));
   try {
@@ -223,8 +364,8 @@ export async function prepareOutTarget(outDir: string, relative: string): Promis
       throw fileError('cannot check', target, err);
     });
     if (st?.isSymbolicLink()) throw new OutsideOutError(`output ${relative} is a link; idsync does not write through links`, target);
+    return { root, target, exists: st?.isFile() === true };
   } finally {
     await folder.close();
   }
-  return { root, target };
 }

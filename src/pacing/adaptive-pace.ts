@@ -5,7 +5,8 @@ export type ThrottleListener = (untilMs: number, waitMs: number) => void;
 /**
  * A process-wide pause: when the API says "slow down" (429/503 with Retry-After), no new
  * request starts before the time it named; requests already in flight finish normally.
- * The queue layer subscribes with onThrottle() to pause BullMQ too (worker.rateLimit(ms)).
+ * The processor also rate-limits the job's BullMQ worker when a job is throttled; onThrottle()
+ * tells listeners (the metrics) of each pause.
  */
 export class AdaptivePace {
   readonly #clock: Clock;

@@ -1,6 +1,6 @@
 /**
  * Time as a dependency: production code reads and waits through a Clock so that tests can
- * move time by hand instead of sleeping (STYLE.md habit 5).
+ * move time by hand instead of sleeping (docs/architecture.md, "Habits").
  */
 export interface Clock {
   /** Epoch milliseconds. */

@@ -107,8 +107,8 @@ const PARTIAL = '.partial';
 
 /**
  * Writes report.csv, report.jsonl and failed.csv as rows arrive (in manifest order), then
- * summary.json. Memory holds at most ROWS_PER_WRITE rows: formatting and writing each row on its
- * own cost ~40 µs per row, a few % of a short run's time.
+ * summary.json. Rows are formatted and written ROWS_PER_WRITE at a time (a write per row costs a
+ * syscall each), which is also all the memory the writer holds.
  *
  * The files grow under `.partial` names and take their real names only when the whole report,
  * summary.json included, has been written and flushed: a report that fails (disk full) or is
@@ -162,7 +162,7 @@ export class ReportWriter {
     this.#jsonl = new ReportFile(path.join(dir, `report.jsonl${PARTIAL}`), openFile);
     this.#failed = new ReportFile(path.join(dir, `failed.csv${PARTIAL}`), openFile);
     // Headers: a failure shows at the next write or at the close.
-    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough]])).catch(() => undefined);
+    this.#csv.write(stringify([[...REPORT_COLUMNS, ...this.#passThrough.map(spreadsheetSafe)]])).catch(() => undefined);
     // failed.csv is the manifest's own format, values untouched, so it can be fed back to idsync.
     this.#failed.write(stringify([[...(failedFormat.header ?? manifestColumns)]], { delimiter: this.#failedDelimiter })).catch(() => undefined);
   }

@@ -58,8 +58,8 @@ export interface RunReportOptions {
 /**
  * The run's report, written in manifest order while the run goes on: a row is written as soon as
  * it and every row before it have their final result, so when the last job ends only the rows
- * finished in the last moments are left (the report of a large run used to be written whole
- * after it, ~40 µs per row). Call `advance()` whenever results may have come in, and `finish()`
+ * finished in the last moments are left, and a large run's report does not keep its end
+ * waiting. Call `advance()` whenever results may have come in, and `finish()`
  * once the run is over, which gives the rows still without a result the reason why.
  *
  * A result is final once it is in Redis (a job that runs again finds it and returns it; a failed
@@ -150,6 +150,10 @@ export class RunReport {
               errorCode: missing.code,
               retryable: missing.retryable ?? true,
             };
+          } else if (result.action === 'done-earlier') {
+            // Retired to its status (the row's result JSON is gone once a report wrote it): the
+            // manifest row still says which row it was.
+            result = { ...this.#o.idsOf(record.values), ...result, status: result.status === 'succeeded' ? 'skipped' : result.status };
           } else if (result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.invocationStart) {
             // Done by an earlier invocation of this run: nothing was sent for it this time.
             result = { ...result, status: 'skipped', action: result.action === 'done-earlier' ? result.action : `done-earlier (${result.action})` };

@@ -17,7 +17,7 @@ export interface ApiRequest {
   loseResponse: boolean;
 }
 
-/** What each route needs beyond a valid login (econnect-api.md, "Permissions"). */
+/** What each route needs beyond a valid login (docs/api-contract.md). */
 const REQUIRED: Partial<Record<RouteName, Permission>> = {
   upload: 'Add Identity Files',
   documentData: 'Read Identity Files',

@@ -11,7 +11,7 @@ const ALIASES: Record<string, string> = {
  * The extension a downloaded document gets when the manifest names no output: from the
  * server's file name (Content-Disposition) when it has a plain one, else from Content-Type
  * (mime-types, which gives .jpg for image/jpeg and .tif for image/tiff), else `.bin`. The API
- * does not promise either header (econnect-api.md, Unknowns).
+ * does not promise either header (docs/api-contract.md, "Unknowns").
  */
 export function extensionFor(meta: { contentType?: string; fileName?: string }): string {
   const fromName = meta.fileName ? path.extname(meta.fileName).toLowerCase() : '';

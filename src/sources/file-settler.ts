@@ -1,5 +1,6 @@
 import { lstat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import type { BigIntStats, Stats } from 'node:fs';
+import { identityOf, type FileIdentity } from '../folder-handle.ts';
 import type { Clock } from '../pacing/clock.ts';
 import { dataPathOfSidecar, isSidecarName, sidecarPathOf } from './watch-ignore.ts';
 import path from 'node:path';
@@ -9,6 +10,16 @@ export interface SettledFile {
   path: string;
   size: number;
   mtimeMs: number;
+  /** dev:ino of the file that settled: what is read, sent and moved must still be this file. */
+  id: FileIdentity;
+  /** dev:ino of the folder it settled in. */
+  folderId: FileIdentity;
+  /**
+   * Set when the file may not be touched at all: its folder was swapped for a symbolic link while
+   * it settled (whoever may write into the watched folder can do that, to make idsync read a
+   * private folder). Never read, sent or moved; only reported.
+   */
+  unsafe?: string;
   /** Absolute path of `<file>.json` when one was there and settled with the file. */
   sidecar?: string;
   /** Set when a sidecar is there but cannot be used safely (a symbolic link, a folder). */
@@ -32,9 +43,11 @@ export interface FileSettlerOptions {
 
 const STAT_BATCH = 64;
 
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+async function lstatOrUndefined(p: string): Promise<Stats | undefined>;
+async function lstatOrUndefined(p: string, bigint: true): Promise<BigIntStats | undefined>;
+async function lstatOrUndefined(p: string, bigint = false): Promise<Stats | BigIntStats | undefined> {
   try {
-    return await lstat(p);
+    return await lstat(p, { bigint });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
     throw err;
@@ -100,10 +113,18 @@ export class FileSettler {
 
   async #checkAll(): Promise<void> {
     const files = [...this.#pending.keys()];
+    // One lstat per folder and round: most files of a round share a few person folders.
+    const folders = new Map<string, Promise<BigIntStats | undefined>>();
+    const folderOf = (file: string) => {
+      const dir = path.dirname(file);
+      let st = folders.get(dir);
+      if (!st) folders.set(dir, (st = lstatOrUndefined(dir, true)));
+      return st;
+    };
     for (let i = 0; i < files.length; i += STAT_BATCH) {
       await Promise.all(
         files.slice(i, i + STAT_BATCH).map((f) =>
-          this.#checkOne(f).catch((err: unknown) => {
+          this.#checkOne(f, folderOf).catch((err: unknown) => {
             // EACCES and the like: drop it; its next event (a chmod counts) brings it back.
             this.#pending.delete(f);
             this.#options.onSkipped?.(f, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
@@ -113,10 +134,24 @@ export class FileSettler {
     }
   }
 
-  async #checkOne(file: string): Promise<void> {
+  async #checkOne(file: string, folderOf: (file: string) => Promise<BigIntStats | undefined>): Promise<void> {
     const entry = this.#pending.get(file);
     if (!entry) return;
-    const stat = await lstatOrUndefined(file);
+    // lstat(file) follows links in the folders above it: its own folder is looked at first.
+    const folder = await folderOf(file);
+    if (!folder) {
+      this.#pending.delete(file);
+      return;
+    }
+    if (!folder.isDirectory()) {
+      this.#pending.delete(file);
+      if (folder.isSymbolicLink()) {
+        this.#inHand.add(file);
+        this.#options.onReady({ path: file, size: 0, mtimeMs: 0, id: '', folderId: '', unsafe: `its folder ${path.basename(path.dirname(file))} was replaced by a symbolic link; nothing is read through it` });
+      }
+      return;
+    }
+    const stat = await lstatOrUndefined(file, true);
     if (!stat) {
       // Gone (renamed away, deleted) or only its sidecar exists so far: an event brings it back.
       this.#pending.delete(file);
@@ -129,7 +164,8 @@ export class FileSettler {
       return;
     }
     const sidecar = await lstatOrUndefined(sidecarPathOf(file));
-    const signature = `${stat.size}:${stat.mtimeMs}|${sidecar ? `${sidecar.size}:${sidecar.mtimeMs}:${sidecar.isFile()}` : '-'}`;
+    // The file's and its folder's identities too: a file or folder swapped meanwhile starts the settle time again.
+    const signature = `${stat.size}:${stat.mtimeNs}:${identityOf(stat)}:${identityOf(folder)}|${sidecar ? `${sidecar.size}:${sidecar.mtimeMs}:${sidecar.isFile()}` : '-'}`;
     const now = this.#options.clock.now();
     if (signature !== entry.signature) {
       entry.signature = signature;
@@ -139,7 +175,7 @@ export class FileSettler {
     if (now - entry.since < this.#options.settleMs) return;
     this.#pending.delete(file);
     this.#inHand.add(file);
-    const settled: SettledFile = { path: file, size: stat.size, mtimeMs: stat.mtimeMs };
+    const settled: SettledFile = { path: file, size: Number(stat.size), mtimeMs: Number(stat.mtimeMs), id: identityOf(stat), folderId: identityOf(folder) };
     if (sidecar) {
       settled.sidecar = sidecarPathOf(file);
       if (!sidecar.isFile()) settled.sidecarProblem = sidecar.isSymbolicLink() ? 'its sidecar is a symbolic link' : 'its sidecar is not a regular file';

@@ -47,7 +47,7 @@ export async function toImportItem(record: ManifestRecord, manifestDir: string):
   let stat: Stats;
   try {
     // Synchronous on purpose: two cached-metadata syscalls cost microseconds, while their promise
-    // versions (thread-pool round trips) were a quarter of the enqueue pass's CPU (bench/run.ts, --cpu-prof).
+    // versions each make a thread-pool round trip, costlier than the syscall itself.
     stat = statSync(file);
     accessSync(file, constants.R_OK);
   } catch (err) {

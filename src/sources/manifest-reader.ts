@@ -60,8 +60,8 @@ function describeReadError(file: string, err: unknown): string {
  * encoding (ManifestTextDecoder), so a bad line stops the run before any row is queued.
  */
 export async function hashManifest(file: string, text?: ManifestTextOptions): Promise<string> {
-  // Through one reused buffer: a stream's fresh chunk per 64 KB left a large manifest's size in
-  // garbage (a 135 MB manifest: ~30 MB of peak RSS before the first row was read).
+  // Through one reused buffer: a stream's fresh chunk per 64 KB leaves garbage in proportion to
+  // the manifest's size before the first row is read.
   const decoder = text ? new ManifestTextDecoder(file, text) : undefined;
   let sha256: string;
   try {

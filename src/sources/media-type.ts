@@ -33,10 +33,11 @@ export function mediaTypeOf(fileName: string, head?: Uint8Array): string {
 /**
  * mediaTypeOf for a file on disk: `data` is its content when the caller holds it already;
  * otherwise its first SIGNATURE_BYTES are read. A file that cannot be read here is judged by its
- * name alone (the upload, opening it next, reports what is wrong).
+ * name alone (the upload, opening it next, reports what is wrong). `fileName` gives the extension
+ * when `file` is a path without one (/proc/self/fd/N, a file held open).
  */
-export async function mediaTypeOfFile(file: string, data?: Uint8Array): Promise<string> {
-  if (data) return mediaTypeOf(file, data.subarray(0, SIGNATURE_BYTES));
+export async function mediaTypeOfFile(file: string, data?: Uint8Array, fileName: string = file): Promise<string> {
+  if (data) return mediaTypeOf(fileName, data.subarray(0, SIGNATURE_BYTES));
   let head: Uint8Array | undefined;
   try {
     const handle = await open(file, 'r');
@@ -50,5 +51,5 @@ export async function mediaTypeOfFile(file: string, data?: Uint8Array): Promise<
   } catch {
     head = undefined;
   }
-  return mediaTypeOf(file, head);
+  return mediaTypeOf(fileName, head);
 }

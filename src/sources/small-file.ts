@@ -60,8 +60,7 @@ export interface SmallFileReaderOptions {
  * Reads a file to upload: small ones whole (hashed and kept for the request), large ones hashed
  * by streaming. On a local filesystem small files are read synchronously: a read from the page
  * cache takes microseconds, while each thread-pool round trip (open, stat, read, close) costs more
- * CPU than the read itself and, under load, milliseconds of latency (measured in bench/run.ts:
- * about 10 % more uploads per second on loopback). Network filesystems, platforms without statfs
+ * CPU than the read itself and, under load, milliseconds of latency. Network filesystems, platforms without statfs
  * and, for the next minute, any read slower than SLOW_READ_MS use the thread pool.
  */
 export class SmallFileReader {

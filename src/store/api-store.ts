@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Logger } from '../log.ts';
 import { apisKey, ApiKeys, apiKey } from './keys.ts';
 import { RunStore, type RunMeta } from './run-store.ts';
 import { StoredDocuments } from './stored-documents.ts';
@@ -34,11 +36,11 @@ export class ApiStore {
   readonly redis: Redis;
   readonly #runs = new Map<string, RunStore>();
 
-  constructor(redis: Redis, options: { apiUrl: string; root: string; lockTtlMs?: number; replicas?: number }) {
+  constructor(redis: Redis, options: { apiUrl: string; root: string; lockTtlMs?: number; replicas?: number; log?: Logger }) {
     this.redis = redis;
     this.apiUrl = options.apiUrl;
     this.keys = new ApiKeys(options.root, apiKey(options.apiUrl));
-    this.documents = new StoredDocuments(redis, this.keys, options.lockTtlMs, options.replicas ?? 0);
+    this.documents = new StoredDocuments(redis, this.keys, options.lockTtlMs, options.replicas ?? 0, options.log ? { log: options.log } : {});
   }
 
   /** BullMQ's prefix for this API's queues. */
@@ -63,6 +65,18 @@ export class ApiStore {
    */
   async register(): Promise<boolean> {
     return (await this.redis.hsetnx(apisKey(this.keys.root), this.keys.api, this.apiUrl)) === 0;
+  }
+
+  /**
+   * The id of this Redis's state for the API, made on first use (SET NX, so concurrent first
+   * uses agree). It never expires: it lives exactly as long as the stored-documents set it vouches for.
+   */
+  async epoch(): Promise<string> {
+    const made = randomBytes(12).toString('base64url');
+    const [, got] = (await this.redis.multi().set(this.keys.epoch, made, 'NX').get(this.keys.epoch).exec()) ?? [];
+    const value = got?.[1];
+    if (got?.[0] || typeof value !== 'string') throw got?.[0] ?? new Error('Redis did not answer GET of the state epoch');
+    return value;
   }
 
   /** This API's runs, newest first, with their meta (runs whose meta expired are dropped from the list). */

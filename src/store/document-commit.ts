@@ -3,7 +3,7 @@ import { DocumentConflictError, ExistenceCheckError, ResultNotRecordedError } fr
 import type { Logger } from '../log.ts';
 import type { RowResult } from '../report/row-result.ts';
 import type { Ledger } from './ledger/ledger.ts';
-import { DocumentBusy, RowAlreadyDone, RunStopped } from './row-signals.ts';
+import { AwaitingReplica, DocumentBusy, RowAlreadyDone, RunStopped } from './row-signals.ts';
 import type { RunStore } from './run-store.ts';
 import { contentPrefix, type DocumentClaim, type StoredDocuments } from './stored-documents.ts';
 
@@ -75,7 +75,7 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
     await takeBackEarly();
     throw err;
   }
-  if (claimed.state !== 'claimed') await takeBackEarly();
+  if (claimed.state !== 'claimed' && claimed.state !== 'stored') await takeBackEarly();
   switch (claimed.state) {
     case 'prior':
       throw new RowAlreadyDone(claimed.prior);
@@ -83,9 +83,17 @@ export async function uploadOnce(o: UploadOnceOptions): Promise<RowResult> {
       throw new RunStopped(claimed.fatal);
     case 'busy':
       throw new DocumentBusy();
+    case 'unreplicated':
+      throw new AwaitingReplica();
     case 'stored': {
       // Same publicId, other content (a manifest reusing an id): never "skip" what was not stored.
-      if (claimed.contentPrefix !== contentPrefix(sha256)) throw new DocumentConflictError(publicId, claimed.contentPrefix, sha256);
+      if (claimed.contentPrefix !== contentPrefix(sha256)) {
+        await takeBackEarly();
+        throw new DocumentConflictError(publicId, claimed.contentPrefix, sha256);
+      }
+      // Stored by another state dir or machine: this ledger learns it too, so a rerun from here
+      // after the Redis state is lost still knows it without asking the API.
+      await recordStoredInLedger(o);
       return recordPlain(run, result('skipped', 'already-stored'));
     }
     case 'claimed':

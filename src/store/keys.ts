@@ -115,6 +115,14 @@ export class ApiKeys {
     return `${this.tag}:lock:${docIdHex}`;
   }
 
+  /**
+   * A random id made when this Redis first holds state for the API: a state dir that saw another
+   * id (or one no longer there) knows the Redis state it relied on is gone (StateEpoch).
+   */
+  get epoch(): string {
+    return `${this.tag}:epoch`;
+  }
+
   /** Hash: settings kept for the API across commands (the global rate limit). */
   get limits(): string {
     return `${this.tag}:limits`;

@@ -117,18 +117,24 @@ end
 return out`;
 
 /**
- * What a job asks before it starts: KEYS results, status, meta; ARGV row. 'prior:<json>' or
- * 'priorcode:<n>' (settled: return it), 'fatal:<message>' (the run stopped), or 'go'.
+ * What jobs of one run ask before they start, several at once: KEYS results, status, meta; ARGV
+ * rows. Per row: 'prior:<json>' or 'priorcode:<n>' (settled: return it), 'fatal:<message>' (the
+ * run stopped), or 'go'.
  */
 const JOB_START = `${ROW_STATE}
-local state, prior = row_state(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
-if state == 'settled' then
-  if type(prior) == 'string' then return 'prior:' .. prior end
-  return 'priorcode:' .. prior
-end
 local fatal = redis.call('hget', KEYS[3], 'fatal')
-if fatal then return 'fatal:' .. fatal end
-return 'go'`;
+local answers = {}
+for i = 1, #ARGV do
+  local state, prior = row_state(KEYS[1], KEYS[2], KEYS[3], ARGV[i])
+  if state == 'settled' then
+    if type(prior) == 'string' then answers[i] = 'prior:' .. prior else answers[i] = 'priorcode:' .. prior end
+  elseif fatal then
+    answers[i] = 'fatal:' .. fatal
+  else
+    answers[i] = 'go'
+  end
+end
+return answers`;
 
 /**
  * Claims documents, several at once. Per claim, KEYS: results, meta, status, stored bucket, lock;
@@ -221,7 +227,7 @@ type Args = Array<string | Buffer>;
 export interface RowCommands {
   idsyncRecord(numberOfKeys: number, ...keysAndArgs: Args): Promise<string[]>;
   idsyncPrepare(numberOfKeys: number, ...keysAndArgs: Args): Promise<string[]>;
-  idsyncJobStart(results: string, status: string, meta: string, row: string): Promise<string>;
+  idsyncJobStart(results: string, status: string, meta: string, ...rows: string[]): Promise<string[]>;
   idsyncClaim(numberOfKeys: number, ...keysAndArgs: Args): Promise<string[]>;
   idsyncGiveBack(bucket: string, lock: string, field: Buffer, token: string, previous: Buffer | string): Promise<number>;
   idsyncMarkStored(bucket: string, lock: string, field: Buffer, value: Buffer, token: string): Promise<number>;

@@ -32,6 +32,17 @@ export class DocumentBusy extends Error {
   }
 }
 
+/**
+ * The document's claim did not reach the Redis replicas (a failover under way?): nothing was sent;
+ * wait and try again, like a busy document (no attempt spent).
+ */
+export class AwaitingReplica extends DocumentBusy {
+  constructor(retryInMs = 1000) {
+    super(retryInMs);
+    this.message = 'waiting for the Redis replicas to confirm the claim before sending';
+  }
+}
+
 /** Throws RowAlreadyDone or RunStopped for what RunStore.jobStart found, if anything. */
 export function throwIfRowSettled(start: { prior?: RowResult; fatal?: string }): void {
   if (start.prior) throw new RowAlreadyDone(start.prior);

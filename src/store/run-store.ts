@@ -196,11 +196,18 @@ export class RunStore {
     return (await rowCommands(this.#redis).idsyncPrepare(4, k.results, k.counts, k.status, k.meta, options.recheckSettled ? '1' : '0', ...rows.map(String))) as Array<'settled' | 'new' | 'redo'>;
   }
 
-  /** What a job asks before it starts: a settled result of its row (return it), or a stopped run. */
+  /**
+   * What a job asks before it starts: a settled result of its row (return it), or a stopped run.
+   * Jobs starting in the same turn of the event loop ask together (one script call, TurnBatcher).
+   */
   async jobStart(row: number): Promise<{ prior?: RowResult; fatal?: string }> {
-    const k = this.keys;
-    return parseRowAnswer(row, await rowCommands(this.#redis).idsyncJobStart(k.results, k.status, k.meta, String(row)));
+    return parseRowAnswer(row, await this.#starts.call(row));
   }
+
+  readonly #starts = new TurnBatcher<number, string>((rows) => {
+    const k = this.keys;
+    return rowCommands(this.#redis).idsyncJobStart(k.results, k.status, k.meta, ...rows.map(String));
+  }, RESULTS_PER_CALL);
 
   /**
    * The rows' results: as recorded, or for a retired row what its status bits say. Read-only

@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import type { RowResult } from '../report/row-result.ts';
 import { STORED_BUCKET_BITS, type ApiKeys } from './keys.ts';
 import { parseRowAnswer, type RunStore, type StoredCommit } from './run-store.ts';
+import type { Logger } from '../log.ts';
+import { ReplicaWait, type ReplicaWaitOptions } from './redis/replica-wait.ts';
 import { rowCommands, scriptAnswer } from './row-scripts.ts';
 import { TurnBatcher } from './turn-batcher.ts';
 
@@ -46,6 +48,11 @@ export type ClaimResult =
   /** Another job holds the document right now. */
   | { state: 'busy' }
   /**
+   * The claim did not reach the Redis replicas (a failover under way?): it was given back, and
+   * nothing may be sent before a later claim reaches them (see ReplicaWait).
+   */
+  | { state: 'unreplicated' }
+  /**
    * The document's lock is ours, and it is marked in doubt in Redis from now on. `earlierDoubt`:
    * an earlier attempt (any worker, any machine) may have sent it, with content of this prefix.
    */
@@ -63,13 +70,14 @@ export class StoredDocuments {
   readonly #redis: Redis;
   readonly #keys: ApiKeys;
   readonly #ttlMs: number;
-  readonly #replicas: number;
+  readonly #replicas: ReplicaWait;
 
-  constructor(redis: Redis, keys: ApiKeys, lockTtlMs = 30_000, replicas = 0) {
+  /** `replicas`: how many the master has (each claim waits for them), with the ReplicaWait options. */
+  constructor(redis: Redis, keys: ApiKeys, lockTtlMs = 30_000, replicas = 0, options: ReplicaWaitOptions & { log?: Logger } = {}) {
     this.#redis = redis;
     this.#keys = keys;
     this.#ttlMs = lockTtlMs;
-    this.#replicas = replicas;
+    this.#replicas = new ReplicaWait(redis, replicas, options);
   }
 
   /** What this Redis knows of a document (for verify and status pages). */
@@ -86,15 +94,17 @@ export class StoredDocuments {
     await this.#redis.hset(this.#keys.storedBucket(id.bucket), id.field, storedValue('s', sha256));
   }
 
-  readonly #claims = new TurnBatcher<{ keys: string[]; args: Array<string | Buffer> }, string>(async (batch) => {
+  readonly #claims = new TurnBatcher<{ keys: string[]; args: Array<string | Buffer> }, { answer: string; replicated: boolean }>(async (batch) => {
     const keys = batch.flatMap((c) => c.keys);
     const args = batch.flatMap((c) => c.args);
     const answers = await rowCommands(this.#redis).idsyncClaim(keys.length, ...keys, ...args);
-    // With replicas, the doubt marks must reach one before anything is sent: a failover that lost
-    // them would let another worker send the same document again. One WAIT per batch of claims;
-    // a replica that does not answer within a second is not waited for (it is down, not slow).
-    if (this.#replicas > 0) await this.#redis.wait(1, 1000);
-    return answers.map(scriptAnswer);
+    // With replicas, the doubt marks must be on them before anything is sent: a failover that lost
+    // them would let another worker send the same document again. One WAIT per batch of claims.
+    const replicated = await this.#replicas.confirm();
+    return answers.map((a) => {
+      const answer = scriptAnswer(a);
+      return answer instanceof Error ? answer : { answer, replicated };
+    });
   }, CLAIMS_PER_CALL);
 
   /**
@@ -108,7 +118,7 @@ export class StoredDocuments {
     const bucketKey = this.#keys.storedBucket(id.bucket);
     const lockKey = this.#keys.lock(id.hex);
     const r = run.keys;
-    const answer = await this.#claims.call({
+    const { answer, replicated } = await this.#claims.call({
       keys: [r.results, r.meta, r.status, bucketKey, lockKey],
       args: [String(row), id.field, token, String(this.#ttlMs), storedValue('d', doc.sha256)],
     });
@@ -119,6 +129,10 @@ export class StoredDocuments {
     if (!answer.startsWith('claimed:')) return { state: 'busy' };
     const earlier = answer.slice('claimed:'.length);
     const claim = new DocumentClaim(this.#redis, { bucketKey, lockKey, field: id.field, token, previous: earlier ? storedValue('d', earlier) : Buffer.alloc(0) }, this.#ttlMs, onLost);
+    if (!replicated) {
+      await claim.giveBack();
+      return { state: 'unreplicated' };
+    }
     return { state: 'claimed', claim, ...(earlier ? { earlierDoubt: earlier } : {}) };
   }
 }

@@ -1,50 +1,28 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse } from 'csv-parse/sync';
-import type { Sandbox } from '../../src/sandbox/index.ts';
+import { Redis } from 'ioredis';
+import { afterAll, expect, inject } from 'vitest';
+import { PERMISSIONS, startSandbox, type FaultSettings, type Sandbox } from '../../src/sandbox/index.ts';
+import { ApiStore } from '../../src/store/api-store.ts';
 import { IDSYNC_BIN, REPO_ROOT } from '../helpers/fixtures.ts';
+import { keyPrefixFor } from '../helpers/job-runs.ts';
+import { appendRecord, type ChaosRecord } from './reliability-doc.ts';
 
-export interface ChaosRecord {
-  scenario: string;
-  faults: string;
-  items: number;
-  succeeded: number;
-  lost: number;
-  duplicates: number;
-  reportComplete: boolean;
-  seconds: number;
-  requests: Record<string, number>;
-}
+export type { ChaosRecord } from './reliability-doc.ts';
 
-const records: ChaosRecord[] = [];
-
+/**
+ * Notes what a scenario saw for docs/reliability.md (written when the suite ends, see
+ * chaos-setup.ts), with the test that saw it.
+ */
 export function record(r: ChaosRecord): void {
-  records.push(r);
-}
-
-/** docs/reliability.md from what this chaos run saw (the tests assert; this only writes it down). */
-export function writeReliabilityDoc(): void {
-  if (records.length === 0) return;
-  const lines = [
-    '# Reliability (chaos suite)',
-    '',
-    `Written by \`npm run test:chaos\` (test/chaos/) on ${new Date().toISOString()}, Node ${process.versions.node}. Every scenario imports a manifest against the sandbox, then checks through the sandbox's own records that every document is stored exactly once (\`uploads === 1\`, sha256 equal to the file's), and that the report has one line per manifest row.`,
-    '',
-    '| scenario | faults injected | items | succeeded | lost | stored twice | report complete | time | sandbox answers |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...records.map(
-      (r) =>
-        `| ${r.scenario} | ${r.faults} | ${r.items} | ${r.succeeded} | ${r.lost} | ${r.duplicates} | ${r.reportComplete ? 'yes' : '**no**'} | ${r.seconds.toFixed(1)} s | ${Object.entries(r.requests)
-          .map(([k, v]) => `${k}: ${v}`)
-          .join(', ')} |`,
-    ),
-    '',
-    'Reproduce: `npm run test:chaos` (add `IDSYNC_SOAK_SECONDS=600` for the soak). Lost = a manifest row whose document the sandbox does not hold; stored twice = a document the sandbox stored more than once.',
-    '',
-  ];
-  writeFileSync(path.join(REPO_ROOT, 'docs/reliability.md'), lines.join('\n'));
+  const state = expect.getState();
+  const file = path.basename(state.testPath ?? 'unknown', '.test.ts');
+  // As the hand-written rows name tests, so that test/unit/reliability-doc.test.ts checks these too.
+  appendRecord(inject('chaosRecords'), file, { ...r, test: `\`test/chaos/${file}.test.ts\`: "${state.currentTestName?.split(' > ').pop() ?? ''}"` });
 }
 
 export interface Verdict {
@@ -54,17 +32,39 @@ export interface Verdict {
   reportComplete: boolean;
 }
 
-/** What the sandbox holds against what the report says, row by row. */
-export function verify(sandbox: Sandbox, reportDir: string, items: number): Verdict {
-  const report = parse(readFileSync(path.join(reportDir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+type ReportLine = Record<string, string>;
+
+function readReport(reportDir: string): ReportLine[] {
+  return parse(readFileSync(path.join(reportDir, 'report.csv')), { columns: true }) as ReportLine[];
+}
+
+/** sha256 of each manifest row's file (row 1 first), as read from disk now. */
+function fileHashes(manifest: string): string[] {
+  const rows = parse(readFileSync(manifest), { columns: true }) as Array<Record<string, string>>;
+  return rows.map((r) => createHash('sha256').update(readFileSync(path.resolve(path.dirname(manifest), r.file!))).digest('hex'));
+}
+
+/**
+ * What the sandbox holds against what the report says, row by row: a row counts as lost unless
+ * the sandbox holds its document with the sha256 of the row's file (`manifest`, when given) and of
+ * the report; stored twice when the sandbox took it more than once. A rerun's report lists rows
+ * done by an earlier invocation as `skipped, done-earlier` without their ids (their results were
+ * retired from Redis once reported): those are looked up in the `earlier` reports.
+ */
+export function verify(sandbox: Sandbox, reportDir: string, items: number, options: { manifest?: string; earlier?: string[] } = {}): Verdict {
+  const report = readReport(reportDir);
+  const earlier = (options.earlier ?? []).map(readReport);
+  const hashes = options.manifest ? fileHashes(options.manifest) : undefined;
   const docs = new Map(sandbox.documents().map((d) => [`${d.personId}/${d.documentId}`, d]));
   let lost = 0;
   let duplicates = 0;
   let succeeded = 0;
-  for (const row of report) {
-    if (row.status === 'succeeded' || row.status === 'skipped') succeeded++;
+  for (const line of report) {
+    if (line.status === 'succeeded' || line.status === 'skipped') succeeded++;
+    const row = !line.documentId && line.action?.startsWith('done-earlier') ? (earlier.map((e) => e.find((l) => l.row === line.row && l.documentId)).find(Boolean) ?? line) : line;
     const doc = docs.get(`${row.personId}/${row.documentId}`);
-    if (!doc || doc.sha256 !== row.sha256) lost++;
+    const fileSha = hashes?.[Number(line.row) - 1];
+    if (!doc || doc.sha256 !== row.sha256 || (fileSha !== undefined && doc.sha256 !== fileSha)) lost++;
     else if (doc.uploads !== 1) duplicates++;
   }
   // Documents the sandbox holds more than once, whatever the report says.
@@ -114,4 +114,105 @@ export async function waitFor(predicate: () => boolean, ms = 60_000, what = 'con
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
   }
+}
+
+export const CHAOS_PASSWORD = 'chaos-pass-1';
+
+/** API faults of every kind at once: the mixed scenario and the soak. */
+export const MIXED: FaultSettings = {
+  seed: 11,
+  failRate: 0.08,
+  throttleRate: 0.02,
+  retryAfterSeconds: 1,
+  resetRate: 0.05,
+  lostResponseRate: 0.08,
+  revokeEverySeconds: 3,
+};
+
+export function describeFaults(f: FaultSettings, tokenTtl?: number): string {
+  const parts = Object.entries(f)
+    .filter(([k]) => k !== 'seed')
+    .map(([k, v]) => `${k} ${v}`);
+  if (tokenTtl) parts.push(`token TTL ${tokenTtl} s`);
+  return parts.join(', ') || 'none';
+}
+
+const sandboxes: Sandbox[] = [];
+
+/** A sandbox with one user (`migrator`) and these faults; closed after the file's tests. */
+export async function chaosSandbox(faults: FaultSettings, tokenTtlSeconds?: number): Promise<Sandbox> {
+  const s = await startSandbox({ admin: true, users: [{ username: 'migrator', password: CHAOS_PASSWORD, permissions: [...PERMISSIONS] }], faults, ...(tokenTtlSeconds ? { tokenTtlSeconds } : {}) });
+  sandboxes.push(s);
+  return s;
+}
+
+afterAll(async () => {
+  for (const s of sandboxes.splice(0)) await s.close().catch(() => {});
+});
+
+/**
+ * The environment of an idsync process of a test: its own state dir (`state-<name>`), the test
+ * folder's report dir unless given, and the test folder's key prefix (every process of a test
+ * shares its Redis state, no two tests do).
+ */
+export function cliEnv(s: Sandbox, dir: string, redisUrl: string, name: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    IDSYNC_API_URL: s.url,
+    IDSYNC_USERNAME: 'migrator',
+    IDSYNC_PASSWORD: CHAOS_PASSWORD,
+    REDIS_URL: redisUrl,
+    IDSYNC_REDIS_PREFIX: keyPrefixFor(dir),
+    IDSYNC_STATE_DIR: path.join(dir, `state-${name}`),
+    IDSYNC_REPORT_DIR: path.join(dir, 'report'),
+    IDSYNC_ATTEMPTS: '12',
+    // A killed worker's jobs come back within seconds, not the default 30.
+    IDSYNC_LOCK_DURATION_MS: '3000',
+    IDSYNC_STALLED_INTERVAL_MS: '1000',
+    ...extra,
+  };
+}
+
+export function assertExactlyOnce(v: Verdict, items: number): void {
+  expect(v.lost, 'documents lost').toBe(0);
+  expect(v.duplicates, 'documents stored twice').toBe(0);
+  expect(v.reportComplete, 'one report line per manifest row').toBe(true);
+  expect(v.succeeded).toBe(items);
+}
+
+/** Runs the CLI to its end (killed after `ms`): its exit code and output. */
+export async function runCli(args: string[], env: Record<string, string>, ms = 240_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = startCli(args, env);
+  const code = await Promise.race([p.exited, sleep(ms).then(() => -99)]);
+  if (code === -99) p.child.kill('SIGKILL');
+  return { code, ...p.output() };
+}
+
+/** What the shared Redis says of each document the sandbox holds (stored / doubt / nothing). */
+export async function redisStateOf(redisUrl: string, dir: string, apiUrl: string, docs: Array<{ personId: string; documentId: string }>): Promise<Record<string, number>> {
+  const redis = new Redis(redisUrl);
+  try {
+    const store = new ApiStore(redis, { apiUrl, root: keyPrefixFor(dir) });
+    const counts: Record<string, number> = { stored: 0, doubt: 0, unknown: 0 };
+    for (const d of docs) counts[(await store.documents.lookup(d.personId, d.documentId))?.state ?? 'unknown']!++;
+    return counts;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Rows of a report by `status/action` (e.g. `skipped/exists-on-server: 60`). */
+export function reportTally(reportDir: string): Record<string, number> {
+  const report = parse(readFileSync(path.join(reportDir, 'report.csv')), { columns: true }) as Array<Record<string, string>>;
+  const tally: Record<string, number> = {};
+  for (const row of report) {
+    const key = `${row.status}/${(row.status === 'failed' ? row.errorCode : row.action) || '-'}`;
+    tally[key] = (tally[key] ?? 0) + 1;
+  }
+  return tally;
+}
+
+export function tallyText(tally: Record<string, number>): string {
+  return Object.entries(tally)
+    .map(([k, v]) => `${v} ${k}`)
+    .join(', ');
 }

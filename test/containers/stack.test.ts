@@ -125,7 +125,7 @@ describe.sequential('idsync on Docker: image, compose stack, drain on docker sto
     expect((await must(run('docker', ['run', '--rm', '--entrypoint', 'id', IDSYNC_IMAGE, '-u']), 'id')).stdout.trim()).toBe('10001');
     // Run as root (who could write /app): a stale bundle would be rebuilt under a new name.
     const bundle = await must(
-      run('docker', ['run', '--rm', '-u', 'root', '--entrypoint', 'sh', IDSYNC_IMAGE, '-c', 'cd /app && b=$(ls .idsync-build) && node bin/idsync.js --version >/dev/null && echo "$b $(ls .idsync-build)"']),
+      run('docker', ['run', '--rm', '-u', 'root', '--entrypoint', 'sh', IDSYNC_IMAGE, '-c', 'cd /app && b=$(ls .idsync-build | grep ^cli-) && node bin/idsync.js --version >/dev/null && echo "$b $(ls .idsync-build | grep ^cli-)"']),
       'bundle check',
     );
     const [before, after] = bundle.stdout.trim().split(' ');

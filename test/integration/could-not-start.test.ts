@@ -50,6 +50,14 @@ describe('could-not-start errors at login exit 2 with the cause (issue #15)', ()
     expect(r.stderr).not.toContain('unexpected error');
   });
 
+  it('--dry-run refuses a REDIS_URL the real run could not use, without its password', async () => {
+    const s = await withSandbox();
+    const r = await importDryRun(s.url, { REDIS_URL: 'redis://:Hunter2Secret@10.0.0.7:6379/x' }, s.password);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('REDIS_URL: "x" is not a database number');
+    expect(r.stderr).not.toContain('Hunter2Secret');
+  });
+
   it('a host name that does not resolve', async () => {
     const r = await importDryRun('https://idsync-no-such-host.invalid:5009', { IDSYNC_ATTEMPTS: '1' });
     expect(r.code).toBe(2);

@@ -60,6 +60,9 @@ describe('idsync import against the sandbox', () => {
     expect(rerun.exitCode).toBe(0);
     expect(rerun.summary.counts.skipped).toBe(24);
     expect(s.stats().uploadRequests).toBe(0);
+    // Rows done by the earlier run still say which row they are, from the manifest.
+    const again = readReport(path.join(dir, 'report2'));
+    expect(again[0]).toMatchObject({ status: 'skipped', action: 'done-earlier', personId: report[0]!.personId, file: report[0]!.file });
 
     // Redis state gone (another database): the ledger alone keeps it from sending anything.
     s.resetStats();

@@ -127,7 +127,7 @@ describe('private redis-server', () => {
   it('an unreachable REDIS_URL is a clear RedisUnavailableError', async () => {
     const err = await openRedis({ redisUrl: 'redis://:secretpw@127.0.0.1:1', stateDir: tempDir(), log: silentLogger(), connectTimeoutMs: 500 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisUnavailableError);
-    expect((err as Error).message).toMatch(/cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1.*Fix: install redis-server/);
+    expect((err as Error).message).toMatch(/cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1.*Fix: check that Redis runs at that address/);
     expect((err as Error).message).not.toContain('secretpw');
   });
 

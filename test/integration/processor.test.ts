@@ -50,7 +50,7 @@ function fakeJob(name: string, payload: unknown, extra: Partial<JobEnvelope> = {
     id,
     name,
     queueName,
-    data: { p: payload, m: signer.sign(queueName, id, payload), ...extra },
+    data: { p: payload, m: signer.sign(queueName, id, name, payload), ...extra },
     attemptsMade: 0,
     stalledCounter: 0,
     opts: {},
@@ -90,6 +90,10 @@ describe('signed jobs', () => {
     const replayed = uploadJob(file);
     (replayed as { id: string }).id = 'r2';
     await expect(processorFor(ctx)(replayed)).rejects.toThrow(/not signed/);
+    // Replayed as another kind: the MAC covers the kind too.
+    const otherKind = uploadJob(file);
+    (otherKind as { name: string }).name = 'verify';
+    await expect(processorFor(ctx)(otherKind)).rejects.toThrow(/not signed/);
     expect(calls).toEqual([]);
     await ctx.ledger.close();
   });

@@ -79,6 +79,10 @@ describe('idsync status and idsync runs', () => {
       expect(listed[0]).toMatchObject({ runId: imp.runId, command: 'import', state: 'running', total: 25, apiUrl: imp.s.url, owner: { host: hostname(), pid: process.pid, alive: true } });
       expect(listed[0]!.input).toBe(path.join(imp.dir, 'import.csv'));
 
+      // The same prefix given as a flag, as the job commands take it.
+      const byFlag = await runCli(['runs', '--json', '--redis-prefix', imp.prefix], { env: { REDIS_URL: inject('redisUrl') }, cwd: elsewhere });
+      expect((JSON.parse(byFlag.stdout) as Array<{ runId: string }>).map((r) => r.runId)).toEqual([imp.runId]);
+
       const table = await runCli(['runs'], { env, cwd: elsewhere });
       expect(table.stdout).toMatch(new RegExp(`API ${imp.s.url.replace(/[.]/g, '\\.')}\\nRUN +COMMAND +STATE +ROWS`));
       expect(table.stdout).toMatch(new RegExp(`${imp.runId} +import +running +\\d+/25 `));

@@ -94,6 +94,32 @@ describe('a run\'s results', () => {
     await client.quit();
   });
 
+  it('answers the starts of concurrent jobs in one Redis call, each row its own answer: settled, go, then the run stopped', async () => {
+    const client = redis.duplicate();
+    const cmds = rowCommands(client);
+    const calls: number[] = [];
+    const send = cmds.idsyncJobStart.bind(client);
+    (client as unknown as { idsyncJobStart: unknown }).idsyncJobStart = (results: string, status: string, meta: string, ...rows: string[]) => {
+      calls.push(rows.length);
+      return send(results, status, meta, ...rows);
+    };
+    const run = await denseRun(store(client));
+    await run.recordAll([
+      { row: 1, status: 'succeeded', action: 'downloaded' },
+      { row: 2, status: 'failed', action: 'download', error: 'x' },
+    ]);
+    await run.retire([1]);
+    const rows = [1, 2, 3, ...Array.from({ length: RESULTS_PER_CALL }, (_, i) => 100 + i)];
+    const answers = await Promise.all(rows.map((row) => run.jobStart(row)));
+    expect(calls).toEqual([RESULTS_PER_CALL, 3]);
+    expect(answers.slice(0, 3)).toEqual([{ prior: { row: 1, status: 'succeeded', action: 'done-earlier' } }, {}, {}]);
+    expect(answers.slice(3).every((a) => Object.keys(a).length === 0)).toBe(true);
+    await run.setFatal('credentials refused', 'E_AUTH');
+    expect(await Promise.all([run.jobStart(1), run.jobStart(3)])).toEqual([{ prior: { row: 1, status: 'succeeded', action: 'done-earlier' } }, { fatal: 'credentials refused' }]);
+    expect(calls.at(-1)).toBe(2);
+    await client.quit();
+  });
+
   it('fails every result of a call that fails, and only the entry that fails in Redis', async () => {
     const s = store();
     const run = await denseRun(s);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import path from 'node:path';
@@ -134,14 +134,18 @@ describe('idsync watch against the sandbox', () => {
     const body = randomBytes(5000);
     writeFileSync(path.join(args.dir, person, 'card.png'), body);
 
-    // First run: the upload finishes, then the process "dies" before it moves the file.
-    let stopFirst!: () => void;
-    const stopped = new Promise<void>((resolve) => (stopFirst = resolve));
-    const first = await startWatch({ ...args, beforeMove: () => (stopFirst(), false) });
-    await stopped;
+    // First run: the upload finishes, then the move fails (a file stands where the person's
+    // processed folder would go), as a crash between upload and move would leave it.
+    const blocker = path.join(args.dir, '.processed', person);
+    mkdirSync(path.dirname(blocker));
+    writeFileSync(blocker, 'not a folder');
+    const first = await startWatch(args);
+    const [moved] = await first.waitForRecords(1);
     await first.stop();
+    expect(moved).toMatchObject({ status: 'succeeded', movedTo: '' });
     expect(existsSync(path.join(args.dir, person, 'card.png'))).toBe(true);
     expect(s.documents().map((d) => d.uploads)).toEqual([1]);
+    rmSync(blocker);
 
     // Second run, same Redis and state: the earlier result is found; nothing is sent.
     s.resetStats();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { classify, errorClass, isRetryable, mayHaveBeenProcessed, overloadOf, refusalOf, type Classification } from '../../src/api/classify.ts';
 import { endpointOf } from '../../src/api/endpoints.ts';
 import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../src/api/retry-after.ts';
-import { AuthRefusedError, BadContentError, DocumentConflictError, ExistenceCheckError, FileError, HttpStatusError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
+import { AuthRefusedError, BadContentError, DocumentConflictError, ExistenceCheckError, FileError, HttpStatusError, LedgerWriteError, NetworkError, ProtocolError, TimeoutError, TlsError } from '../../src/errors.ts';
 
 const http = (status: number, method = 'GET', retryAfterMs?: number) => new HttpStatusError({ method, path: '/x', status, retryAfterMs });
 const fileErr = (code: string) => new FileError('x', '/f', { cause: Object.assign(new Error(code), { code }) });
@@ -36,6 +36,7 @@ describe('classify', () => {
     ['GET body timeout', new TimeoutError({ method: 'GET', path: '/x', phase: 'body', requestSent: true }), { kind: 'retry', ambiguous: false }],
     ['TLS', new TlsError('cert', 'DEPTH_ZERO_SELF_SIGNED_CERT'), { kind: 'fatal', ambiguous: false }],
     ['auth refused', new AuthRefusedError('no', 401), { kind: 'fatal', ambiguous: false }],
+    ['the ledger cannot be written (disk full)', new LedgerWriteError('/state/ledger/x', Object.assign(new Error('no space'), { code: 'ENOSPC' })), { kind: 'fatal', ambiguous: false }],
     ['file ENOENT', fileErr('ENOENT'), { kind: 'permanent', ambiguous: false }],
     ['file EACCES', fileErr('EACCES'), { kind: 'permanent', ambiguous: false }],
     ['file EIO', fileErr('EIO'), { kind: 'retry', ambiguous: false }],

@@ -1,6 +1,7 @@
-import { appendFileSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, lstatSync, mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { identityOf } from '../../src/folder-handle.ts';
 import { ManualClock } from '../../src/pacing/clock.ts';
 import { FileSettler, type SettledFile } from '../../src/sources/file-settler.ts';
 import { tempDir } from '../helpers/fixtures.ts';
@@ -93,6 +94,55 @@ describe('file settler', () => {
     expect(ready).toEqual([]);
     expect(skipped).toEqual(['link.pdf: symbolic link']);
     expect(s.pending).toBe(0);
+  });
+});
+
+describe('file settler: files and folders swapped while settling', () => {
+  const idOf = (p: string) => identityOf(lstatSync(p, { bigint: true }));
+
+  it('hands over the identities of the file and its folder, and a file swapped for another of the same size and mtime starts again', async () => {
+    const dir = tempDir();
+    mkdirSync(path.join(dir, 'p'));
+    const file = path.join(dir, 'p', 'a.pdf');
+    writeFileSync(file, 'aaaa');
+    utimesSync(file, 1000, 1000);
+    const { s, clock, ready } = settler(1000);
+    s.touch(file);
+    await s.check();
+    clock.advance(900);
+    // Same size, same mtime, another file: only its identity tells.
+    writeFileSync(path.join(dir, 'p', 'b.tmp'), 'bbbb');
+    utimesSync(path.join(dir, 'p', 'b.tmp'), 1000, 1000);
+    renameSync(path.join(dir, 'p', 'b.tmp'), file);
+    await s.check();
+    clock.advance(900);
+    await s.check();
+    expect(ready).toEqual([]);
+    clock.advance(200);
+    await s.check();
+    expect(ready).toEqual([expect.objectContaining({ path: file, size: 4, id: idOf(file), folderId: idOf(path.join(dir, 'p')) })]);
+    expect(ready[0]!.unsafe).toBeUndefined();
+  });
+
+  it('a folder swapped for a link is handed over at once as unsafe, without the stats of what the link leads to', async () => {
+    const dir = tempDir();
+    mkdirSync(path.join(dir, 'drop', 'p'), { recursive: true });
+    mkdirSync(path.join(dir, 'private'));
+    writeFileSync(path.join(dir, 'private', 'id_rsa'), 'PRIVATE KEY');
+    const file = path.join(dir, 'drop', 'p', 'id_rsa');
+    writeFileSync(file, 'decoy');
+    const { s, clock, ready } = settler(1000);
+    s.touch(file);
+    await s.check();
+    clock.advance(500);
+    renameSync(path.join(dir, 'drop', 'p'), path.join(dir, 'drop', 'elsewhere'));
+    symlinkSync(path.join(dir, 'private'), path.join(dir, 'drop', 'p'));
+    await s.check();
+    expect(ready).toEqual([{ path: file, size: 0, mtimeMs: 0, id: '', folderId: '', unsafe: 'its folder p was replaced by a symbolic link; nothing is read through it' }]);
+    expect(s.inHand).toBe(1);
+    clock.advance(5000);
+    await s.check();
+    expect(ready).toHaveLength(1);
   });
 });
 

@@ -79,14 +79,14 @@ for (const syncIo of [true, false]) {
       const documents = [...expected.values()].filter(Boolean).length;
 
       await expectAll(a, expected);
-      expect(a.size).toBe(documents);
+      expect((await a.stats()).documents).toBe(documents);
       await a.close();
       const b = await openLedger(dir);
       await expectAll(b, expected);
       const stats = await b.stats();
       expect(stats.segments).toBeGreaterThanOrEqual(3);
       expect(stats.documents).toBe(documents);
-      expect(b.size).toBe(documents);
+      expect((await b.stats()).documents).toBe(documents);
       await b.close();
     });
 
@@ -208,7 +208,7 @@ for (const syncIo of [true, false]) {
       });
       await a.stored('p', 'd1', 's1');
       full = true;
-      await expect(a.start('p', 'd2', 's2')).rejects.toMatchObject({ code: 'ENOSPC' });
+      await expect(a.start('p', 'd2', 's2')).rejects.toMatchObject({ code: 'E_STATE_DIR', sysCode: 'ENOSPC' });
       full = false;
       await a.start('p', 'd3', 's3');
       await a.close();

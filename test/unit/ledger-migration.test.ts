@@ -104,7 +104,7 @@ describe('Ledger migration from the one-file format', () => {
     expect(readdirSync(target).filter((f) => f.endsWith('.seg'))).toHaveLength(manifest.segments.length);
     const ledger = await Ledger.open(dir, API);
     await expectHistory(ledger, 5_000, expected);
-    expect(ledger.size).toBe(4_000);
+    expect((await ledger.stats()).documents).toBe(4_000);
     await ledger.close();
   });
 

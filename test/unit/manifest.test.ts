@@ -212,7 +212,7 @@ describe('import rows', () => {
 describe('export rows', () => {
   const rec = (values: Record<string, string>): ManifestRecord => ({ row: 1, values });
 
-  it('gives the default output paths of cli.md', () => {
+  it('gives the default output paths the README names', () => {
     expect(toExportItem(rec({ type: 'enrollmentPhoto', faceId: P })).output).toBe(`enrollment/${P}.jpg`);
     expect(toExportItem(rec({ type: 'detectionPhoto', faceId: P, detectionId: D })).output).toBe(`detections/${P}/${D}.jpg`);
     const doc = toExportItem(rec({ type: 'document', personId: P, documentId: D }));

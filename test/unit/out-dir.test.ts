@@ -75,6 +75,46 @@ describe('OutFolder', () => {
     expect(readdirSync(path.join(outside, 'gone'))).toEqual([]);
   });
 
+  it('is held open between uses while it stays at its path, and opened afresh once it has moved', async () => {
+    const { root } = setup();
+    const dir = path.join(root, 'photos');
+    const fdOf = (folder: OutFolder) => folder.entry('x').split('/')[4];
+    const a = await OutFolder.open(root, dir);
+    const b = await OutFolder.open(root, dir);
+    // One descriptor for both: the folder was opened once.
+    expect(fdOf(b)).toBe(fdOf(a));
+    await a.close();
+    await b.close();
+    const again = await OutFolder.open(root, dir);
+    expect(fdOf(again)).toBe(fdOf(a));
+    await again.close();
+
+    // Moved away between two downloads: the next one gets the folder now at the path, not the moved one.
+    renameSync(dir, path.join(root, 'photos.old'));
+    mkdirSync(dir);
+    const fresh = await OutFolder.open(root, dir);
+    const handle = await open(fresh.entry('.y.part'), 'wx');
+    await handle.close();
+    await fresh.verify();
+    await rename(fresh.entry('.y.part'), fresh.entry('y'));
+    await fresh.syncEntries();
+    await fresh.close();
+    expect(readdirSync(dir)).toEqual(['y']);
+    expect(readdirSync(path.join(root, 'photos.old'))).toEqual([]);
+  });
+
+  it('a held folder swapped for a link is let go: verify() refuses, and the next open refuses the link', async () => {
+    const { root, outside } = setup();
+    const dir = path.join(root, 'held');
+    const first = await OutFolder.open(root, dir);
+    await first.close();
+    renameSync(dir, path.join(root, 'held.real'));
+    symlinkSync(outside, dir);
+    const err = await rejection(OutFolder.open(root, dir));
+    expect(err).toBeInstanceOf(OutsideOutError);
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
   it('entry() takes plain names only', async () => {
     const { root } = setup();
     const folder = await OutFolder.open(root, root);
@@ -93,7 +133,7 @@ describe('prepareOutTarget / resolveInside', () => {
     await expect(prepareOutTarget(root, 'x.jpg')).rejects.toBeInstanceOf(OutsideOutError);
     expect(existsSync(path.join(outside, 'x.jpg'))).toBe(false);
     const ok = await prepareOutTarget(root, 'enrollment/f.jpg');
-    expect(ok).toEqual({ root, target: path.join(root, 'enrollment/f.jpg') });
+    expect(ok).toEqual({ root, target: path.join(root, 'enrollment/f.jpg'), exists: false });
     expect(existsSync(path.join(root, 'enrollment'))).toBe(true);
   });
 });

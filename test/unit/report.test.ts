@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import { ReportWriter } from '../../src/report/report-writer.ts';
-import { spreadsheetSafe } from '../../src/report/spreadsheet-cell.ts';
+import { fromSpreadsheetCell, spreadsheetSafe } from '../../src/report/spreadsheet-cell.ts';
 import { derivePublicId } from '../../src/sources/public-id.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { VERSION } from '../../src/version.ts';
@@ -15,11 +15,17 @@ describe('spreadsheetSafe', () => {
     ['-2+3', `'-2+3`],
     ['@SUM(A1)', `'@SUM(A1)`],
     ['\tx', `'\tx`],
+    ["'=x", `''=x`],
+    ["it's", "it's"],
     ['plain', 'plain'],
     [42, '42'],
     [undefined, ''],
   ])('%j → %j', (input, expected) => {
     expect(spreadsheetSafe(input)).toBe(expected);
+  });
+
+  it.each(['=HYPERLINK("x")', '-front.jpg', "'=x", "''", "'", "it's", '\tx', 'plain', ''])('%j reads back as written', (value) => {
+    expect(fromSpreadsheetCell(spreadsheetSafe(value))).toBe(value);
   });
 });
 

@@ -112,7 +112,7 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
       await control.upsertJobScheduler(schedulerId, { pattern: schedule.pattern, tz: schedule.tz }, {
         name: 'archive-tick',
         // A scheduler's jobs are named `repeat:<schedulerId>:<millis>`: signed for the scheduler (see JobSigner).
-        data: { p: tick, m: session.signer.sign(CONTROL_QUEUE, `repeat:${schedulerId}`, tick) } as never,
+        data: { p: tick, m: session.signer.sign(CONTROL_QUEUE, `repeat:${schedulerId}`, 'archive-tick', tick) } as never,
         opts: { attempts: config.attempts, backoff: { type: 'idsync' }, removeOnComplete: true, removeOnFail: true },
       });
       const graceMs = options.graceMs ?? 30_000;

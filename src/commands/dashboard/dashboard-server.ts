@@ -126,7 +126,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     }
     const view = await viewRun(o.session, run.store, run.meta, now());
     if (path.length === 2) {
-      const [timeline, files] = await Promise.all([runTimeline(run.store, run.meta.runId), listReportFiles(run.meta.reportDir)]);
+      const [timeline, files] = await Promise.all([runTimeline(run.store, run.meta.runId), listReportFiles(run.meta.reportDir, run.meta.runId)]);
       if (json) send(res, 200, JSON.stringify({ ...view, timeline, files: files ?? null }), 'application/json');
       else send(res, 200, runPage(view, timeline, files, boardName(run.store, (await o.stores()).length, run.meta.runId)), 'text/html; charset=utf-8', { 'content-security-policy': CSP });
       return;
@@ -137,7 +137,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       return;
     }
     if (path.length === 4 && path[2] === 'files' && !json) {
-      const opened = run.meta.reportDir ? await openReportFile(run.meta.reportDir, path[3]!) : undefined;
+      const opened = run.meta.reportDir ? await openReportFile(run.meta.reportDir, run.meta.runId, path[3]!) : undefined;
       if (!opened) {
         send(res, 404, messagePage('Not found', 'No such report file of this run on this machine.'));
         return;

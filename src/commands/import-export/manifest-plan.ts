@@ -38,6 +38,10 @@ export function idsOfValues(values: Record<string, string>): Partial<RowResult> 
   return out;
 }
 
+function withAbsoluteFile(ids: Partial<RowResult>, dir: string): Partial<RowResult> {
+  return ids.file && !ids.file.includes('\0') ? { ...ids, file: path.resolve(dir, ids.file) } : ids;
+}
+
 export interface ManifestPlanOptions {
   command: ManifestCommand;
   manifest: string;
@@ -58,6 +62,7 @@ export interface ManifestPlanOptions {
  */
 export class ManifestPlan implements RunPlan {
   readonly runId: string;
+  #checkExisting: boolean;
   readonly command: ManifestCommand;
   readonly input: string;
   readonly inputSha256: string;
@@ -78,6 +83,7 @@ export class ManifestPlan implements RunPlan {
     this.inputSha256 = sha256;
     this.#read = read;
     this.#required = o.command === 'import' ? IMPORT_REQUIRED_COLUMNS : EXPORT_REQUIRED_COLUMNS;
+    this.#checkExisting = o.checkExisting;
     this.runId = manifestRunId({ command: o.command, apiUrl, manifest: this.input, manifestSha256: sha256, ...(o.outDir ? { outDir: o.outDir } : {}) });
     const failedFormat: FailedCsvFormat = { delimiter: header.delimiter, header: header.labels };
     const dir = this.#dir;
@@ -85,7 +91,8 @@ export class ManifestPlan implements RunPlan {
       columns: header.columns,
       knownColumns: read.known ?? [],
       action: o.command === 'import' ? 'upload' : 'download',
-      ids: idsOfValues,
+      // An import's `file` as its upload reports it: resolved against the manifest's folder.
+      ids: o.command === 'import' ? (values) => withAbsoluteFile(idsOfValues(values), dir) : idsOfValues,
       failedFormat,
       // failed.csv lives in another folder than the manifest: a relative `file` is made absolute so the retry finds it.
       ...(o.command === 'import' ? { failedRow: (values: Record<string, string>) => (values.file?.trim() ? { ...values, file: path.resolve(dir, values.file.trim()) } : values) } : {}),
@@ -115,6 +122,11 @@ export class ManifestPlan implements RunPlan {
   }
 
   /** Parses the whole manifest once: one that is not valid CSV stops the run before anything is queued. */
+  /** Every upload looks its document up on the server first (--check-existing), from the next row queued on. */
+  checkBeforeSending(): void {
+    this.#checkExisting = true;
+  }
+
   async check(signal?: AbortSignal): Promise<number> {
     let rows = 0;
     for await (const _ of this.#records(signal)) {
@@ -154,7 +166,7 @@ export class ManifestPlan implements RunPlan {
       return { ...base, result: { status: 'rejected', action: 'validate', ...idsOfValues(record.values), error: error?.message ?? 'invalid row', errorCode: 'E_ROW_INVALID' } };
     }
     if (this.command === 'import') {
-      const payload: UploadPayload = { item: item as ImportItem, checkExisting: this.#o.checkExisting };
+      const payload: UploadPayload = { item: item as ImportItem, checkExisting: this.#checkExisting };
       return { ...base, job: { kind: 'upload', payload } };
     }
     const payload: DownloadPayload = { item: item as ExportItem, outDir: this.#o.outDir! };

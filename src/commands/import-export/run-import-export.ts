@@ -65,7 +65,14 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
         'no record of earlier uploads to this API, neither in this Redis nor in the ledger of this state dir: if documents of this manifest were uploaded before (from another machine, state dir or Redis), stop and run again with --check-existing, so that each is looked up before it is sent',
       );
     }
-    return await runBatch({
+    if (command === 'import' && !config.checkExisting && session.redisForgot) {
+      session.log.warn(
+        { stateDir: config.stateDir, redis: session.redis.where },
+        'this Redis holds none of the state this state dir worked with for this API before (Redis emptied or replaced, or another --redis-prefix): documents stored then may be unknown to it, so each document is looked up on the server before it is sent (--check-existing) until this run has every row done',
+      );
+      plan.checkBeforeSending();
+    }
+    const result = await runBatch({
       session,
       plan,
       signal: o.signal,
@@ -78,6 +85,8 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
       ...(o.idleCheckMs !== undefined ? { idleCheckMs: o.idleCheckMs } : {}),
       ...(o.window !== undefined ? { window: o.window } : {}),
     });
+    if (command === 'import' && result.ending === 'done') await session.rememberRedisState();
+    return result;
   } finally {
     await session.close();
   }

@@ -11,6 +11,7 @@ import { IMPORT_KNOWN_COLUMNS } from '../../sources/import-items.ts';
 import { hashManifest, readManifest, type ManifestHeader, type ManifestReadOptions, type ManifestRecord } from '../../sources/manifest-reader.ts';
 import type { PlannedRow, ReportShape, RunPlan } from '../../../jobs/job-kind.ts';
 import type { ServerCopy, VerifyPayload } from '../../../jobs/verify.ts';
+import { fromSpreadsheetCell } from '../../report/spreadsheet-cell.ts';
 
 /**
  * What INPUT is, told by its header: an import manifest (personId, file), an idsync report
@@ -138,7 +139,9 @@ export class VerifyPlan implements RunPlan {
   }
 
   #records(): AsyncGenerator<ManifestRecord> {
-    return readManifest(this.input, COLUMNS[this.kind].required, this.#read);
+    const records = readManifest(this.input, COLUMNS[this.kind].required, this.#read);
+    // idsync wrote a report or an index spreadsheet-safe: `'-front.jpg` is the file -front.jpg.
+    return this.kind === 'manifest' ? records : cellsAsWritten(records);
   }
 
   /**
@@ -252,6 +255,14 @@ export class VerifyPlan implements RunPlan {
     const timeMs = Date.parse((v.detectionTime ?? '').trim());
     if (!personId || Number.isNaN(timeMs)) return { ...payload, localOnly: 'no person or time to look the detection up by' };
     return { ...payload, server: { type: 'listedDetection', personId, timeMs } };
+  }
+}
+
+async function* cellsAsWritten(records: AsyncGenerator<ManifestRecord>): AsyncGenerator<ManifestRecord> {
+  for await (const r of records) {
+    const values: Record<string, string> = {};
+    for (const [k, v] of Object.entries(r.values)) values[k] = fromSpreadsheetCell(v);
+    yield { ...r, values };
   }
 }
 

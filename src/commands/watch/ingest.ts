@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { UnsafePathError } from '../../errors.ts';
+import type { FileRef, FolderPlace } from '../../folder-handle.ts';
 import type { Logger } from '../../log.ts';
+import { isGone } from '../../outputs/no-clobber-move.ts';
 import type { IngestRecord } from '../../report/ingest-log.ts';
 import type { RowResult } from '../../report/row-result.ts';
 import { defaultDocumentName, parseSidecar, placeOfDrop, type SidecarFields } from '../../sources/drop-convention.ts';
@@ -33,32 +36,41 @@ export function watchRow(runId: string, personId: string, publicId: string, sha2
 
 /** What the ingest needs of the world: files, the run's queue and results, the ingest log. Injected, so the ingest's decisions are tested without either. */
 export interface IngestPorts {
-  /** A sidecar's size and text (ENOENT when it went away). */
-  readSidecar(file: string): Promise<{ size: number; text: string }>;
-  hash(file: string): Promise<{ sha256: string; bytes: number }>;
+  /**
+   * A sidecar's size and text (ENOENT when it went away). Like hash, read only through a link-free
+   * path in the folder that was seen (UnsafePathError otherwise).
+   */
+  readSidecar(sidecar: FileRef): Promise<{ size: number; text: string }>;
+  /** sha256 and size of the file `ref` names, only if it is still the file and folder that were seen (UnsafePathError otherwise). */
+  hash(ref: FileRef): Promise<{ sha256: string; bytes: number }>;
   /** The row's results so far (several rows at once). */
   results(rows: number[]): Promise<Array<RowResult | undefined>>;
   /** Forgets a row's result once its files are moved (Redis must not grow over the days). */
   forget(result: RowResult): Promise<void>;
   /** Queues the upload of a row (a job already there for the row adds nothing). */
   queueUpload(row: number, payload: UploadPayload): Promise<void>;
-  /** Moves a file (and its sidecar, and a note beside it) into a folder under a free name; the new path. */
-  moveInto(file: string, destDir: string, extra: { sidecar?: string; note?: string }): Promise<string>;
-  remove(file: string, sidecar?: string): Promise<void>;
+  /**
+   * Moves a file (and its sidecar, named in the same folder, and a note beside it) into a folder
+   * under a free name; the new path. Never through a link, and only the file that was seen
+   * (UnsafePathError otherwise: the file stays).
+   */
+  moveInto(file: FileRef, dest: FolderPlace, extra: { sidecar?: string; note?: string }): Promise<string>;
+  /** Deletes a file (the one seen) and its sidecar (a name in the same folder). */
+  remove(file: FileRef, sidecar?: string): Promise<void>;
   /** Appends a line to the daily ingest log. */
   record(line: Omit<IngestRecord, 'time'>): Promise<void>;
   /** Tells the folder watcher a file has been dealt with (it may be taken again if it reappears). */
   release(file: string): void;
   now(): number;
   log: Logger;
-  /** Test hook: false leaves a finished file where it is (as a crash before the move would). */
-  beforeMove?(file: string, result: RowResult): boolean | Promise<boolean>;
 }
 
 export interface IngestOptions {
+  /** The watched folder (a real path). */
   dir: string;
-  processedRoot: string;
-  failedRoot: string;
+  /** Where done files go: `<dir>/.processed` is `{ root: dir, levels: ['.processed'] }`. */
+  processed: FolderPlace;
+  failed: FolderPlace;
   deleteProcessed: boolean;
   checkExisting: boolean;
   runId: string;
@@ -77,7 +89,9 @@ export interface WatchCounts {
 /** A file handed to the queue, waiting for its row's final result. */
 interface Waiting {
   file: string;
+  ref: FileRef;
   relPath: string;
+  /** The sidecar's name, in the file's folder. */
   sidecar?: string;
   personId: string;
   sha256: string;
@@ -89,6 +103,8 @@ interface Waiting {
  *
  *   take(file)  → set aside (not in a person folder, empty, bad sidecar: moved to the failed
  *                 folder with a note, never sent)
+ *               → left alone (reached through a link, or not the file or folder that settled:
+ *                 never read, sent or moved; reported)
  *               → waiting (its upload queued, or joined to a copy's upload already queued)
  *               → finished at once (a result from before a restart: only the move was missing)
  *   poll()      → waiting files whose row has a result are finished: moved to the processed
@@ -116,21 +132,34 @@ export class Ingest {
     return path.relative(this.#o.dir, file).split(path.sep).join('/');
   }
 
+  /** Where a settled file lies below the watched folder, and what it and its folder must still be. */
+  #refOf(file: ReadyFile): FileRef {
+    const levels = file.relPath.split('/').slice(0, -1);
+    return { root: this.#o.dir, levels, name: path.basename(file.relPath), id: file.id, folderId: file.folderId };
+  }
+
+  #under(place: FolderPlace, ...levels: string[]): FolderPlace {
+    return { root: place.root, levels: [...place.levels, ...levels] };
+  }
+
   /** A settled file: check it against the convention, hash it, queue its upload (or finish it at once). */
   async take(file: ReadyFile): Promise<void> {
     this.counts.seen++;
+    if (file.unsafe) return this.#leave(file, file.unsafe);
     const place = placeOfDrop(file.relPath);
     if (!place.ok) return this.#setAside(file, place.reason);
     if (file.size === 0) return this.#setAside(file, 'empty file (0 bytes)', place.personId);
     if (file.sidecarProblem) return this.#setAside(file, file.sidecarProblem, place.personId);
+    const ref = this.#refOf(file);
     let fields: SidecarFields = {};
     if (file.sidecar) {
       try {
-        const sidecar = await this.#p.readSidecar(file.sidecar);
+        const sidecar = await this.#p.readSidecar({ root: ref.root, levels: ref.levels, name: path.basename(file.sidecar), ...(ref.folderId ? { folderId: ref.folderId } : {}) });
         if (sidecar.size > SIDECAR_MAX_BYTES) throw new Error(`sidecar is larger than ${SIDECAR_MAX_BYTES} bytes`);
         fields = parseSidecar(sidecar.text);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        if (err instanceof UnsafePathError) return this.#leave(file, `sidecar: ${err.message}`, place.personId);
+        if (isGone(err)) {
           // The sidecar went away after settling: its removal is a change; look again later.
           this.#p.release(file.path);
           return;
@@ -140,15 +169,16 @@ export class Ingest {
     }
     let hashed: { sha256: string; bytes: number };
     try {
-      hashed = await this.#p.hash(file.path);
+      hashed = await this.#p.hash(ref);
     } catch (err) {
+      if (err instanceof UnsafePathError) return this.#leave(file, err.message, place.personId);
       this.#p.log.warn({ err, file: file.relPath }, 'watch: cannot read a settled file; it is looked at again when it changes');
       this.#p.release(file.path);
       return;
     }
     const publicId = fields.publicId ?? derivePublicId(place.personId, hashed.sha256);
     const row = watchRow(this.#o.runId, place.personId, publicId, hashed.sha256);
-    const entry: Waiting = { file: file.path, relPath: file.relPath, personId: place.personId, sha256: hashed.sha256, bytes: hashed.bytes, ...(file.sidecar ? { sidecar: file.sidecar } : {}) };
+    const entry: Waiting = { file: file.path, ref, relPath: file.relPath, personId: place.personId, sha256: hashed.sha256, bytes: hashed.bytes, ...(file.sidecar ? { sidecar: path.basename(file.sidecar) } : {}) };
     const already = this.#waiting.get(row);
     if (already) {
       // A second copy of a document already on its way: it shares that upload and its result.
@@ -172,6 +202,8 @@ export class Ingest {
           ...(fields.publicId ? { publicId: fields.publicId } : {}),
         },
         checkExisting: this.#o.checkExisting,
+        // The job reads the file again: only this file, in this folder, with this content.
+        drop: { ...ref, sha256: hashed.sha256 },
       };
       await this.#p.queueUpload(row, payload);
       this.#p.log.debug({ file: file.relPath, row }, 'watch: queued');
@@ -197,17 +229,30 @@ export class Ingest {
 
   /** Moves a file that was never sent to the failed folder, keeping its relative folder, with the reason. */
   async #setAside(file: ReadyFile, reason: string, personId?: string): Promise<void> {
-    this.counts.rejected++;
-    const destDir = path.join(this.#o.failedRoot, path.dirname(file.relPath));
+    const ref = this.#refOf(file);
+    const dest = this.#under(this.#o.failed, ...ref.levels);
     const note = { reason, status: 'rejected', file: file.relPath, time: new Date(this.#p.now()).toISOString() };
     let movedTo = '';
     try {
-      movedTo = await this.#p.moveInto(file.path, destDir, { ...(file.sidecar ? { sidecar: file.sidecar } : {}), note: `${JSON.stringify(note, null, 2)}\n` });
+      movedTo = await this.#p.moveInto(ref, dest, { ...(file.sidecar ? { sidecar: path.basename(file.sidecar) } : {}), note: `${JSON.stringify(note, null, 2)}\n` });
     } catch (err) {
+      if (err instanceof UnsafePathError) return this.#leave(file, `${reason}; not set aside: ${err.message}`, personId);
       this.#p.log.error({ err, file: file.relPath }, 'watch: cannot set a file aside; it stays where it is');
     }
+    this.counts.rejected++;
     this.#p.log.warn({ file: file.relPath, reason }, 'watch: file set aside');
     await this.#p.record({ file: file.relPath, ...(personId ? { personId } : {}), status: 'rejected', action: 'set-aside', error: reason, movedTo: movedTo ? this.#rel(movedTo) : '' });
+    this.#p.release(file.path);
+  }
+
+  /**
+   * A file reached through a link, or no longer the file or folder that settled: never read, sent
+   * or moved. Reported, and forgotten by the watcher (it is taken again only if it changes).
+   */
+  async #leave(file: ReadyFile, reason: string, personId?: string): Promise<void> {
+    this.counts.rejected++;
+    this.#p.log.warn({ file: file.relPath, reason }, 'watch: file left alone (not read, sent or moved)');
+    await this.#p.record({ file: file.relPath, ...(personId ? { personId } : {}), status: 'rejected', action: 'left', error: reason, movedTo: '' });
     this.#p.release(file.path);
   }
 
@@ -217,10 +262,6 @@ export class Ingest {
     this.#waiting.delete(row);
     let keepResult = false;
     for (const w of files) {
-      if (this.#p.beforeMove && !(await this.#p.beforeMove(w.file, result))) {
-        keepResult = true;
-        continue;
-      }
       const ok = result.status === 'succeeded' || result.status === 'skipped';
       const earlier = result.status === 'succeeded' && (result.finishedAt ?? 0) < this.#o.startedAt;
       const status: IngestRecord['status'] = earlier ? 'skipped' : result.status === 'succeeded' || result.status === 'skipped' ? result.status : 'failed';
@@ -228,11 +269,12 @@ export class Ingest {
       else if (status === 'skipped') this.counts.skipped++;
       else this.counts.failed++;
       let movedTo = '';
+      let notMoved: string | undefined;
       try {
         if (ok && this.#o.deleteProcessed) {
-          await this.#p.remove(w.file, w.sidecar);
+          await this.#p.remove(w.ref, w.sidecar);
         } else if (ok) {
-          movedTo = await this.#p.moveInto(w.file, path.join(this.#o.processedRoot, w.personId), w.sidecar ? { sidecar: w.sidecar } : {});
+          movedTo = await this.#p.moveInto(w.ref, this.#under(this.#o.processed, w.personId), w.sidecar ? { sidecar: w.sidecar } : {});
         } else {
           const note = {
             reason: result.error ?? 'failed',
@@ -245,11 +287,19 @@ export class Ingest {
             file: w.relPath,
             time: new Date(result.finishedAt ?? this.#p.now()).toISOString(),
           };
-          movedTo = await this.#p.moveInto(w.file, path.join(this.#o.failedRoot, w.personId), { ...(w.sidecar ? { sidecar: w.sidecar } : {}), note: `${JSON.stringify(note, null, 2)}\n` });
+          movedTo = await this.#p.moveInto(w.ref, this.#under(this.#o.failed, w.personId), { ...(w.sidecar ? { sidecar: w.sidecar } : {}), note: `${JSON.stringify(note, null, 2)}\n` });
         }
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#p.log.warn({ file: w.relPath }, 'watch: the file vanished before it could be moved');
-        else this.#p.log.error({ err, file: w.relPath }, 'watch: cannot move the file; it stays and is looked at again after a restart (nothing is uploaded twice)');
+        if (isGone(err)) this.#p.log.warn({ file: w.relPath }, 'watch: the file vanished before it could be moved');
+        else if (err instanceof UnsafePathError) {
+          // Swapped since it was taken: whatever is at its path now is not ours to move.
+          notMoved = `not moved: ${err.message}`;
+          this.#p.log.warn({ file: w.relPath, reason: err.message }, 'watch: file left alone (not moved)');
+        } else {
+          // The row's result stays in Redis: the next start finds the file done and only moves it.
+          keepResult = true;
+          this.#p.log.error({ err, file: w.relPath }, 'watch: cannot move the file; it stays and is looked at again after a restart (nothing is uploaded twice)');
+        }
       }
       await this.#p.record({
         file: w.relPath,
@@ -261,14 +311,14 @@ export class Ingest {
         bytes: result.bytes ?? w.bytes,
         ...(result.attempts !== undefined ? { attempts: result.attempts } : {}),
         ...(result.httpStatus !== undefined ? { httpStatus: result.httpStatus } : {}),
-        ...(result.error ? { error: result.error } : {}),
+        ...(result.error || notMoved ? { error: [result.error, notMoved].filter(Boolean).join('; ') } : {}),
         movedTo: movedTo ? this.#rel(movedTo) : '',
       });
       if (status === 'failed') this.#p.log.warn({ file: w.relPath, error: result.error }, 'watch: upload failed for good; file moved to the failed folder');
       else this.#p.log.info({ file: w.relPath, status, documentId: result.documentId }, 'watch: file done');
       this.#p.release(w.file);
     }
-    // Once moved, the file is forgotten: the result would only grow Redis over the days.
+    // Once moved, the row is forgotten: its result would only grow Redis over the days.
     if (!keepResult) await this.#p.forget(result);
   }
 }

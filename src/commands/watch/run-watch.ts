@@ -1,8 +1,8 @@
 import { realpathSync, statSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import type { Config } from '../../config/load.ts';
+import { placePath } from '../../folder-handle.ts';
 import { formatDuration } from '../../config/duration.ts';
 import { ConfigError, UsageError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -10,16 +10,18 @@ import type { Clock } from '../../pacing/clock.ts';
 import { moveIntoFolder, removeFileAndSidecar } from '../../outputs/no-clobber-move.ts';
 import { IngestLog, type IngestRecord } from '../../report/ingest-log.ts';
 import type { RowResult } from '../../report/row-result.ts';
-import { hashFile } from '../../sources/file-hash.ts';
+import { openDropped, readDroppedText } from '../../sources/dropped-file.ts';
+import { sha256OfHandle } from '../../sources/file-hash.ts';
 import { startFolderWatcher, type FolderWatcher, type ReadyFile } from '../../sources/folder-watcher.ts';
 import { rowJobId, runQueueName } from '../../store/keys.ts';
 import { ExitCode } from '../../engine/outcome.ts';
 import { budgetedJob } from '../../engine/retry-budget.ts';
 import { ownerNow, workerPool } from '../../engine/run-services.ts';
 import { Session } from '../../engine/session.ts';
+import { destinationFolder } from './destination-folders.ts';
 import { returnFailedFiles } from './failed-files.ts';
 import { OutageNotice } from './outage-notice.ts';
-import { Ingest, watchRunId, type WatchCounts } from './ingest.ts';
+import { Ingest, SIDECAR_MAX_BYTES, watchRunId, type WatchCounts } from './ingest.ts';
 
 export { watchRunId, watchRow, type WatchCounts } from './ingest.ts';
 
@@ -50,9 +52,8 @@ export interface WatchRunOptions {
   resultPollMs?: number;
   graceMs?: number;
   mounts?: () => string;
-  /** Test hooks: every ingest line as written; a veto on a move (false = leave the file where it is, as a crash would). */
+  /** Called with every ingest line as it is written (an embedding program's progress). */
   onIngest?: (record: IngestRecord) => void;
-  beforeMove?: (file: string, result: RowResult) => boolean | Promise<boolean>;
   /** Called once the folder is being watched. */
   onWatching?: (info: { dir: string; polling: boolean; runId: string }) => void;
 }
@@ -106,8 +107,11 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
   requireDir(path.resolve(options.dir), 'watch folder');
   // A folder reached through a link would otherwise not exclude its own --processed-dir.
   const dir = real(path.resolve(options.dir));
-  const processedRoot = real(path.resolve(options.processedDir ?? path.join(dir, '.processed')));
-  const failedRoot = real(path.resolve(options.failedDir ?? path.join(dir, '.failed')));
+  // Checked before anything else: a link planted as .failed or .processed refuses the start (exit 2).
+  const processed = options.deleteProcessed ? { root: dir, levels: ['.processed'] } : destinationFolder(dir, options.dir, options.processedDir, '.processed', '--processed-dir');
+  const failed = destinationFolder(dir, options.dir, options.failedDir, '.failed', '--failed-dir');
+  const processedRoot = placePath(processed);
+  const failedRoot = placePath(failed);
   const session = await Session.open({ config, log: options.log, signal, ...(options.clock ? { clock: options.clock } : {}) });
   const clock = session.clock;
   const runId = watchRunId(session.store.keys.api, dir);
@@ -118,7 +122,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     const run = session.store.run(runId);
     const startedAt = clock.now();
     if (options.retryFailed) {
-      const back = await returnFailedFiles(failedRoot, dir, log);
+      const back = await returnFailedFiles(failed, dir, log);
       log.info({ returned: back.returned, left: back.left, failedDir: failedRoot }, `watch --retry-failed: ${back.returned} file(s) put back into the drop folder`);
     }
     const previous = await run.getMeta();
@@ -132,20 +136,29 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
 
     // Passing failures (an API outage) are retried on a time budget, not a count: see retry-budget.ts.
     const budget = config.retryBudgetMs > 0 ? budgetedJob({ budgetMs: config.retryBudgetMs, maxDelayMs: config.retryMaxDelayMs }) : undefined;
+    // As import does (run-import-export.ts): a Redis that lost the state this state dir relied on is not trusted alone.
+    const checkExisting = config.checkExisting || session.redisForgot;
+    if (checkExisting && !config.checkExisting) {
+      log.warn({ stateDir: config.stateDir, redis: session.redis.where }, 'this Redis holds none of the state this state dir worked with for this API before (Redis emptied or replaced, or another --redis-prefix): each file\'s document is looked up on the server before it is sent (--check-existing) until the watch stops with every file done');
+    }
     const ingestLog = new IngestLog(config.reportDir ?? path.resolve('idsync-reports', 'watch'), () => clock.now());
     const ingest = new Ingest(
       {
-        async readSidecar(file) {
-          const info = await stat(file);
-          return { size: info.size, text: info.size > 64 * 1024 ? '' : await readFile(file, 'utf8') };
+        readSidecar: (ref) => readDroppedText(ref, SIDECAR_MAX_BYTES),
+        async hash(ref) {
+          const opened = await openDropped(ref);
+          try {
+            return await sha256OfHandle(opened.handle);
+          } finally {
+            await opened.close();
+          }
         },
-        hash: hashFile,
         results: (rows) => run.getResults(rows),
         forget: (result) => run.forget(result),
         async queueUpload(row, payload) {
           const jobId = rowJobId(row);
           // Same job id as before a restart: BullMQ adds nothing while that job still exists.
-          await queue.add('upload', { p: payload, m: session.signer.sign(queue.name, jobId, payload), ...budget?.hint } as never, {
+          await queue.add('upload', { p: payload, m: session.signer.sign(queue.name, jobId, 'upload', payload), ...budget?.hint } as never, {
             jobId,
             attempts: budget?.opts.attempts ?? config.attempts,
             backoff: budget?.opts.backoff ?? { type: 'idsync' },
@@ -166,9 +179,8 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
         release: (file) => watcher?.release(file),
         now: () => clock.now(),
         log,
-        ...(options.beforeMove ? { beforeMove: options.beforeMove } : {}),
       },
-      { dir, processedRoot, failedRoot, deleteProcessed: options.deleteProcessed === true, checkExisting: config.checkExisting, runId, startedAt },
+      { dir, processed, failed, deleteProcessed: options.deleteProcessed === true, checkExisting, runId, startedAt },
     );
 
     const limit = pLimit(PREPARE_CONCURRENCY);
@@ -247,6 +259,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
     else await queue.pause().catch(() => undefined);
     await run.updateMeta({ state: cancelled ? 'cancelled' : 'stopped', endedAt: clock.now(), owner: undefined }).catch(() => undefined);
     if (cancelled) log.warn('watch: the run was cancelled from elsewhere (idsync cancel); stopping');
+    if (left === 0 && !fatal && !cancelled) await session.rememberRedisState();
     log.info({ ...ingest.counts, handedBack: left }, left > 0 ? 'watch stopped: unfinished files stay in the folder and are taken again by the next start' : 'watch stopped');
     if (fatal) {
       log.error({ fatal }, 'watch: the run stopped on a fatal error');

@@ -40,14 +40,6 @@ export class LedgerIo {
     return n;
   }
 
-  /** A read that is synchronous whatever the mode: for the `size` getter only. */
-  readNow(handle: fs.FileHandle, buffer: Buffer, offset: number, length: number, position: number): number {
-    const n = readSync(handle.fd, buffer, offset, length, position);
-    this.counters.reads++;
-    this.counters.bytesRead += n;
-    return n;
-  }
-
   /** Reads until `length` bytes or the end of the file. */
   async readFully(handle: fs.FileHandle, buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
     let done = 0;

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs, existsSync, fstatSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '../../errors.ts';
+import { ConfigError, LedgerWriteError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { isLocalFilesystem } from '../../sources/small-file.ts';
 import { CompactionLock } from './compaction-lock.ts';
@@ -13,6 +13,7 @@ import { LedgerIo, type WriteFault } from './ledger-io.ts';
 import { MANIFEST_FILE, MANIFEST_FORMAT, manifestIdentity, readManifest, writeManifest, type Manifest, type ManifestStats } from './manifest.ts';
 import { finishMigration, migrateV1, MIGRATING } from './migration.ts';
 import { SegmentReader } from './segment-file.ts';
+import { epochsSeen, noteEpoch } from './epochs-seen.ts';
 
 export { ledgerKey } from './document-key.ts';
 export type { LedgerState } from './document-state.ts';
@@ -105,8 +106,8 @@ interface PendingLine {
  * fsync already under way, at most) and causes none: the next one makes it durable too, and if a
  * machine crash loses it first, the `start` before it only costs one "does it exist?" request.
  * Appends from concurrent jobs share one fsync (group commit), and fsyncs start at most every
- * GROUP_COMMIT_MS: each wakes a thread-pool thread, which on a busy 2-vCPU machine cost the main
- * thread ~90 µs per fsync (an import of 2,000 files made ~700 of them, one per ~3 documents; now ~270).
+ * GROUP_COMMIT_MS: each wakes a thread-pool thread, which costs the main thread CPU on a busy
+ * machine, so fewer, larger fsyncs leave more of it to the uploads.
  */
 export class Ledger {
   readonly #dir: string;
@@ -192,6 +193,15 @@ export class Ledger {
     }
   }
 
+  /** The Redis states this state dir has worked with for the API (see epochs-seen.ts). */
+  epochsSeen(): Promise<string[]> {
+    return epochsSeen(this.#dir);
+  }
+
+  noteEpoch(epoch: string): Promise<void> {
+    return noteEpoch(this.#dir, epoch);
+  }
+
   /** The journal this instance appends to. */
   get file(): string {
     return this.#current.file;
@@ -210,20 +220,6 @@ export class Ledger {
   async lookup(personId: string, publicId: string): Promise<{ state: LedgerState; sha256?: string; attempt?: string } | undefined> {
     await this.#catchUp();
     return this.#settled(ledgerKey(personId, publicId), (state) => (state ? { ...state } : undefined));
-  }
-
-  /**
-   * Documents known (started or stored). Reads the segments' record of each document in the
-   * journals' index synchronously, whatever the filesystem: for tests and tools; status pages
-   * use stats().
-   */
-  get size(): number {
-    let documents = this.#manifest.documents;
-    for (const [key, recent] of this.#recent) {
-      if (recent.base === undefined) recent.base = this.#probeNow(key);
-      documents += (fold(recent.base, recent.ops) ? 1 : 0) - (recent.base ? 1 : 0);
-    }
-    return documents;
   }
 
   /**
@@ -541,16 +537,6 @@ export class Ledger {
     }
   }
 
-  #probeNow(key: string): DocState | null {
-    if (this.#segments.length === 0) return null;
-    const hash = documentKey(key);
-    for (let i = this.#segments.length - 1; i >= 0; i--) {
-      const found = this.#segments[i]!.findNow(hash);
-      if (found !== undefined) return found;
-    }
-    return null;
-  }
-
   // --- writing -------------------------------------------------------------------------------
 
   /** Applies the step at once (the index answers with it from now on), then appends it. */
@@ -593,7 +579,7 @@ export class Ledger {
             await this.#datasync(journal.handle);
           } catch (err) {
             journal.mayBeTorn = true;
-            failures.set(journal, err);
+            failures.set(journal, new LedgerWriteError(this.#dir, err));
           } finally {
             journal.busy--;
           }
@@ -629,7 +615,8 @@ export class Ledger {
         size = await this.#append(journal, Buffer.from(batch.map((p) => p.text).join(''), 'utf8'));
       } catch (err) {
         journal.mayBeTorn = true;
-        for (const p of batch) p.reject(err);
+        const failure = new LedgerWriteError(this.#dir, err);
+        for (const p of batch) p.reject(failure);
         return;
       }
       const again = await this.#linesAfterSeal(journal, batch);

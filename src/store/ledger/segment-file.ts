@@ -100,19 +100,6 @@ export class SegmentReader {
     return search(bucket, count, key);
   }
 
-  /** find(), synchronous whatever the mode (the `size` getter). */
-  findNow(key: Buffer): DocState | null | undefined {
-    if (this.records === 0) return undefined;
-    const bounds = Buffer.allocUnsafe(8);
-    this.#io.readNow(this.handle, bounds, 0, 8, this.#bucketsAt + 4 * bucketOf(key, 0, this.bucketBits));
-    const first = bounds.readUInt32LE(0);
-    const count = bounds.readUInt32LE(4) - first;
-    if (count <= 0) return undefined;
-    const bucket = Buffer.allocUnsafe(count * RECORD_BYTES);
-    this.#io.readNow(this.handle, bucket, 0, bucket.length, SEGMENT_HEADER_BYTES + first * RECORD_BYTES);
-    return search(bucket, count, key);
-  }
-
   async close(): Promise<void> {
     await this.handle.close();
   }

@@ -49,7 +49,7 @@ export interface OpenRedisOptions {
 }
 
 /** What the Redis said, turned into what to do about it. Never the password; one line. */
-export function describeRedisFailure(err: unknown, where: string): RedisUnavailableError | RedisOutOfMemoryError {
+export function describeRedisFailure(err: unknown, where: string, isPrivate = false): RedisUnavailableError | RedisOutOfMemoryError {
   const e = err as NodeJS.ErrnoException & { command?: { name?: string } };
   const message = String(e?.message ?? err).split('\n')[0]!;
   const code = e?.code ?? '';
@@ -73,7 +73,9 @@ export function describeRedisFailure(err: unknown, where: string): RedisUnavaila
     return new RedisUnavailableError(`none of the sentinels of ${where} answered; check the hosts and ports in REDIS_URL`, { cause: err });
   }
   const reason = code && !message.includes(code) ? `${message} (${code})` : message;
-  return new RedisUnavailableError(`cannot reach Redis at ${where}: ${reason}. Fix: ${REDIS_FIX}`, { cause: err });
+  // A Redis the user named: installing one here would not help.
+  const fix = isPrivate ? REDIS_FIX : 'check that Redis runs at that address and that this machine reaches it (host, port, firewall), or leave REDIS_URL unset to use a private Redis under the state dir';
+  return new RedisUnavailableError(`cannot reach Redis at ${where}: ${reason}. Fix: ${fix}`, { cause: err });
 }
 
 /** Whether a Redis (reached as a plain client) is a node of a Redis Cluster. */
@@ -161,7 +163,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
   } catch (err) {
     probe.disconnect();
     await privateRedis?.release();
-    throw describeRedisFailure(reason ?? err, where);
+    throw describeRedisFailure(reason ?? err, where, privateRedis !== undefined);
   }
   if (!privateRedis) {
     try {
@@ -211,7 +213,7 @@ export async function openRedis(options: OpenRedisOptions): Promise<RedisHandle>
       // ioredis reports every failed reconnect; say it once per outage, and when it is over.
       let down = false;
       client.on('error', (err: Error) => {
-        if (!down && !closing) log.warn({ redis: where, connection: name, error: describeRedisFailure(err, where).message }, 'lost the connection to Redis; retrying (queued work is kept in Redis and resumes)');
+        if (!down && !closing) log.warn({ redis: where, connection: name, error: describeRedisFailure(err, where, privateRedis !== undefined).message }, 'lost the connection to Redis; retrying (queued work is kept in Redis and resumes)');
         else log.debug({ error: err.message }, 'redis connection error');
         down = true;
       });

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import type { RedisOptions } from 'ioredis';
+import { readCaPem } from '../../config/ca-file.ts';
 import { ConfigError } from '../../errors.ts';
 
 /**
- * Where idsync's Redis is, as REDIS_URL says it (cli.md "Connection settings"):
+ * Where idsync's Redis is, as REDIS_URL says it (README, "Configuration"):
  *
  *   redis://[user:password@]host[:port][/db]      plain
  *   rediss://[user:password@]host[:port][/db]     TLS (--redis-ca-file for a private CA)
@@ -27,12 +27,7 @@ export interface TargetOptions {
 }
 
 function tlsOptions(caFile: string | undefined): RedisOptions['tls'] {
-  if (!caFile) return {};
-  try {
-    return { ca: readFileSync(caFile, 'utf8') };
-  } catch (err) {
-    throw new ConfigError(`--redis-ca-file ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); give the PEM file of the CA that signed the Redis server's certificate`, '--redis-ca-file');
-  }
+  return caFile ? { ca: readCaPem(caFile, '--redis-ca-file') } : {};
 }
 
 function hostPort(text: string, defaultPort: number): { host: string; port: number } {

@@ -39,7 +39,7 @@ const DETECTION = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
 const PERSON = '6fa459ea-ee8a-4ca4-894e-db77e160355e';
 const DOC = '16fd2706-8baf-433b-82eb-8c7fada847da';
 
-describe.each([[''], ['/identities']])('the econnect-api.md curl round trip (prefix %j)', (prefix) => {
+describe.each([[''], ['/identities']])('the curl round trip of docs/api-contract.md (prefix %j)', (prefix) => {
   it('answers every call as documented', async () => {
     const api = await startCli(['--user', 'migrator:s3cret', ...(prefix ? ['--prefix', prefix] : [])]);
     expect(api.endsWith(prefix)).toBe(true);
