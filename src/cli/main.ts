@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../secret-text.ts';
+import { boundHeapGrowth } from '../memory.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
 import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
@@ -171,6 +172,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--capacity <n>', 'most requests handled at once; more are answered 503 (default: no limit)')
       .option('--capacity-knee <n>', 'requests handled at once before latency grows with load (default: half of --capacity)')
       .option('--capacity-latency-ms-per-request <ms>', 'latency added per request handled at once above the knee (default: 0)')
+      .addOption(new Option('--keep <what>', 'what is kept of an upload: all (bytes on disk; default) or none (counted, then forgotten: for benches of millions)').choices(['all', 'none']))
       .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
@@ -190,6 +192,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
 
 /** Runs the command line; returns the exit code (never calls process.exit itself). */
 export async function main(argv: string[]): Promise<number> {
+  boundHeapGrowth(process.env.IDSYNC_HEAP_GROWING_PERCENT);
   let pending: Promise<number> | undefined;
   const program = buildProgram((action) => {
     pending = action;
