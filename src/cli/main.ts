@@ -3,6 +3,7 @@ import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../secret-text.ts';
 import { boundHeapGrowth } from '../memory.ts';
+import { readableStack } from '../readable-stack.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
 import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
@@ -216,7 +217,7 @@ export function reportFatal(err: unknown): number {
   if (err instanceof IdsyncError) {
     process.stderr.write(`idsync: ${message}\n`);
   } else {
-    process.stderr.write(`idsync: unexpected error: ${message}\n${(err as Error)?.stack ?? ''}\n`);
+    process.stderr.write(`idsync: unexpected error: ${message}\n${readableStack(String((err as Error)?.stack ?? ''))}\n`);
   }
   return code;
 }
