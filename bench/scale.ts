@@ -119,7 +119,7 @@ export async function stateAtScaleSection(o: ScaleOptions): Promise<ScaleSection
     o.say(`atscale ${part}: done in ${fmt((performance.now() - t0) / 1000, 0)} s`);
     for (const t of parts[part]!.targets) o.say(`  ${t.met ? 'MET ' : 'MISS'} ${t.what}: ${t.figure} (goal ${t.goal})`);
   }
-  return { title: '8. State at scale', quick: o.quick, at: new Date().toISOString(), lines: render(parts), targets: [], parts };
+  return { title: '9. State at scale', quick: o.quick, at: new Date().toISOString(), lines: render(parts), targets: [], parts };
 }
 
 interface PartOptions extends ScaleOptions {
@@ -782,9 +782,9 @@ async function enqueuePart(o: PartOptions): Promise<Measured> {
 // --- the section's text ------------------------------------------------------------------------
 
 const PART_TITLES: Record<Part, (size: string) => string> = {
-  import: (n) => `8.1 A ${n}-document import`,
-  rerun: (n) => `8.2 A rerun over a ${n}-document state`,
-  enqueue: (n) => `8.3 A ${n}-row manifest queued with \`--workers 0\``,
+  import: (n) => `9.1 A ${n}-document import`,
+  rerun: (n) => `9.2 A rerun over a ${n}-document state`,
+  enqueue: (n) => `9.3 A ${n}-row manifest queued with \`--workers 0\``,
 };
 
 function render(parts: Partial<Record<Part, PartResult>>): string[] {
