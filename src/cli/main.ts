@@ -5,7 +5,7 @@ import { scrubSecrets } from '../secret-text.ts';
 import { boundHeapGrowth } from '../memory.ts';
 import { readableStack } from '../readable-stack.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
-import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
+import { addConfinementOptions, addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
 type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;
 
@@ -47,19 +47,19 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     });
 
   wire(
-    addManifestOptions(addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]')))).description(
+    addConfinementOptions(addManifestOptions(addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]'))))).description(
       'upload every document the manifest lists; waits until all are done, writes the report, exits',
     ),
     lazy(COMMAND_MODULES.import),
   );
   wire(
-    addManifestOptions(addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]'))))
+    addConfinementOptions(addManifestOptions(addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]')))))
       .requiredOption('--out <dir>', 'folder that receives the files')
       .description('download every photo/document the manifest lists into --out; waits, reports, exits'),
     lazy(COMMAND_MODULES.export),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('watch').argument('<dir>', 'folder to watch: <dir>/<personId>/<file>')))
+    addConfinementOptions(addJobOptions(addConnectionOptions(program.command('watch').argument('<dir>', 'folder to watch: <dir>/<personId>/<file>'))))
       .option('--settle-ms <ms>', 'a file is taken once its size and mtime were stable this long (default: 2000)')
       .option('--poll', 'poll the folder instead of waiting for change events (network shares)')
       .option('--poll-interval <ms>', 'polling interval (default: 2000)')
@@ -94,7 +94,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     lazy(COMMAND_MODULES.verify),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('worker')), { worker: true }).description(
+    addConfinementOptions(addJobOptions(addConnectionOptions(program.command('worker')), { worker: true })).description(
       'long-running: process queued jobs only (for extra machines sharing one Redis)',
     ),
     lazy(COMMAND_MODULES.worker),
