@@ -90,6 +90,20 @@ export class AllowedFolders {
   }
 }
 
+/** --out (made or not yet) must lie inside --allow-write, by its real path; ConfigError (exit 2) naming both otherwise. */
+export async function requireOutInside(outDir: string, allowed: AllowedFolders): Promise<void> {
+  let real: string;
+  try {
+    real = await AllowedFolders.realPathToBe(outDir);
+  } catch (err) {
+    throw new ConfigError(`--out ${outDir} cannot be checked: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
+  }
+  if (!allowed.admits(real)) {
+    const really = real === outDir ? '' : ` (really ${real})`;
+    throw new ConfigError(`--out ${outDir}${really} lies outside --allow-write (${allowed.roots.join(', ')}): give an --out inside it, or allow it`, '--out');
+  }
+}
+
 /**
  * The real path of an open file, from its descriptor (Linux: the kernel's own name for it, which
  * no rename or link swapped in since can change), or undefined where that cannot be read.

@@ -73,7 +73,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     lazy(COMMAND_MODULES.watch),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('archive')))
+    addConfinementOptions(addJobOptions(addConnectionOptions(program.command('archive'))))
       .requiredOption('--faces <faces.csv>', 'CSV with a faceId column: enrollment photos to archive')
       .requiredOption('--out <dir>', 'archive folder')
       .option('--persons <persons.csv>', 'CSV with a personId column: people whose detection photos to archive')

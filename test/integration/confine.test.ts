@@ -147,6 +147,21 @@ describe('workers confined by --allow-read and --allow-write', () => {
     expect(s.stats().requests).toBe(0);
   }, 30_000);
 
+  it('archive with an --out outside --allow-write exits 2 before anything is sent or made', async () => {
+    const s = await withSandbox();
+    const { dir, exports, outside } = folders();
+    const faces = path.join(dir, 'faces.csv');
+    writeFileSync(faces, `faceId\n${FACE}\n`);
+    const out = path.join(outside, 'archive');
+    const r = await runCli(['archive', '--faces', faces, '--out', out, '--allow-write', exports], {
+      env: { REDIS_URL: inject('redisUrl'), IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password, IDSYNC_STATE_DIR: path.join(dir, 'st'), IDSYNC_REDIS_PREFIX: keyPrefixFor(dir) },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--out ${out} lies outside --allow-write (${exports})`);
+    expect(existsSync(out)).toBe(false);
+    expect(s.stats().requests).toBe(0);
+  }, 30_000);
+
   it('watch of a folder outside --allow-read exits 2', async () => {
     const { dir, allowed, outside } = folders();
     const r = await runCli(['watch', outside, '--allow-read', allowed], {

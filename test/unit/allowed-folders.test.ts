@@ -5,6 +5,7 @@ import { AllowedFolders, isWithin } from '../../src/allowed-folders.ts';
 import { classify, errorClass, isRetryable, mayHaveBeenProcessed } from '../../src/api/classify.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { ConfigError, NotAllowedError } from '../../src/errors.ts';
+import { archivePath } from '../../src/outputs/archive-files.ts';
 import { prepareOutTarget } from '../../src/outputs/out-dir.ts';
 import { openAdmitted } from '../../src/sources/admitted-file.ts';
 import { toImportItem } from '../../src/sources/import-items.ts';
@@ -193,6 +194,17 @@ describe('prepareOutTarget under --allow-write', () => {
     const ok = await prepareOutTarget(path.join(data, 'out'), 'enrollment/x.jpg', allowWrite);
     expect(ok.target).toBe(path.join(data, 'out', 'enrollment', 'x.jpg'));
     expect(existsSync(path.join(data, 'out', 'enrollment'))).toBe(true);
+  });
+});
+
+describe('archivePath under --allow-write (archive jobs)', () => {
+  it('refuses an archive folder outside before any folder is made, admits one inside', async () => {
+    const { base, data, outside } = setup();
+    const allowWrite = AllowedFolders.resolve('--allow-write', [data], base);
+    expect(await rejection(archivePath(outside, 'enrollment/5a/x.jpg', allowWrite))).toBeInstanceOf(NotAllowedError);
+    expect(readdirSync(outside)).toEqual(['secret.txt']);
+    mkdirSync(path.join(data, 'archive'));
+    expect(await archivePath(path.join(data, 'archive'), 'enrollment/5a/x.jpg', allowWrite)).toBe(path.join(data, 'archive', 'enrollment', '5a', 'x.jpg'));
   });
 });
 

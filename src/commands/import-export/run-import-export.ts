@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { removeStaleParts, STALE_PART_MS } from '../../outputs/part-files.ts';
 import { requireApiSettings, type Config } from '../../config/load.ts';
-import { AllowedFolders } from '../../allowed-folders.ts';
+import { requireOutInside } from '../../allowed-folders.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { dryRunBatch, runBatch, type BatchResult } from '../../engine/batch-run.ts';
@@ -41,7 +41,7 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
     if (!o.outDir) throw new ConfigError('export needs --out DIR', '--out');
     outDir = path.resolve(o.outDir);
     // Before --out is made: a run whose every download its own workers would refuse sends nothing.
-    if (config.allowWrite) await outInsideAllowWrite(outDir, config.allowWrite);
+    if (config.allowWrite) await requireOutInside(outDir, config.allowWrite);
     try {
       mkdirSync(outDir, { recursive: true });
     } catch (err) {
@@ -102,16 +102,3 @@ export async function removeLeftovers(outDir: string, log: Logger): Promise<void
   if (stale.removed.length > 0) log.info({ removed: stale.removed.length, outDir }, 'removed temp files left by an interrupted run');
 }
 
-/** --out (made or not yet) must lie inside --allow-write, by its real path; ConfigError (exit 2) naming both otherwise. */
-async function outInsideAllowWrite(outDir: string, allowed: AllowedFolders): Promise<void> {
-  let real: string;
-  try {
-    real = await AllowedFolders.realPathToBe(outDir);
-  } catch (err) {
-    throw new ConfigError(`--out ${outDir} cannot be checked: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
-  }
-  if (!allowed.admits(real)) {
-    const really = real === outDir ? '' : ` (really ${real})`;
-    throw new ConfigError(`--out ${outDir}${really} lies outside --allow-write (${allowed.roots.join(', ')}): give an --out inside it, or allow it`, '--out');
-  }
-}
