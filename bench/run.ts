@@ -5,7 +5,7 @@
  *   npm run bench -- --quick            a short smoke version of every section (about 3 minutes)
  *   npm run bench -- uploads memory     only those sections (others keep their last figures)
  *
- * Sections: uploads (with its ceilings), export, startup, memory, enqueue, scaleout, capacity.
+ * Sections: uploads (with its ceilings), export, startup, memory, enqueue, scaleout, capacity, atscale (bench/scale.ts).
  * Writes bench/results.json (figures per section, merged across runs) and docs/benchmarks.md.
  *
  * What is measured: the sandbox runs as its own `idsync sandbox` process; idsync runs as the
@@ -19,14 +19,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { faceIds, uploadRows, writeBigManifest, writeCurlUploadArgs, writeExportManifest, writeFiles, writeImportManifest, type UploadRow } from './lib/fixtures.ts';
 import { IDSYNC_BIN, idsyncEnv, REPO, rssSampler, run, startRedis, startSandboxProcess, type RedisServer, type SandboxProcess } from './lib/processes.ts';
+import { stateAtScaleSection } from './scale.ts';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 /** --cpu-prof: every idsync CLI process writes a V8 CPU profile into bench/profiles/. */
 const NODE_ARGS = argv.includes('--cpu-prof') ? ['--cpu-prof', `--cpu-prof-dir=${path.join(import.meta.dirname, 'profiles')}`] : [];
-const ALL = ['uploads', 'export', 'startup', 'memory', 'enqueue', 'scaleout', 'capacity'] as const;
+const ALL = ['uploads', 'export', 'startup', 'memory', 'enqueue', 'scaleout', 'capacity', 'atscale'] as const;
 type Section = (typeof ALL)[number];
-const alias: Record<string, Section> = { ceilings: 'uploads', upload: 'uploads', download: 'export', scale: 'scaleout', 'scale-out': 'scaleout', start: 'startup', 'start-up': 'startup', auto: 'capacity', concurrency: 'capacity' };
+const alias: Record<string, Section> = { ceilings: 'uploads', upload: 'uploads', download: 'export', scale: 'scaleout', 'scale-out': 'scaleout', start: 'startup', 'start-up': 'startup', auto: 'capacity', concurrency: 'capacity', 'state-at-scale': 'atscale' };
 /** --render: only rewrite docs/benchmarks.md from bench/results.json (after editing FINDINGS). */
 const RENDER_ONLY = argv.includes('--render');
 /** --mode=plain|tls and --c=N narrow the uploads section to some cells (for probing; figures of a partial run are not written). */
@@ -39,7 +40,8 @@ const NO_CURL = argv.includes('--no-curl');
 const PROBE = ONLY_MODE !== undefined || ONLY_C !== undefined || NO_CURL || argv.includes('--probe');
 const wanted = argv.filter((a) => !a.startsWith('--')).map((a) => alias[a] ?? (a as Section));
 for (const w of wanted) if (!ALL.includes(w)) throw new Error(`unknown section ${w} (known: ${ALL.join(', ')})`);
-const sections: Section[] = wanted.length > 0 ? wanted : [...ALL];
+// atscale (about an hour, gigabytes of temp files) runs only when named.
+const sections: Section[] = wanted.length > 0 ? wanted : ALL.filter((sec) => sec !== 'atscale');
 
 const P = {
   uploadFiles: QUICK ? 500 : 2000,
@@ -728,7 +730,7 @@ async function main(): Promise<void> {
     return;
   }
   redis = await startRedis(fresh('redis'));
-  const runners: Record<Section, () => Promise<SectionResult>> = { uploads: uploadsSection, export: exportSection, startup: startupSection, memory: memorySection, enqueue: enqueueSection, scaleout: scaleoutSection, capacity: capacitySection };
+  const runners: Record<Section, () => Promise<SectionResult>> = { uploads: uploadsSection, export: exportSection, startup: startupSection, memory: memorySection, enqueue: enqueueSection, scaleout: scaleoutSection, capacity: capacitySection, atscale: () => stateAtScaleSection({ work, quick: QUICK, nodeArgs: NODE_ARGS, say, argv }) };
   try {
     for (const sec of sections) {
       const t0 = Date.now();

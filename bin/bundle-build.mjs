@@ -183,7 +183,7 @@ export async function buildBundle(root, { caches = false } = {}) {
   };
   try {
     const [result] = await Promise.all([
-      build({ ...common, outfile: path.join(temp, 'main.cjs'), sourcemap: 'external', metafile: true, plugins: [packagesPlugin()] }),
+      build({ ...common, outfile: path.join(temp, 'main.cjs'), sourcemap: 'external', sourcesContent: false, metafile: true, plugins: [packagesPlugin()] }),
       build({ ...common, outfile: path.join(temp, 'cli.cjs'), plugins: [commandStandInsPlugin(), packagesPlugin()] }),
     ]);
     const inputs = Object.keys(result.metafile.inputs)

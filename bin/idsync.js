@@ -116,18 +116,19 @@ function runBundle(dir, name, caches) {
 }
 
 /**
- * Stack traces name the TypeScript sources, not the bundle: Node maps frames only for code it
- * loads itself (process.setSourceMapsEnabled does nothing for a vm.Script), so frames of the
- * bundle are mapped here, through node:module's SourceMap and the map the build wrote beside it.
- * The map (a few MB) is read when a stack is first formatted: at debug level, or for an
- * unexpected error; never on the way of a normal run (its logs print no stacks).
+ * Stack traces name the TypeScript sources, not the bundle. Node maps frames only for code it
+ * loads itself (process.setSourceMapsEnabled does nothing for a vm.Script), so idsync maps the
+ * stacks it prints (src/readable-stack.ts: debug logs, an unexpected error) through the function
+ * registered here. Not through Error.prepareStackTrace: Node and the packages format stacks of
+ * errors nobody prints (an aborted stream, a closed socket), and the first one would load the
+ * map: node:module's SourceMap decodes every mapping of the bundle at once (~100 MB of heap).
  */
 function mapStackTraces(file) {
   let map;
-  const original = (frame) => {
+  const frame = /^(\s+at (?:.*? \()?)(.*\/main\.cjs):(\d+):(\d+)(\)?)$/;
+  const original = (name, line, column) => {
     // A code cache can carry the name the bundle had when the cache was made (its build's temp folder).
-    const name = frame.getFileName();
-    if (name !== file && !(name?.endsWith('/main.cjs') && name.includes('/.idsync-build/'))) return undefined;
+    if (name !== file && !name.includes('/.idsync-build/')) return undefined;
     if (map === undefined) {
       try {
         map = new Module.SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8')));
@@ -135,27 +136,20 @@ function mapStackTraces(file) {
         map = null;
       }
     }
-    const entry = map?.findEntry(frame.getLineNumber() - 1, frame.getColumnNumber() - 1);
+    const entry = map?.findEntry(line - 1, column - 1);
     if (!entry?.originalSource) return undefined;
     const source = entry.originalSource.startsWith('file://') ? new URL(entry.originalSource).pathname : path.resolve(path.dirname(file), entry.originalSource);
     return `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`;
   };
-  Error.prepareStackTrace = (error, frames) => {
-    let head;
-    try {
-      head = Error.prototype.toString.call(error);
-    } catch {
-      head = 'Error';
-    }
-    const lines = frames.map((frame) => {
-      const at = original(frame);
-      if (!at) return `    at ${frame}`;
-      const fn = frame.getFunctionName() ?? frame.getMethodName();
-      const name = fn ? `${frame.isAsync() ? 'async ' : ''}${frame.getTypeName() && !frame.isToplevel() && frame.getMethodName() && !fn.includes('.') ? `${frame.getTypeName()}.` : ''}${fn}` : '';
-      return name ? `    at ${name} (${at})` : `    at ${at}`;
-    });
-    return [head, ...lines].join('\n');
-  };
+  globalThis[Symbol.for('idsync.sourceMappedStack')] = (stack) =>
+    stack
+      .split('\n')
+      .map((line) => {
+        const m = frame.exec(line);
+        const at = m && original(m[2], Number(m[3]), Number(m[4]));
+        return at ? `${m[1]}${at}${m[5] ?? ''}` : line;
+      })
+      .join('\n');
 }
 
 function bundled() {

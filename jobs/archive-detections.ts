@@ -1,3 +1,4 @@
+import type { AllowedFolders } from '../src/allowed-folders.ts';
 import type { DetectionItem } from '../src/api/client.ts';
 import { FileError } from '../src/errors.ts';
 import { appendIndex, type IndexEntry } from '../src/outputs/archive-index.ts';
@@ -61,14 +62,14 @@ async function archiveWindow(payload: ArchiveDetectionsPayload, ctx: JobContext,
     const photos = [...carry, ...page.map((d) => toPhoto(d, counts)).filter((p): p is Photo => p !== undefined)];
     // Stop only at an EMPTY page: a server that caps `take` below ours returns short pages that are not the last.
     if (page.length === 0) {
-      await storeGroups(photos, { outDir, personId, archivedAt, counts });
+      await storeGroups(photos, { outDir, personId, archivedAt, counts, allowed: ctx.allowWrite });
       break;
     }
     const lastTime = photos.at(-1)?.timeMs;
     carry = photos.filter((p) => p.timeMs !== undefined && p.timeMs === lastTime);
     await storeGroups(
       photos.filter((p) => !(p.timeMs !== undefined && p.timeMs === lastTime)),
-      { outDir, personId, archivedAt, counts },
+      { outDir, personId, archivedAt, counts, allowed: ctx.allowWrite },
     );
   }
   await marks.advance(personId, windowEndMs);
@@ -93,7 +94,7 @@ function toPhoto(d: DetectionItem, counts: Counts): Photo | undefined {
  * always yields the same names. A name held by other content moves on to the next n; a name
  * held by the same content means "already archived".
  */
-async function storeGroups(photos: Photo[], where: { outDir: string; personId: string; archivedAt: string; counts: Counts }): Promise<void> {
+async function storeGroups(photos: Photo[], where: { outDir: string; personId: string; archivedAt: string; counts: Counts; allowed: AllowedFolders | undefined }): Promise<void> {
   const groups = new Map<string, Photo[]>();
   for (const p of photos) {
     const key = p.timeMs === undefined ? `undated/${p.sha256}` : String(p.timeMs);
@@ -110,7 +111,7 @@ async function storeGroups(photos: Photo[], where: { outDir: string; personId: s
       for (; n < MAX_SAME_TIME; n++) {
         if (taken.has(n)) continue;
         const relative = p.timeMs === undefined ? undatedDetectionPath(where.personId, p.sha256, p.detector) : detectionPath(where.personId, p.timeMs, p.detector, n);
-        const target = await archivePath(where.outDir, relative);
+        const target = await archivePath(where.outDir, relative, where.allowed);
         if ((await storeNew(target, p.bytes)) === 'written') {
           where.counts.written++;
           where.counts.bytes += p.bytes.length;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { AllowedFolders } from '../src/allowed-folders.ts';
 import type { ApiClient } from '../src/api/client.ts';
 import { FileError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -25,13 +26,13 @@ export const archiveEnrollment: RowJobKind<ArchiveEnrollmentPayload> = {
   name: 'archive-enrollment',
   action: 'archive-enrollment',
   ids: ({ faceId }) => ({ faceId }),
-  run: (job, ctx) => archiveOne(job.payload, ctx.client, ctx.clock.now(), ctx.log, job.signal),
+  run: (job, ctx) => archiveOne(job.payload, ctx.client, ctx.clock.now(), ctx.log, job.signal, ctx.allowWrite),
 };
 
-async function archiveOne(payload: ArchiveEnrollmentPayload, client: ApiClient, now: number, log: Logger, signal?: AbortSignal): Promise<JobOutcome> {
+async function archiveOne(payload: ArchiveEnrollmentPayload, client: ApiClient, now: number, log: Logger, signal?: AbortSignal, allowed?: AllowedFolders): Promise<JobOutcome> {
   const { faceId, outDir, runAtMs } = payload;
   const relative = enrollmentPath(faceId);
-  const target = await archivePath(outDir, relative);
+  const target = await archivePath(outDir, relative, allowed);
   const incoming = path.join(path.dirname(target), `.${faceId}.incoming-${randomBytes(6).toString('hex')}.jpg`);
   try {
     const fresh = await client.downloadEnrollmentPhoto(faceId, incoming, signal);

@@ -41,7 +41,7 @@ export const download: RowJobKind<DownloadPayload> = {
     const { item, outDir } = job.payload;
     const signal = job.signal;
     // Folders created level by level, never through a link; the client checks again before its rename.
-    const { root, target, exists } = await prepareOutTarget(outDir, item.output);
+    const { root, target, exists } = await prepareOutTarget(outDir, item.output, ctx.allowWrite);
     const ids = idsOf(item);
     const rel = (file: string) => path.relative(outDir, file).split(path.sep).join('/');
 

@@ -1,3 +1,4 @@
+import type { AllowedFolders } from '../src/allowed-folders.ts';
 import type { ApiClient } from '../src/api/client.ts';
 import type { Logger } from '../src/log.ts';
 import type { Clock } from '../src/pacing/clock.ts';
@@ -28,6 +29,10 @@ export interface JobContext {
   clock: Clock;
   /** What control jobs may ask of the engine (start a run, look at one, write its report). */
   runs: RunServices;
+  /** --allow-read: uploads read only files inside these folders (checked on the open file). */
+  allowRead?: AllowedFolders;
+  /** --allow-write: downloads write only inside these folders (checked before a folder is made). */
+  allowWrite?: AllowedFolders;
 }
 
 /** One row's job as a kind sees it. */

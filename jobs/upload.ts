@@ -3,6 +3,7 @@ import type { ApiClient } from '../src/api/client.ts';
 import { mayHaveBeenProcessed } from '../src/api/classify.ts';
 import { UnsafePathError } from '../src/errors.ts';
 import type { FileRef } from '../src/folder-handle.ts';
+import { admitOpened, openAdmitted } from '../src/sources/admitted-file.ts';
 import { openDropped, type OpenedDrop } from '../src/sources/dropped-file.ts';
 import type { ImportItem } from '../src/sources/import-items.ts';
 import { mediaTypeOfFile } from '../src/sources/media-type.ts';
@@ -50,11 +51,14 @@ export const upload: RowJobKind<UploadPayload> = {
     const { item, checkExisting, drop } = job.payload;
     const run = ctx.store.run(job.runId);
     let file: Awaited<ReturnType<SmallFileReader['read']>>;
-    // A dropped file is opened once and checked, then read and sent only through that descriptor:
-    // whatever its path names by then is never read.
+    // A dropped file (or any file under --allow-read) is opened once and checked, then read and
+    // sent only through that descriptor: whatever its path names by then is never read.
     let opened: OpenedDrop | undefined;
     try {
       if (drop) opened = await openDropped(drop);
+      // --allow-read: judged on the open file, before a byte is read, whatever the job names.
+      if (opened && ctx.allowRead) await admitOpened(opened.handle, item.file, ctx.allowRead);
+      else if (ctx.allowRead) opened = await openAdmitted(item.file, ctx.allowRead);
       file = await files.read(opened?.path ?? item.file);
       if (drop && file.sha256 !== drop.sha256) {
         throw new UnsafePathError(`${item.file} changed since it was taken (sha256 ${file.sha256.slice(0, 12)}…, not ${drop.sha256.slice(0, 12)}…); not sent`, item.file);

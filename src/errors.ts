@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'E_RESULT_NOT_RECORDED'
   | 'E_CONFLICT'
   | 'E_JOB_REFUSED'
+  | 'E_NOT_ALLOWED'
   | 'E_INTERNAL';
 
 export class IdsyncError extends Error {
@@ -335,6 +336,22 @@ export class DocumentConflictError extends IdsyncError {
 export class JobRefusedError extends IdsyncError {
   constructor(message: string) {
     super('E_JOB_REFUSED', message);
+  }
+}
+
+/**
+ * A file to read or a folder to write lies (by its real path: links and `..` resolved) outside the
+ * folders this process may touch (--allow-read, --allow-write): whoever may queue jobs must not
+ * make a worker read or write anywhere its user can. Nothing was read or written; never retried.
+ */
+export class NotAllowedError extends IdsyncError {
+  readonly path: string;
+  /** The setting that keeps it out, as the user spells it. */
+  readonly setting: '--allow-read' | '--allow-write';
+  constructor(message: string, path: string, setting: '--allow-read' | '--allow-write') {
+    super('E_NOT_ALLOWED', message);
+    this.path = path;
+    this.setting = setting;
   }
 }
 

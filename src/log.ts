@@ -3,6 +3,7 @@ import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 
 import { prettyFactory } from 'pino-pretty';
 import { stderrStatus, type StatusLine } from './status-line.ts';
 import { scrubSecrets } from './secret-text.ts';
+import { readableStack } from './readable-stack.ts';
 
 export type { Logger } from 'pino';
 export { scrubSecrets };
@@ -100,14 +101,13 @@ function fullError(err: unknown): unknown {
   if (!(err instanceof Error)) return briefError(err);
   const e = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
   if (typeof e.message === 'string') e.message = scrubSecrets(e.message);
-  if (typeof e.stack === 'string') e.stack = scrubSecrets(e.stack);
+  if (typeof e.stack === 'string') e.stack = scrubSecrets(readableStack(e.stack));
   return e;
 }
 
 /**
  * An error as an operator reads it: its class, message (with its causes') and plain fields such
- * as `code` and `status`, no stack. `.stack` is not even read: with source maps on, formatting one
- * costs a map lookup per frame.
+ * as `code` and `status`, no stack.
  */
 export function briefError(err: unknown): unknown {
   if (err === null || typeof err !== 'object' || typeof (err as { message?: unknown }).message !== 'string') return err;

@@ -11,6 +11,7 @@ import {
   IdsyncError,
   LedgerWriteError,
   NetworkError,
+  NotAllowedError,
   ProtocolError,
   TimeoutError,
   TlsError,
@@ -61,6 +62,8 @@ export function classify(err: unknown): Classification {
   if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof ApiUnreachableError || err instanceof ApiUnusableError || err instanceof LedgerWriteError || isRedisRefusal(err)) {
     return { kind: 'fatal', ambiguous: false };
   }
+  // Outside --allow-read/--allow-write: the worker's own settings say no, and no retry changes them.
+  if (err instanceof NotAllowedError) return { kind: 'permanent', ambiguous: false };
   // Cut before its last bytes: the server never had a complete upload. Hashed afresh next time.
   if (err instanceof FileChangedError) return { kind: 'retry', ambiguous: false };
   if (err instanceof HttpStatusError) {
@@ -177,6 +180,6 @@ export function isSuccess(status: number): boolean {
 export function mayHaveBeenProcessed(err: unknown): boolean {
   if (err instanceof HttpStatusError) return err.requestSent && err.status >= 500;
   if (err instanceof NetworkError || err instanceof TimeoutError) return err.requestSent;
-  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof FileError || err instanceof FileChangedError) return false;
+  if (err instanceof TlsError || err instanceof AuthRefusedError || err instanceof FileError || err instanceof FileChangedError || err instanceof NotAllowedError) return false;
   return true;
 }

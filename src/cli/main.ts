@@ -2,8 +2,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.ts';
 import { describeError, IdsyncError } from '../errors.ts';
 import { scrubSecrets } from '../secret-text.ts';
+import { boundHeapGrowth } from '../memory.ts';
+import { readableStack } from '../readable-stack.ts';
 import { ExitCode, exitCodeForError } from '../engine/outcome.ts';
-import { addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
+import { addConfinementOptions, addConnectionOptions, addJobOptions, addManifestOptions, addStateOptions, commonRedisOption, logLevelOption } from './options.ts';
 
 type Action = (args: unknown[], opts: Record<string, unknown>, cmd: Command) => Promise<number>;
 
@@ -45,19 +47,19 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     });
 
   wire(
-    addManifestOptions(addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]')))).description(
+    addConfinementOptions(addManifestOptions(addJobOptions(addConnectionOptions(program.command('import').argument('<manifest.csv>', 'CSV: personId, file, name[, description, publicId, ...]'))))).description(
       'upload every document the manifest lists; waits until all are done, writes the report, exits',
     ),
     lazy(COMMAND_MODULES.import),
   );
   wire(
-    addManifestOptions(addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]'))))
+    addConfinementOptions(addManifestOptions(addJobOptions(addConnectionOptions(program.command('export').argument('<manifest.csv>', 'CSV: type, faceId, detectionId, personId, documentId[, output]')))))
       .requiredOption('--out <dir>', 'folder that receives the files')
       .description('download every photo/document the manifest lists into --out; waits, reports, exits'),
     lazy(COMMAND_MODULES.export),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('watch').argument('<dir>', 'folder to watch: <dir>/<personId>/<file>')))
+    addConfinementOptions(addJobOptions(addConnectionOptions(program.command('watch').argument('<dir>', 'folder to watch: <dir>/<personId>/<file>'))))
       .option('--settle-ms <ms>', 'a file is taken once its size and mtime were stable this long (default: 2000)')
       .option('--poll', 'poll the folder instead of waiting for change events (network shares)')
       .option('--poll-interval <ms>', 'polling interval (default: 2000)')
@@ -71,7 +73,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     lazy(COMMAND_MODULES.watch),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('archive')))
+    addConfinementOptions(addJobOptions(addConnectionOptions(program.command('archive'))))
       .requiredOption('--faces <faces.csv>', 'CSV with a faceId column: enrollment photos to archive')
       .requiredOption('--out <dir>', 'archive folder')
       .option('--persons <persons.csv>', 'CSV with a personId column: people whose detection photos to archive')
@@ -92,7 +94,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
     lazy(COMMAND_MODULES.verify),
   );
   wire(
-    addJobOptions(addConnectionOptions(program.command('worker')), { worker: true }).description(
+    addConfinementOptions(addJobOptions(addConnectionOptions(program.command('worker')), { worker: true })).description(
       'long-running: process queued jobs only (for extra machines sharing one Redis)',
     ),
     lazy(COMMAND_MODULES.worker),
@@ -171,6 +173,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--capacity <n>', 'most requests handled at once; more are answered 503 (default: no limit)')
       .option('--capacity-knee <n>', 'requests handled at once before latency grows with load (default: half of --capacity)')
       .option('--capacity-latency-ms-per-request <ms>', 'latency added per request handled at once above the knee (default: 0)')
+      .addOption(new Option('--keep <what>', 'what is kept of an upload: all (bytes on disk; default) or none (counted, then forgotten: for benches of millions)').choices(['all', 'none']))
       .addOption(new Option('--duplicate-policy <policy>', 're-upload of an existing publicId: store a second copy, overwrite, or reject with 409 (default: store)').choices(['store', 'overwrite', 'reject']))
       .addOption(logLevelOption())
       .addOption(new Option('--log-format <format>').choices(['auto', 'json', 'pretty']).hideHelp()),
@@ -190,6 +193,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
 
 /** Runs the command line; returns the exit code (never calls process.exit itself). */
 export async function main(argv: string[]): Promise<number> {
+  boundHeapGrowth(process.env.IDSYNC_HEAP_GROWING_PERCENT);
   let pending: Promise<number> | undefined;
   const program = buildProgram((action) => {
     pending = action;
@@ -213,7 +217,7 @@ export function reportFatal(err: unknown): number {
   if (err instanceof IdsyncError) {
     process.stderr.write(`idsync: ${message}\n`);
   } else {
-    process.stderr.write(`idsync: unexpected error: ${message}\n${(err as Error)?.stack ?? ''}\n`);
+    process.stderr.write(`idsync: unexpected error: ${message}\n${readableStack(String((err as Error)?.stack ?? ''))}\n`);
   }
   return code;
 }

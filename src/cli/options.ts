@@ -67,6 +67,16 @@ export function addJobOptions(cmd: Command, { worker = false, readOnly = false }
   return cmd;
 }
 
+/**
+ * The operator's bound on what jobs may touch (import, export, watch, worker): whoever can sign
+ * jobs (anyone with the API password) could otherwise make a worker read or write any file its user can.
+ */
+export function addConfinementOptions(cmd: Command): Command {
+  return cmd
+    .option('--allow-read <dirs>', 'upload only files inside these folders (comma-separated; links and .. resolved) [env IDSYNC_ALLOW_READ] (default: any file this user can read)')
+    .option('--allow-write <dirs>', 'download only into these folders (comma-separated) [env IDSYNC_ALLOW_WRITE] (default: any folder this user can write)');
+}
+
 /** How a CSV input is read (import and export manifests, archive's --faces/--persons). */
 export function addManifestOptions(cmd: Command): Command {
   return cmd

@@ -46,6 +46,7 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
     admin: opts.admin === true,
     faults,
     duplicatePolicy: opts.duplicatePolicy as SandboxOptions['duplicatePolicy'],
+    keep: opts.keep as SandboxOptions['keep'],
     log,
   };
   const sandbox = await startSandbox(options);
@@ -66,7 +67,7 @@ function banner(s: Sandbox, o: SandboxOptions): string {
     `url: ${s.url}`,
     ...s.users.map((u) => `user: ${u.username} password: ${u.password} permissions: ${u.permissions.join(', ') || '(none)'}`),
     ...(s.caFile ? [`ca-file: ${s.caFile}   (pass it to idsync --ca-file, or curl --cacert)`] : []),
-    `documents: ${s.dir}${o.dir ? '' : ' (temporary, removed at exit; use --dir to keep them)'}`,
+    o.keep === 'none' ? 'documents: none kept (--keep none): uploads are hashed and counted, then forgotten' : `documents: ${s.dir}${o.dir ? '' : ' (temporary, removed at exit; use --dir to keep them)'}`,
     ...(o.faults?.capacity !== undefined ? [`capacity: ${o.faults.capacity} requests handled at once; more are answered 503`] : []),
     ...(o.admin
       ? [`admin: ${s.origin}/_admin/documents  ${s.origin}/_admin/stats  ${s.origin}/_admin/faults  (POST ${s.origin}/_admin/revoke, /_admin/reset-stats)`]

@@ -22,6 +22,7 @@ export interface WorkerRunOptions {
  */
 export async function runWorker(options: WorkerRunOptions): Promise<void> {
   const { config, log, signal } = options;
+  sayConfinement(config, log);
   const session = await Session.open({ config, log, signal });
   try {
     const graceMs = options.graceMs ?? 30_000;
@@ -64,4 +65,19 @@ async function saySchedules(session: Session, log: Logger): Promise<void> {
   } catch (err) {
     log.warn({ err }, 'cannot list the cron schedules of this API');
   }
+}
+
+/**
+ * A worker does whatever a correctly signed job asks, and anyone with the API password can sign
+ * one: without --allow-read/--allow-write that reaches every file its user can read or write.
+ * Kept working as before (not an error), but said once at start.
+ */
+export function sayConfinement(config: Config, log: Logger): void {
+  if (!config.allowRead && !config.allowWrite) {
+    log.warn(
+      'this worker is not confined: it reads any file and writes into any folder its user can, for any job signed with the API password; set --allow-read (the folders whose files may be uploaded) and --allow-write (the folders exports may write into) [env IDSYNC_ALLOW_READ, IDSYNC_ALLOW_WRITE]',
+    );
+    return;
+  }
+  log.info({ allowRead: config.allowRead?.roots ?? 'any', allowWrite: config.allowWrite?.roots ?? 'any' }, 'worker confined: uploads read and downloads write only inside these folders');
 }

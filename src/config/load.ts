@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { AllowedFolders } from '../allowed-folders.ts';
 import { ConfigError } from '../errors.ts';
 import { readCaPem } from './ca-file.ts';
 import { Secret } from './secret.ts';
@@ -51,6 +52,10 @@ export interface Config {
   stalledIntervalMs: number;
   /** --metrics-listen: where /metrics, /healthz and /readyz are served; none when undefined. */
   metricsListen: { host: string; port: number } | undefined;
+  /** --allow-read: the only folders (real paths) whose files jobs may upload; undefined = any. */
+  allowRead: AllowedFolders | undefined;
+  /** --allow-write: the only folders (real paths) downloads may write into; undefined = any. */
+  allowWrite: AllowedFolders | undefined;
   /** Where each setting's value came from, for `--help`-style diagnostics and tests. */
   origins: Partial<Record<keyof SettingsInput, Source>>;
 }
@@ -152,6 +157,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     }
     let value = parsed.data;
     if (PATH_KEYS.has(spec.key) && typeof value === 'string') value = path.resolve(base, value);
+    // Checked now (each an existing folder, made its real path): a typo must not confine to nothing or to elsewhere.
+    if (spec.key === 'allowRead' || spec.key === 'allowWrite') value = AllowedFolders.resolve(spec.flag as '--allow-read' | '--allow-write', value as string[], base, describeOrigin(spec, source, file));
     values[spec.key] = value;
     origins[spec.key] = source;
   }
@@ -192,6 +199,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     lockDurationMs: values.lockDurationMs as number,
     stalledIntervalMs: values.stalledIntervalMs as number,
     metricsListen: values.metricsListen as Config['metricsListen'],
+    allowRead: values.allowRead as AllowedFolders | undefined,
+    allowWrite: values.allowWrite as AllowedFolders | undefined,
     origins,
   };
 }

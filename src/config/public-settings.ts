@@ -28,6 +28,8 @@ export function publicSettings(config: Config): Record<string, unknown> {
     lockDurationMs: config.lockDurationMs,
     stalledIntervalMs: config.stalledIntervalMs,
     metricsListen: config.metricsListen ? `${config.metricsListen.host}:${config.metricsListen.port}` : undefined,
+    allowRead: config.allowRead?.roots,
+    allowWrite: config.allowWrite?.roots,
   };
   for (const key of Object.keys(shown)) if (shown[key] === undefined) delete shown[key];
   return shown;

@@ -129,6 +129,12 @@ const listenAddress = z
     return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
   });
 
+/** Folders, `A,B` (flag, environment) or a JSON array (config file); checked and made real paths by loadConfig. */
+const folderList = z
+  .union([z.string(), z.array(z.string())], { message: 'must be folders separated by commas, e.g. /srv/scans,/srv/more' })
+  .transform((v) => (typeof v === 'string' ? v.split(',') : v).map((p) => p.trim()).filter((p) => p !== ''))
+  .refine((list) => list.length > 0, { message: 'must name at least one folder' });
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SETTINGS: readonly SettingSpec[] = [
@@ -160,6 +166,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'delimiter', flag: '--delimiter', env: 'IDSYNC_DELIMITER', schema: delimiter, help: 'manifest cell separator (default: detected from the header line)' },
   { key: 'encoding', flag: '--encoding', env: 'IDSYNC_ENCODING', schema: encoding, help: 'manifest encoding (default: UTF-8, strictly)' },
   { key: 'metricsListen', flag: '--metrics-listen', env: 'IDSYNC_METRICS_LISTEN', schema: listenAddress, help: 'serve Prometheus /metrics, /healthz and /readyz at HOST:PORT' },
+  { key: 'allowRead', flag: '--allow-read', env: 'IDSYNC_ALLOW_READ', schema: folderList, help: 'the only folders whose files jobs may upload (default: any file this user can read)' },
+  { key: 'allowWrite', flag: '--allow-write', env: 'IDSYNC_ALLOW_WRITE', schema: folderList, help: 'the only folders downloads may write into (default: any folder this user can write)' },
   { key: 'lockDurationMs', flag: 'IDSYNC_LOCK_DURATION_MS', env: 'IDSYNC_LOCK_DURATION_MS', schema: intIn(1000, 3_600_000), default: 30_000, help: 'job lock; a crashed worker\'s jobs are taken back after about this long' },
   { key: 'stalledIntervalMs', flag: 'IDSYNC_STALLED_INTERVAL_MS', env: 'IDSYNC_STALLED_INTERVAL_MS', schema: intIn(500, 3_600_000), default: 15_000, help: 'how often workers look for jobs of crashed workers' },
 ];
@@ -195,4 +203,6 @@ export interface SettingsInput {
   lockDurationMs?: number | string;
   stalledIntervalMs?: number | string;
   metricsListen?: string;
+  allowRead?: string | string[];
+  allowWrite?: string | string[];
 }

@@ -113,7 +113,17 @@ function runServices(session: Session): RunServices {
  */
 export function jobContext(session: Session): JobContext {
   const store = new ApiStore(session.redis.connect('jobs', { autoPipelining: true }), { apiUrl: session.api.apiUrl, root: session.config.redisPrefix, lockTtlMs: session.config.lockDurationMs, replicas: session.redis.replicas, log: session.log });
-  return { client: session.client, store, ledger: session.ledger, log: session.log, clock: session.clock, runs: runServices(session) };
+  const { allowRead, allowWrite } = session.config;
+  return {
+    client: session.client,
+    store,
+    ledger: session.ledger,
+    log: session.log,
+    clock: session.clock,
+    runs: runServices(session),
+    ...(allowRead ? { allowRead } : {}),
+    ...(allowWrite ? { allowWrite } : {}),
+  };
 }
 
 /** This process's workers, with the settings' concurrency, attempts and lock timings; closed with the session. */

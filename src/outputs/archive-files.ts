@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, link, lstat, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { prepareOutTarget } from './out-dir.ts';
+import type { AllowedFolders } from '../allowed-folders.ts';
 import { FileError } from '../errors.ts';
 import { hashFile } from '../sources/file-hash.ts';
 
@@ -18,10 +19,11 @@ function fileError(what: string, file: string, err: unknown): FileError {
 
 /**
  * `outDir/relative` after making sure no link in between leads out of the archive: its folders
- * are created one level at a time, never through a link (OutsideOutError, not retried).
+ * are created one level at a time, never through a link (OutsideOutError, not retried), and
+ * nothing at all outside `allowed` (--allow-write: NotAllowedError).
  */
-export async function archivePath(outDir: string, relative: string): Promise<string> {
-  return (await prepareOutTarget(outDir, relative)).target;
+export async function archivePath(outDir: string, relative: string, allowed?: AllowedFolders): Promise<string> {
+  return (await prepareOutTarget(outDir, relative, allowed)).target;
 }
 
 /** sha256 of a regular file at `file`, or undefined when there is none. Links are refused. */

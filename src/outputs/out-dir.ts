@@ -1,6 +1,7 @@
 import { constants, readlinkSync } from 'node:fs';
 import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { AllowedFolders } from '../allowed-folders.ts';
 import { FileError, OutsideOutError } from '../errors.ts';
 import { DIR_FLAGS, FD_PATHS, MAX_LEVELS, openLevels, walkByPath, type FolderPlace, type WalkRefusals } from '../folder-handle.ts';
 import { GroupSync } from './group-sync.ts';
@@ -282,10 +283,20 @@ function realRoot(outDir: string): Promise<string> {
 /**
  * For a job, before its request: `relative` under the real --out, its folders created safely,
  * and the target itself not a link. Returns the real root, the target path, and whether a
- * regular file is there already (a download done earlier).
+ * regular file is there already (a download done earlier). `allowed` (--allow-write): the real
+ * --out must lie inside it, or NotAllowedError before any folder is made; below the real root no
+ * link is followed, so every folder made lies inside it too.
  */
-export async function prepareOutTarget(outDir: string, relative: string): Promise<{ root: string; target: string; exists: boolean }> {
-  const root = await realRoot(outDir);
+export async function prepareOutTarget(outDir: string, relative: string, allowed?: AllowedFolders): Promise<{ root: string; target: string; exists: boolean }> {
+  let root: string;
+  try {
+    root = await realRoot(outDir);
+  } catch (err) {
+    // A missing --out outside the allowed folders is refused as such (for good), not as missing.
+    if (allowed) allowed.check(outDir, await AllowedFolders.realPathToBe(outDir).catch(() => path.resolve(outDir)), 'the output folder ');
+    throw err;
+  }
+  allowed?.check(outDir, root, 'the output folder ');
   const target = resolveInside(root, relative);
   const folder = await OutFolder.open(root, path.dirname(target));
   try {

@@ -21,6 +21,7 @@ export async function handleAdmin(ctx: SandboxContext, actions: AdminActions, re
   const rest = pathname.replace(/^\/_admin\/?/, '').replace(/\/+$/, '');
   const route = `${method} ${rest}`;
   if (route === 'GET documents') return sendJson(res, 200, ctx.documents.list());
+  if (route === 'GET document-tally') return sendJson(res, 200, ctx.documents.tally());
   if (route === 'GET stats') return sendJson(res, 200, ctx.stats.snapshot());
   if (route === 'POST reset-stats') {
     actions.resetStats();
@@ -64,6 +65,10 @@ async function replaceDocument(ctx: SandboxContext, req: IncomingMessage, res: S
     return sendStatus(res, 404);
   }
   const incoming = ctx.documents.incomingPath();
+  if (incoming === undefined) {
+    req.resume();
+    return sendStatus(res, 404);
+  }
   const hash = createHash('sha256');
   let bytes = 0;
   req.on('data', (chunk: Buffer) => {

@@ -27,13 +27,40 @@ interface Entry {
 
 export type CommitResult = 'stored' | 'duplicate-rejected';
 
+/** GET /_admin/document-tally: exactly-once at a glance, without listing a million documents. */
+export interface DocumentTally {
+  /** Distinct (personId, documentId) held. */
+  documents: number;
+  /** Stores (uploads accepted). */
+  uploads: number;
+  /** Stores of a (personId, documentId) already held: uploads beyond the first. */
+  duplicates: number;
+}
+
+/**
+ * What the sandbox does with uploads: DocumentStore keeps them (`--keep all`), UploadTally only
+ * counts them (`--keep none`). An upload in progress goes to incomingPath() (undefined: it is only
+ * hashed), then commit() or discard() with that path.
+ */
+export interface DocumentKeeper {
+  incomingPath(): string | undefined;
+  discard(incoming: string | undefined): void;
+  commit(incoming: string | undefined, meta: Omit<StoredDocumentInfo, 'uploads' | 'storedAt'>): CommitResult;
+  replace(personId: string, documentId: string, incoming: string | undefined, content: { bytes: number; sha256: string }): boolean;
+  remove(personId: string, documentId: string): boolean;
+  find(personId: string, documentId: string): { info: StoredDocumentInfo; file: string } | undefined;
+  list(): StoredDocumentInfo[];
+  tally(): DocumentTally;
+  close(): void;
+}
+
 /**
  * Uploaded documents on disk: `<dir>/files/<uuid>` plus an append-only index
  * `<dir>/documents.jsonl` (one line per store), replayed at start so a restarted sandbox
  * with the same `--dir` still has every document. Files arrive in `<dir>/incoming/` and are
  * renamed into place only when complete.
  */
-export class DocumentStore {
+export class DocumentStore implements DocumentKeeper {
   private readonly entries = new Map<string, Entry>();
   private readonly filesDir: string;
   private readonly incomingDir: string;
@@ -59,12 +86,13 @@ export class DocumentStore {
     return path.join(this.incomingDir, `${randomUUID()}.part`);
   }
 
-  discard(incoming: string): void {
-    rmSync(incoming, { force: true });
+  discard(incoming: string | undefined): void {
+    if (incoming !== undefined) rmSync(incoming, { force: true });
   }
 
   /** Moves a complete upload into place under the duplicate policy. */
-  commit(incoming: string, meta: Omit<StoredDocumentInfo, 'uploads' | 'storedAt'>): CommitResult {
+  commit(incoming: string | undefined, meta: Omit<StoredDocumentInfo, 'uploads' | 'storedAt'>): CommitResult {
+    if (incoming === undefined) throw new Error('DocumentStore.commit: the upload was not written to incomingPath()');
     const key = keyOf(meta.personId, meta.documentId);
     const existing = this.entries.get(key);
     if (existing && this.policy === 'reject') {
@@ -86,7 +114,8 @@ export class DocumentStore {
    * Gives a stored document other bytes (an admin call: what a server whose copy was altered
    * would serve). Its metadata and upload count stay; false when there is no such document.
    */
-  replace(personId: string, documentId: string, incoming: string, content: { bytes: number; sha256: string }): boolean {
+  replace(personId: string, documentId: string, incoming: string | undefined, content: { bytes: number; sha256: string }): boolean {
+    if (incoming === undefined) throw new Error('DocumentStore.replace: the bytes were not written to incomingPath()');
     const existing = this.entries.get(keyOf(personId, documentId));
     if (!existing) {
       this.discard(incoming);
@@ -118,6 +147,13 @@ export class DocumentStore {
 
   list(): StoredDocumentInfo[] {
     return [...this.entries.values()].map((e) => ({ ...e.info }));
+  }
+
+  /** How many documents are held, how many stores made them, and how many of those stored one already held. */
+  tally(): DocumentTally {
+    let uploads = 0;
+    for (const e of this.entries.values()) uploads += e.info.uploads;
+    return { documents: this.entries.size, uploads, duplicates: uploads - this.entries.size };
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import type { Logger } from '../log.ts';
 import type { CapacityGate } from './capacity-gate.ts';
 import type { DetectionSchedule } from './detection-schedule.ts';
-import type { DocumentStore } from './document-store.ts';
+import type { DocumentKeeper } from './document-store.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import type { PeopleDirectory } from './people-directory.ts';
 import type { Permission } from './permissions.ts';
@@ -22,7 +22,7 @@ export interface SandboxContext {
   people: PeopleDirectory;
   photos: PhotoLibrary;
   detections: DetectionSchedule;
-  documents: DocumentStore;
+  documents: DocumentKeeper;
   faults: FaultInjector;
   capacity: CapacityGate;
   stats: StatsCollector;

@@ -12,7 +12,8 @@ import { handleAdmin, type AdminActions } from './admin-handlers.ts';
 import { handleApi } from './api-handlers.ts';
 import { CapacityGate } from './capacity-gate.ts';
 import { DetectionSchedule } from './detection-schedule.ts';
-import { DocumentStore, type DuplicatePolicy, type StoredDocumentInfo } from './document-store.ts';
+import { DocumentStore, type DocumentTally, type DuplicatePolicy, type StoredDocumentInfo } from './document-store.ts';
+import { UploadTally } from './upload-tally.ts';
 import { FaultInjector } from './fault-injector.ts';
 import { faultSettingsProblems, type FaultSettings } from './fault-settings.ts';
 import { sendStatus } from './http-response.ts';
@@ -48,6 +49,8 @@ export interface SandboxOptions {
   faults?: FaultSettings;
   /** what a re-upload of an existing (personId, publicId) does; default store (a second copy) */
   duplicatePolicy?: DuplicatePolicy;
+  /** what is kept of an upload: `all` (its bytes on disk and its entry; default) or `none` (counts only: UploadTally) */
+  keep?: 'all' | 'none';
   /** injectable clock, epoch ms */
   now?: () => number;
   log?: Logger;
@@ -71,6 +74,8 @@ export interface Sandbox {
   stats(): SandboxStats;
   resetStats(): void;
   documents(): StoredDocumentInfo[];
+  /** Documents held, uploads, and uploads of a document already held (GET /_admin/document-tally). */
+  documentTally(): DocumentTally;
   bumpEnrollmentVersion(faceId: string): void;
   close(): Promise<void>;
 }
@@ -96,6 +101,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const users = options.users && options.users.length > 0 ? options.users.map((u) => ({ ...u, permissions: [...u.permissions] })) : [defaultUser()];
   const policy = options.duplicatePolicy ?? 'store';
   if (!['store', 'overwrite', 'reject'].includes(policy)) throw new ConfigError(`duplicate policy must be store, overwrite or reject, not ${policy}`, '--duplicate-policy');
+  const keep = options.keep ?? 'all';
+  if (keep !== 'all' && keep !== 'none') throw new ConfigError(`keep must be all or none, not ${String(keep)}`, '--keep');
   const problems = faultSettingsProblems(options.faults ?? {});
   if (problems.length > 0) throw new ConfigError(`bad fault settings: ${problems.join('; ')}`);
 
@@ -113,7 +120,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     people: new PeopleDirectory(data),
     photos,
     detections: new DetectionSchedule(photos),
-    documents: new DocumentStore(dir, policy, now),
+    documents: keep === 'none' ? new UploadTally(policy) : new DocumentStore(dir, policy, now),
     faults,
     capacity,
     stats: new StatsCollector(now, () => capacity.load().maxHandling),
@@ -191,6 +198,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     stats: () => ctx.stats.snapshot(),
     resetStats: actions.resetStats,
     documents: () => ctx.documents.list(),
+    documentTally: () => ctx.documents.tally(),
     bumpEnrollmentVersion: (faceId) => void actions.bumpEnrollmentVersion(faceId),
     async close() {
       await new Promise<void>((resolve) => {

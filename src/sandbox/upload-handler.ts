@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 import { isGuid } from './guid.ts';
@@ -9,7 +10,8 @@ import { sendStatus, sendValidationProblem } from './http-response.ts';
 import type { SandboxContext } from './sandbox-context.ts';
 
 interface ReceivedFile {
-  path: string;
+  /** Undefined when the sandbox keeps no bytes (`--keep none`). */
+  path: string | undefined;
   fileName: string;
   contentType: string;
   bytes: number;
@@ -110,6 +112,11 @@ export async function handleUpload(ctx: SandboxContext, req: IncomingMessage, re
   sendStatus(res, 200);
 }
 
+/** Where the bytes of an upload go when none are kept: they are only hashed and counted. */
+function nowhere(): Writable {
+  return new Writable({ write: (_chunk, _encoding, done) => done() });
+}
+
 async function receiveFile(ctx: SandboxContext, stream: NodeJS.ReadableStream, fileName: string, contentType: string): Promise<ReceivedFile> {
   const path = ctx.documents.incomingPath();
   const hash = createHash('sha256');
@@ -119,7 +126,7 @@ async function receiveFile(ctx: SandboxContext, stream: NodeJS.ReadableStream, f
     bytes += chunk.length;
   });
   try {
-    await pipeline(stream, createWriteStream(path));
+    await pipeline(stream, path === undefined ? nowhere() : createWriteStream(path));
   } catch (err) {
     ctx.documents.discard(path);
     throw err;

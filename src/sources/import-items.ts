@@ -1,5 +1,6 @@
-import { accessSync, constants, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, realpathSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
+import type { AllowedFolders } from '../allowed-folders.ts';
 import { RowInvalidError } from '../errors.ts';
 import type { ManifestRecord } from './manifest-reader.ts';
 import { isGuid, normalizeGuid } from './guid.ts';
@@ -28,8 +29,11 @@ function windowsHint(fileCell: string): string {
   return fileCell.includes('\\') ? ' (Windows path? use / between folders, or run idsync where the files are)' : '';
 }
 
-/** Validates one import row; throws RowInvalidError with a reason a person can act on. */
-export async function toImportItem(record: ManifestRecord, manifestDir: string): Promise<ImportItem> {
+/**
+ * Validates one import row; throws RowInvalidError with a reason a person can act on, or
+ * NotAllowedError for a file outside `allowRead` (--allow-read; its job would be refused anyway).
+ */
+export async function toImportItem(record: ManifestRecord, manifestDir: string, allowRead?: AllowedFolders): Promise<ImportItem> {
   if (record.shapeError) throw new RowInvalidError(`row ${record.shapeError}`);
   const v = record.values;
   const personId = (v.personId ?? '').trim();
@@ -55,6 +59,7 @@ export async function toImportItem(record: ManifestRecord, manifestDir: string):
     if (code === 'ENOENT') throw new RowInvalidError(`file ${fileCell} does not exist${windowsHint(fileCell)}`);
     throw new RowInvalidError(`file ${fileCell} cannot be read (${code ?? 'error'})`);
   }
+  if (allowRead) allowRead.check(file, realpathSync(file));
   if (!stat.isFile()) throw new RowInvalidError(`file ${fileCell} is not a regular file`);
   if (stat.size === 0) throw new RowInvalidError(`file ${fileCell} is empty (0 bytes)`);
   const description = (v.description ?? '').trim();

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { RowInvalidError } from '../../errors.ts';
+import type { AllowedFolders } from '../../allowed-folders.ts';
+import { NotAllowedError, RowInvalidError } from '../../errors.ts';
 import type { FailedCsvFormat } from '../../report/report-writer.ts';
 import type { RowResult } from '../../report/row-result.ts';
 import { EXPORT_KNOWN_COLUMNS, EXPORT_REQUIRED_COLUMNS, toExportItem, type ExportItem } from '../../sources/export-items.ts';
@@ -53,6 +54,8 @@ export interface ManifestPlanOptions {
   /** --delimiter and --encoding. */
   delimiter?: string | undefined;
   encoding?: string | undefined;
+  /** import's --allow-read: a row whose file lies outside is rejected at once, never queued. */
+  allowRead?: AllowedFolders | undefined;
 }
 
 /**
@@ -141,7 +144,7 @@ export class ManifestPlan implements RunPlan {
   }
 
   async *rows(signal?: AbortSignal, context?: RowsContext): AsyncIterable<PlannedRow> {
-    let batch: Array<{ record: ManifestRecord; item?: ImportItem | ExportItem; error?: RowInvalidError }> = [];
+    let batch: Array<{ record: ManifestRecord; item?: ImportItem | ExportItem; error?: RowInvalidError | NotAllowedError }> = [];
     const settle = async function* (this: ManifestPlan): AsyncGenerator<PlannedRow> {
       if (this.command === 'export' && context) await this.#claimOutputs(batch, context);
       for (const { record, item, error } of batch) yield this.#planned(record, item, error);
@@ -149,10 +152,10 @@ export class ManifestPlan implements RunPlan {
     }.bind(this);
     for await (const record of this.#records(signal)) {
       try {
-        const item = this.command === 'import' ? await toImportItem(record, this.#dir) : toExportItem(record);
+        const item = this.command === 'import' ? await toImportItem(record, this.#dir, this.#o.allowRead) : toExportItem(record);
         batch.push({ record, item });
       } catch (err) {
-        if (!(err instanceof RowInvalidError)) throw err;
+        if (!(err instanceof RowInvalidError) && !(err instanceof NotAllowedError)) throw err;
         batch.push({ record, error: err });
       }
       if (batch.length >= CLAIM_BATCH) yield* settle();
@@ -160,10 +163,10 @@ export class ManifestPlan implements RunPlan {
     yield* settle();
   }
 
-  #planned(record: ManifestRecord, item: ImportItem | ExportItem | undefined, error: RowInvalidError | undefined): PlannedRow {
+  #planned(record: ManifestRecord, item: ImportItem | ExportItem | undefined, error: RowInvalidError | NotAllowedError | undefined): PlannedRow {
     const base = { row: record.row, values: record.values, ...(record.raw !== undefined ? { raw: record.raw } : {}) };
     if (error || !item) {
-      return { ...base, result: { status: 'rejected', action: 'validate', ...idsOfValues(record.values), error: error?.message ?? 'invalid row', errorCode: 'E_ROW_INVALID' } };
+      return { ...base, result: { status: 'rejected', action: 'validate', ...idsOfValues(record.values), error: error?.message ?? 'invalid row', errorCode: error?.code ?? 'E_ROW_INVALID' } };
     }
     if (this.command === 'import') {
       const payload: UploadPayload = { item: item as ImportItem, checkExisting: this.#checkExisting };

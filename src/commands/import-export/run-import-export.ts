@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { removeStaleParts, STALE_PART_MS } from '../../outputs/part-files.ts';
 import { requireApiSettings, type Config } from '../../config/load.ts';
+import { requireOutInside } from '../../allowed-folders.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { dryRunBatch, runBatch, type BatchResult } from '../../engine/batch-run.ts';
@@ -39,6 +40,8 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
   if (command === 'export') {
     if (!o.outDir) throw new ConfigError('export needs --out DIR', '--out');
     outDir = path.resolve(o.outDir);
+    // Before --out is made: a run whose every download its own workers would refuse sends nothing.
+    if (config.allowWrite) await requireOutInside(outDir, config.allowWrite);
     try {
       mkdirSync(outDir, { recursive: true });
     } catch (err) {
@@ -53,6 +56,7 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
     checkExisting: config.checkExisting,
     delimiter: config.delimiter,
     encoding: config.encoding,
+    ...(command === 'import' ? { allowRead: config.allowRead } : {}),
   });
   const reportDir = config.reportDir ?? path.resolve('idsync-reports', plan.runId);
   const session = await Session.open({ config, log: o.log.child({ runId: plan.runId }), signal: o.signal, state: !config.dryRun, ...(o.allowInstallRedis !== undefined ? { allowInstallRedis: o.allowInstallRedis } : {}) });
@@ -97,3 +101,4 @@ export async function removeLeftovers(outDir: string, log: Logger): Promise<void
   const stale = await removeStaleParts(outDir, STALE_PART_MS);
   if (stale.removed.length > 0) log.info({ removed: stale.removed.length, outDir }, 'removed temp files left by an interrupted run');
 }
+
