@@ -21,9 +21,10 @@ import { FileError, UnsafePathError } from './errors.ts';
 export const FD_PATHS = process.platform === 'linux' && existsSync('/proc/self/fd');
 /** O_NOFOLLOW where the platform has it. */
 export const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
-const DIR_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0) | NO_FOLLOW;
+/** A folder opened to walk from: never through a link at its last component. */
+export const DIR_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0) | NO_FOLLOW;
 /** Deepest folder accepted below a root; a bound on the walk. */
-const MAX_LEVELS = 64;
+export const MAX_LEVELS = 64;
 
 /** dev:ino of a file or folder, from bigint stats (inode numbers may pass 2^53): the same identity is the same file. */
 export type FileIdentity = string;
@@ -71,10 +72,6 @@ function plainName(name: string, where: string): void {
   }
 }
 
-function linkRefused(root: string, level: string): UnsafePathError {
-  return new UnsafePathError(`${path.relative(root, level) || '.'} in ${root} is a symbolic link; idsync never follows links there`, level);
-}
-
 export class FolderHandle {
   readonly place: FolderPlace;
   /** The folder's path (root and levels). */
@@ -102,7 +99,7 @@ export class FolderHandle {
       current = path.join(current, part);
     }
     if (!FD_PATHS) {
-      await walkByPath(place, options.create === true);
+      await walkByPath(place, unsafePathRefusals, { create: options.create === true, checkRoot: true });
       return new FolderHandle(place, dir, undefined);
     }
     const folder = new FolderHandle(place, dir, await openByDescriptor(place, options.create === true));
@@ -182,7 +179,7 @@ export class FolderHandle {
       }
       return;
     }
-    await walkByPath(this.place, false);
+    await walkByPath(this.place, unsafePathRefusals, { create: false, checkRoot: true });
   }
 
   async close(): Promise<void> {
@@ -203,11 +200,47 @@ async function openByDescriptor(place: FolderPlace, create: boolean): Promise<Fi
     }
     throw fileError('cannot open', root, err);
   }
-  let current = root;
+  return openLevels(handle, place, create, unsafePathRefusals);
+}
+
+/**
+ * What a walk throws where a level is not a plain folder. Whose folder it is decides the class and
+ * the words: in a watched folder a link is an UnsafePathError, under --out an OutsideOutError (it
+ * could lead out of --out); and a FileError's system code decides whether it is retried.
+ */
+export interface WalkRefusals {
+  /** `level` (below `root`, or `root` itself) is a symbolic link. */
+  link(root: string, level: string): Error;
+  /** `level` is there and is no folder: `err` is the system's (ENOTDIR, ELOOP), or undefined when lstat showed it. */
+  notFolder(level: string, err?: unknown): Error;
+  /** `level` is missing in the walk by path (not to be created, or gone again). */
+  missing(level: string): Error;
+  /** The walk by path: the folder `dir` resolves elsewhere, through a link on the way. */
+  elsewhere(root: string, dir: string): Error;
+}
+
+const unsafePathRefusals: WalkRefusals = {
+  link: (root, level) => new UnsafePathError(`${path.relative(root, level) || '.'} in ${root} is a symbolic link; idsync never follows links there`, level),
+  notFolder: (level, err) => fileError('not a folder:', level, err ?? errnoError('not a folder', 'ENOTDIR')),
+  missing: (level) => fileError('cannot open', level, errnoError('gone', 'ENOENT')),
+  elsewhere: (root, dir) => new UnsafePathError(`${path.relative(root, dir) || '.'} in ${root} leads elsewhere through a link`, dir),
+};
+
+function errnoError(message: string, code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * From the open root (`rootHandle`, taken over: closed here, or on failure), each level of `place`
+ * opened inside the one above; the deepest level's descriptor.
+ */
+export async function openLevels(rootHandle: FileHandle, place: FolderPlace, create: boolean, refusals: WalkRefusals): Promise<FileHandle> {
+  let handle = rootHandle;
+  let current = place.root;
   try {
     for (const part of place.levels) {
       const level = path.join(current, part);
-      const next = await openChild(root, level, `/proc/self/fd/${handle.fd}/${part}`, create);
+      const next = await openChild(place.root, level, `/proc/self/fd/${handle.fd}/${part}`, create, refusals);
       await handle.close();
       handle = next;
       current = level;
@@ -220,7 +253,7 @@ async function openByDescriptor(place: FolderPlace, create: boolean): Promise<Fi
 }
 
 /** Opens one level inside its open parent (`entry` is its /proc path), creating it when missing and asked to. */
-async function openChild(root: string, level: string, entry: string, create: boolean): Promise<FileHandle> {
+async function openChild(root: string, level: string, entry: string, create: boolean, refusals: WalkRefusals): Promise<FileHandle> {
   for (let tries = 0; tries < 3; tries++) {
     try {
       return await open(entry, DIR_FLAGS);
@@ -237,8 +270,8 @@ async function openChild(root: string, level: string, entry: string, create: boo
       }
       if (code === 'ELOOP' || code === 'ENOTDIR') {
         const st = await lstat(entry).catch(() => undefined);
-        if (st?.isSymbolicLink()) throw linkRefused(root, level);
-        throw fileError('not a folder:', level, err);
+        if (st?.isSymbolicLink()) throw refusals.link(root, level);
+        throw refusals.notFolder(level, err);
       }
       throw fileError('cannot open', level, err);
     }
@@ -246,17 +279,21 @@ async function openChild(root: string, level: string, entry: string, create: boo
   throw new FileError(`cannot create ${level}: it keeps disappearing`, level);
 }
 
-/** Each level lstat'ed (and created when `create`), then the real path compared: no link anywhere. */
-async function walkByPath(place: FolderPlace, create: boolean): Promise<void> {
+/**
+ * The walk without descriptors: each level lstat'ed (and created when `create`), then the real
+ * path compared: no link anywhere. The root itself is checked too when `checkRoot` (a root not
+ * resolved by the caller).
+ */
+export async function walkByPath(place: FolderPlace, refusals: WalkRefusals, options: { create: boolean; checkRoot: boolean }): Promise<void> {
   const { root } = place;
   let current = root;
-  for (const part of ['', ...place.levels]) {
+  for (const part of options.checkRoot ? ['', ...place.levels] : place.levels) {
     current = path.join(current, part);
     let st = await lstat(current).catch((err: unknown) => {
       if (codeOf(err) === 'ENOENT') return undefined;
       throw fileError('cannot check', current, err);
     });
-    if (!st && create && part !== '') {
+    if (!st && options.create && part !== '') {
       try {
         await mkdir(current);
       } catch (err) {
@@ -266,9 +303,9 @@ async function walkByPath(place: FolderPlace, create: boolean): Promise<void> {
         throw fileError('cannot check', current, err);
       });
     }
-    if (!st) throw fileError('cannot open', current, Object.assign(new Error('gone'), { code: 'ENOENT' }));
-    if (st.isSymbolicLink()) throw linkRefused(root, current);
-    if (!st.isDirectory()) throw fileError('not a folder:', current, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
+    if (!st) throw refusals.missing(current);
+    if (st.isSymbolicLink()) throw refusals.link(root, current);
+    if (!st.isDirectory()) throw refusals.notFolder(current);
   }
   let real: string;
   try {
@@ -276,5 +313,5 @@ async function walkByPath(place: FolderPlace, create: boolean): Promise<void> {
   } catch (err) {
     throw fileError('cannot check', current, err);
   }
-  if (real !== current) throw new UnsafePathError(`${path.relative(root, current) || '.'} in ${root} leads elsewhere through a link`, current);
+  if (real !== current) throw refusals.elsewhere(root, current);
 }

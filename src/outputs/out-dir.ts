@@ -1,28 +1,20 @@
-import { constants, existsSync, readlinkSync } from 'node:fs';
-import { lstat, mkdir, open, realpath, type FileHandle } from 'node:fs/promises';
+import { constants, readlinkSync } from 'node:fs';
+import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { AllowedFolders } from '../allowed-folders.ts';
 import { FileError, OutsideOutError } from '../errors.ts';
+import { DIR_FLAGS, FD_PATHS, MAX_LEVELS, openLevels, walkByPath, type FolderPlace, type WalkRefusals } from '../folder-handle.ts';
 import { GroupSync } from './group-sync.ts';
 
 /**
  * Writing under --out without ever leaving it, even when a folder on the way is swapped for a
- * link while a download is in flight (issue #15, item 2).
- *
- * Node has no openat/mkdirat/renameat. On Linux, `/proc/self/fd/N/name` stands in for them: the
- * kernel resolves `name` inside the very folder that descriptor N holds open, whatever has been
- * renamed or replaced by a link on the way there since. So each level is opened with
- * O_NOFOLLOW|O_DIRECTORY from the one above (a link is refused, never followed), missing levels
- * are created inside the open parent, and the temp file and the rename happen inside the open
- * target folder. Elsewhere (no /proc), the same walk goes by path with lstat before each step:
- * there a link swapped in between a check and the next step still wins that race.
+ * link while a download is in flight (issue #15, item 2): the folders are reached by the walk of
+ * src/folder-handle.ts (each level opened from the one above with O_NOFOLLOW through
+ * /proc/self/fd/N; elsewhere by path with lstat), and the temp file and the rename happen inside
+ * the open target folder.
  */
-const FD_PATHS = process.platform === 'linux' && existsSync('/proc/self/fd');
-const DIR_FLAGS = constants.O_RDONLY | (constants.O_DIRECTORY ?? 0) | (constants.O_NOFOLLOW ?? 0);
 /** What fsync of a folder answers where the filesystem does not support it. */
 const FOLDER_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EPERM', 'EBADF']);
-/** Deepest output folder accepted; a bound on the walk (export paths are a few levels). */
-const MAX_LEVELS = 64;
 
 /** `relative` resolved under `root`, refused when it leaves it (`..`, absolute). Nothing is touched. */
 export function resolveInside(root: string, relative: string): string {
@@ -37,6 +29,11 @@ function isInside(root: string, p: string): boolean {
   return p === root || p.startsWith(root + path.sep);
 }
 
+/** `dir` (under `root`) as the root, trusted as real, and the levels walked below it. */
+function placeOf(root: string, dir: string): FolderPlace {
+  return { root, levels: path.relative(root, dir).split(path.sep).filter((p) => p !== '') };
+}
+
 function codeOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
@@ -45,9 +42,14 @@ function fileError(what: string, file: string, err: unknown): FileError {
   return new FileError(`${what} ${file}: ${codeOf(err) ?? String(err)}`, file, { cause: err });
 }
 
-function linkRefused(root: string, level: string): OutsideOutError {
-  return new OutsideOutError(`${path.relative(root, level) || '.'} under --out is a link; idsync does not write through links (it could lead out of --out)`, level);
-}
+/** Refusals under --out: a link is an OutsideOutError (it could lead out of --out). */
+const outRefusals: WalkRefusals = {
+  link: (root, level) => new OutsideOutError(`${path.relative(root, level) || '.'} under --out is a link; idsync does not write through links (it could lead out of --out)`, level),
+  notFolder: (level, err) =>
+    err === undefined ? new FileError(`${level} is not a folder`, level, { cause: Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }) }) : fileError('cannot create the folder', level, err),
+  missing: (level) => new FileError(`${level} has gone`, level),
+  elsewhere: (root, dir) => new OutsideOutError(`${path.relative(root, dir)} under --out leads elsewhere through a link`, dir),
+};
 
 /**
  * A folder opened by descriptor, kept open between downloads (Linux): an export writes thousands
@@ -110,7 +112,8 @@ function movedError(root: string, dir: string): OutsideOutError {
 }
 
 /** A held folder still at `dir`, leased; or a newly opened one (one opening per folder at a time). */
-async function leaseFolder(root: string, dir: string, parts: string[]): Promise<HeldFolder> {
+async function leaseFolder(place: FolderPlace, dir: string): Promise<HeldFolder> {
+  const { root } = place;
   const key = `${root}\0${dir}`;
   for (;;) {
     const found = held.get(key);
@@ -130,7 +133,7 @@ async function leaseFolder(root: string, dir: string, parts: string[]): Promise<
       await pending.catch(() => undefined);
       continue;
     }
-    const open = openHeld(root, dir, key, parts);
+    const open = openHeld(place, dir, key);
     opening.set(key, open);
     try {
       const folder = await open;
@@ -147,8 +150,8 @@ async function leaseFolder(root: string, dir: string, parts: string[]): Promise<
   }
 }
 
-async function openHeld(root: string, dir: string, key: string, parts: string[]): Promise<HeldFolder> {
-  const handle = await openByDescriptor(root, parts);
+async function openHeld(place: FolderPlace, dir: string, key: string): Promise<HeldFolder> {
+  const handle = await openByDescriptor(place);
   const folder: HeldFolder = { key, dir, handle, leases: 0, retired: false, idleTimer: undefined, sync: new GroupSync(() => handle.sync()) };
   held.set(key, folder);
   for (const [k, other] of held) {
@@ -180,15 +183,15 @@ export class OutFolder {
    */
   static async open(root: string, dir: string): Promise<OutFolder> {
     if (!isInside(root, dir)) throw new OutsideOutError(`${dir} leaves --out`, dir);
-    const parts = path.relative(root, dir).split(path.sep).filter((p) => p !== '');
-    if (parts.length > MAX_LEVELS) throw new FileError(`${dir} is nested more than ${MAX_LEVELS} folders deep under --out`, dir);
+    const place = placeOf(root, dir);
+    if (place.levels.length > MAX_LEVELS) throw new FileError(`${dir} is nested more than ${MAX_LEVELS} folders deep under --out`, dir);
     if (!FD_PATHS) {
-      await walkByPath(root, dir, parts, true);
+      await walkByPath(place, outRefusals, { create: true, checkRoot: false });
       return new OutFolder(root, dir, undefined);
     }
     // Handed out only while at `dir`: a level moved while we walked (the descriptors followed it)
     // is opened afresh, and a folder that cannot be found at its path is refused.
-    return new OutFolder(root, dir, await leaseFolder(root, dir, parts));
+    return new OutFolder(root, dir, await leaseFolder(place, dir));
   }
 
   entry(name: string): string {
@@ -214,7 +217,7 @@ export class OutFolder {
       }
       return;
     }
-    await walkByPath(this.root, this.dir, path.relative(this.root, this.dir).split(path.sep).filter((p) => p !== ''), false);
+    await walkByPath(placeOf(this.root, this.dir), outRefusals, { create: false, checkRoot: false });
   }
 
   /**
@@ -252,87 +255,14 @@ export class OutFolder {
 }
 
 /** The deepest level's descriptor, each level opened from the one above. */
-async function openByDescriptor(root: string, parts: string[]): Promise<FileHandle> {
+async function openByDescriptor(place: FolderPlace): Promise<FileHandle> {
   let handle: FileHandle;
   try {
-    handle = await open(root, DIR_FLAGS);
+    handle = await open(place.root, DIR_FLAGS);
   } catch (err) {
-    throw fileError('cannot open --out', root, err);
+    throw fileError('cannot open --out', place.root, err);
   }
-  let current = root;
-  try {
-    for (const part of parts) {
-      const level = path.join(current, part);
-      const entry = `/proc/self/fd/${handle.fd}/${part}`;
-      const next = await openChild(root, level, entry);
-      await handle.close();
-      handle = next;
-      current = level;
-    }
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    throw err;
-  }
-  return handle;
-}
-
-/** Opens one level inside its open parent (`entry` is the /proc path), creating it when missing. */
-async function openChild(root: string, level: string, entry: string): Promise<FileHandle> {
-  for (let tries = 0; tries < 3; tries++) {
-    try {
-      return await open(entry, DIR_FLAGS);
-    } catch (err) {
-      const code = codeOf(err);
-      if (code === 'ENOENT') {
-        try {
-          // mkdir never follows a link at the last component: a link there is EEXIST, seen next round.
-          await mkdir(entry);
-        } catch (mkErr) {
-          if (codeOf(mkErr) !== 'EEXIST') throw fileError('cannot create', level, mkErr);
-        }
-        continue;
-      }
-      if (code === 'ELOOP' || code === 'ENOTDIR') {
-        const st = await lstat(entry).catch(() => undefined);
-        if (st?.isSymbolicLink()) throw linkRefused(root, level);
-        throw fileError('cannot create the folder', level, err);
-      }
-      throw fileError('cannot open', level, err);
-    }
-  }
-  throw new FileError(`cannot create ${level}: it keeps disappearing`, level);
-}
-
-/** Each level lstat'ed (and created when `create`), then the real path compared: no link anywhere. */
-async function walkByPath(root: string, dir: string, parts: string[], create: boolean): Promise<void> {
-  let current = root;
-  for (const part of parts) {
-    current = path.join(current, part);
-    let st = await lstat(current).catch((err: unknown) => {
-      if (codeOf(err) === 'ENOENT') return undefined;
-      throw fileError('cannot check', current, err);
-    });
-    if (!st && create) {
-      try {
-        await mkdir(current);
-      } catch (err) {
-        if (codeOf(err) !== 'EEXIST') throw fileError('cannot create', current, err);
-      }
-      st = await lstat(current).catch((err: unknown) => {
-        throw fileError('cannot check', current, err);
-      });
-    }
-    if (!st) throw new FileError(`${current} has gone`, current);
-    if (st.isSymbolicLink()) throw linkRefused(root, current);
-    if (!st.isDirectory()) throw new FileError(`${current} is not a folder`, current, { cause: Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }) });
-  }
-  let real: string;
-  try {
-    real = await realpath(dir);
-  } catch (err) {
-    throw fileError('cannot check', dir, err);
-  }
-  if (real !== dir) throw new OutsideOutError(`${path.relative(root, dir)} under --out leads elsewhere through a link`, dir);
+  return openLevels(handle, place, true, outRefusals);
 }
 
 /** --out's real path, per --out as given: resolved once per process rather than once per file. */

@@ -55,32 +55,22 @@ export function toExportItem(record: ManifestRecord): ExportItem {
   const type = (v.type ?? '').trim();
   const outputCell = (v.output ?? '').trim();
   const explicit = outputCell !== '';
+  // The manifest's output when it names one (kept inside --out), else the type's default path.
+  const output = (fallback: string) => ({ output: explicit ? safeRelativeOutput(outputCell) : fallback, explicitOutput: explicit });
   switch (type) {
     case 'enrollmentPhoto': {
       const faceId = requireGuid(v, 'faceId', type);
-      return { type, faceId, output: explicit ? safeRelativeOutput(outputCell) : `enrollment/${faceId}.jpg`, explicitOutput: explicit };
+      return { type, faceId, ...output(`enrollment/${faceId}.jpg`) };
     }
     case 'detectionPhoto': {
       const faceId = requireGuid(v, 'faceId', type);
       const detectionId = requireGuid(v, 'detectionId', type);
-      return {
-        type,
-        faceId,
-        detectionId,
-        output: explicit ? safeRelativeOutput(outputCell) : `detections/${faceId}/${detectionId}.jpg`,
-        explicitOutput: explicit,
-      };
+      return { type, faceId, detectionId, ...output(`detections/${faceId}/${detectionId}.jpg`) };
     }
     case 'document': {
       const personId = requireGuid(v, 'personId', type);
       const documentId = requireGuid(v, 'documentId', type);
-      return {
-        type,
-        personId,
-        documentId,
-        output: explicit ? safeRelativeOutput(outputCell) : `documents/${personId}/${documentId}`,
-        explicitOutput: explicit,
-      };
+      return { type, personId, documentId, ...output(`documents/${personId}/${documentId}`) };
     }
     case '':
       throw new RowInvalidError('type is empty (enrollmentPhoto, detectionPhoto or document)');

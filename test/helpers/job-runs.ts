@@ -59,6 +59,11 @@ export interface RunArgs {
   pollMs?: number;
 }
 
+/** RunArgs that reach sandbox `s` as `migrator`, with the run's state in `dir`/state and its report in `dir`/report. */
+export function sandboxRunArgs(s: { url: string; password: string }, dir: string): Pick<RunArgs, 'apiUrl' | 'username' | 'password' | 'stateDir' | 'reportDir'> {
+  return { apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'report') };
+}
+
 /** The key prefix runJob uses for a test folder when given none. */
 export function keyPrefixFor(dir: string): string {
   return `test-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}`;

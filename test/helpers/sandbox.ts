@@ -16,6 +16,11 @@ export async function withSandbox(options: SandboxOptions = {}): Promise<Sandbox
   return Object.assign(sandbox, { password: sandbox.users[0]!.password });
 }
 
+/** The environment that points idsync at sandbox `s`, logged in as `migrator`. */
+export function sandboxEnv(s: { url: string; password: string }): { IDSYNC_API_URL: string; IDSYNC_USERNAME: string; IDSYNC_PASSWORD: string } {
+  return { IDSYNC_API_URL: s.url, IDSYNC_USERNAME: 'migrator', IDSYNC_PASSWORD: s.password };
+}
+
 export async function login(sandbox: Sandbox, username = 'migrator', password = sandbox.users.find((u) => u.username === username)!.password): Promise<string> {
   const res = await fetch(`${sandbox.url}/api/v1/authenticate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
   if (res.status !== 200) throw new Error(`login answered ${res.status}`);

@@ -10,7 +10,7 @@ import { AuthRefusedError, ConfigError, HttpStatusError, NetworkError, TimeoutEr
 import { createLogger } from '../../src/log.ts';
 import { ManualClock } from '../../src/pacing/clock.ts';
 import { startApiTestServer, type ApiTestServer, type ApiTestServerOptions } from '../helpers/api-test-server.ts';
-import { REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
+import { REPO_ROOT, rejection, tempDir } from '../helpers/fixtures.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const TLS_DIR = path.join(REPO_ROOT, 'test/fixtures/tls');
@@ -36,15 +36,6 @@ function client(s: ApiTestServer, options: Partial<ApiClientOptions> = {}): ApiC
 
 function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('ApiClient against a controllable test server', () => {

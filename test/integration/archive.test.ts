@@ -16,7 +16,7 @@ import { ApiKeys, apiKey, CONTROL_QUEUE } from '../../src/store/keys.ts';
 import { WATERMARK_FILE } from '../../src/store/archive-state.ts';
 import { keyPrefixFor } from '../helpers/job-runs.ts';
 import { tempDir, testQueueName } from '../helpers/fixtures.ts';
-import { withSandbox } from '../helpers/sandbox.ts';
+import { sandboxEnv, withSandbox } from '../helpers/sandbox.ts';
 
 const FACES = ['3f2504e0-4f89-11d3-9a0c-0305e82c3301', '7c9e6679-7425-40de-944b-e07fc1f90ae7'];
 const PERSONS = ['a8098c1a-f86e-11da-bd1a-00112444be1e', 'e902893a-9d22-3c7e-a7b8-d6e313b71d9f'];
@@ -63,9 +63,7 @@ async function archive(s: { url: string; password: string }, dir: string, extra:
   const lines: string[] = [];
   const config = loadConfig({
     env: {
-      IDSYNC_API_URL: s.url,
-      IDSYNC_USERNAME: 'migrator',
-      IDSYNC_PASSWORD: s.password,
+      ...sandboxEnv(s),
       REDIS_URL: inject('redisUrl'),
       IDSYNC_REDIS_PREFIX: keyPrefixFor(dir),
       IDSYNC_STATE_DIR: path.join(dir, 'state'),

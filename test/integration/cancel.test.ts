@@ -8,7 +8,7 @@ import { cancelRun } from '../../src/commands/status/cancel-run.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
-import { tempDir } from '../helpers/fixtures.ts';
+import { tempDir, until } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
@@ -18,16 +18,6 @@ const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
 afterAll(async () => {
   await redis.quit();
 });
-
-async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await get();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 async function setup(rows: number, faults = {}) {
   const s = await withSandbox({ faults });

@@ -6,7 +6,7 @@ import { Secret } from '../../src/config/secret.ts';
 import { AuthRefusedError, TlsError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
+import { runJob, sandboxRunArgs, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
@@ -100,11 +100,7 @@ describe('API client against the sandbox', () => {
     const r = await runJob({
       command: 'import',
       manifest,
-      apiUrl: s.url,
-      username: 'migrator',
-      password: s.password,
-      stateDir: path.join(dir, 'st'),
-      reportDir: path.join(dir, 'rep'),
+      ...sandboxRunArgs(s, dir),
       flags: { attempts: 8, concurrency: 2 },
       log: createLogger({ level: 'trace', destination: sink }),
     });

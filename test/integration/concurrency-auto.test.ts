@@ -6,7 +6,7 @@ import { HttpStatusError } from '../../src/errors.ts';
 import { Secret } from '../../src/config/secret.ts';
 import { createLogger } from '../../src/log.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-import { runJob, writeImportManifest, PEOPLE } from '../helpers/job-runs.ts';
+import { PEOPLE, runJob, sandboxRunArgs, writeImportManifest } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
 const CAPACITY = 4;
@@ -98,17 +98,7 @@ describe('--concurrency auto against a sandbox with a capacity', () => {
     const dir = tempDir();
     const manifest = writeImportManifest(dir, 150);
     const { log, lines } = memoryLog();
-    const r = await runJob({
-      command: 'import',
-      manifest,
-      apiUrl: s.url,
-      username: 'migrator',
-      password: s.password,
-      stateDir: path.join(dir, 'state'),
-      reportDir: path.join(dir, 'report'),
-      flags: { concurrency: 'auto', concurrencyMax: 32, attempts: 10 },
-      log,
-    });
+    const r = await runJob({ command: 'import', manifest, ...sandboxRunArgs(s, dir), flags: { concurrency: 'auto', concurrencyMax: 32, attempts: 10 }, log });
     expect(r.exitCode).toBe(0);
     expect(r.summary.counts).toMatchObject({ succeeded: 150, failed: 0 });
     const docs = s.documents();

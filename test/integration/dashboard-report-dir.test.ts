@@ -2,11 +2,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { runDashboard } from '../../src/commands/dashboard/run-dashboard.ts';
-import type { Dashboard } from '../../src/commands/dashboard/dashboard-server.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import { silentLogger } from '../../src/log.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
+import { startDashboard } from '../helpers/dashboard-runs.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
@@ -38,19 +35,8 @@ describe('dashboard report files and a reportDir rewritten in Redis', () => {
     // The attacker's one Redis command:
     await redis.hset(store.run(runId).keys.meta, 'reportDir', privateDir);
 
-    const stop = new AbortController();
-    let ready: (d: Dashboard) => void = () => undefined;
-    const listening = new Promise<Dashboard>((resolve) => (ready = resolve));
-    const done = runDashboard({
-      config: loadConfig({ env: { REDIS_URL: inject('redisUrl'), IDSYNC_REDIS_PREFIX: prefix } }),
-      log: silentLogger(),
-      signal: stop.signal,
-      listen: '127.0.0.1:0',
-      out: () => undefined,
-      onListening: ready,
-    });
+    const { dashboard: d, stop } = await startDashboard(prefix);
     try {
-      const d = await listening;
       const res = await fetch(`${d.url}/runs/${runId}/files/id_rsa`);
       const body = await res.text();
       expect(body).not.toContain('PRIVATE KEY');
@@ -72,8 +58,7 @@ describe('dashboard report files and a reportDir rewritten in Redis', () => {
       expect(own.status).toBe(200);
       expect(await own.text()).toContain('succeeded');
     } finally {
-      stop.abort();
-      await done;
+      await stop();
     }
   });
 });

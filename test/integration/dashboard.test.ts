@@ -2,12 +2,10 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { runDashboard } from '../../src/commands/dashboard/run-dashboard.ts';
 import type { Dashboard } from '../../src/commands/dashboard/dashboard-server.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import { silentLogger } from '../../src/log.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
-import { REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
+import { startDashboard } from '../helpers/dashboard-runs.ts';
+import { REPO_ROOT, tempDir, until } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
@@ -18,16 +16,6 @@ afterAll(async () => {
   for (const stop of stops.splice(0)) await stop();
   await redis.quit();
 });
-
-async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await get();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** An import against a sandbox (slow while `latencyMs` holds), its store, and a way to open a dashboard on its Redis. */
 async function importRun(rows: number, latencyMs = 0) {
@@ -40,29 +28,15 @@ async function importRun(rows: number, latencyMs = 0) {
   const running = runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir, flags: { concurrency: 1 } });
   running.catch(() => undefined);
   const runId = await until('the run', async () => (await store.listRuns())[0]?.runId);
-  const dashboard = async (options: { token?: string; listen?: string } = {}): Promise<Dashboard> => {
-    const stop = new AbortController();
+  const dashboard = async (options: { token?: string } = {}): Promise<Dashboard> => {
     let tokenFile: string | undefined;
     if (options.token) {
       tokenFile = path.join(dir, 'token');
       writeFileSync(tokenFile, `${options.token}\n`, { mode: 0o600 });
     }
-    let ready: (d: Dashboard) => void = () => undefined;
-    const listening = new Promise<Dashboard>((resolve) => (ready = resolve));
-    const done = runDashboard({
-      config: loadConfig({ env: { REDIS_URL: inject('redisUrl'), IDSYNC_REDIS_PREFIX: prefix } }),
-      log: silentLogger(),
-      signal: stop.signal,
-      listen: options.listen ?? '127.0.0.1:0',
-      ...(tokenFile ? { authTokenFile: tokenFile } : {}),
-      out: () => undefined,
-      onListening: ready,
-    });
-    stops.push(async () => {
-      stop.abort();
-      await done;
-    });
-    return Promise.race([listening, done.then(() => Promise.reject(new Error('the dashboard stopped')))]);
+    const started = await startDashboard(prefix, tokenFile ? { authTokenFile: tokenFile } : {});
+    stops.push(started.stop);
+    return started.dashboard;
   };
   return { s, dir, store, runId, running, reportDir, dashboard, finish: () => s.setFaults({}) };
 }

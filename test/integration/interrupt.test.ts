@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
 import { writeImportManifest } from '../helpers/job-runs.ts';
-import { withSandbox } from '../helpers/sandbox.ts';
+import { sandboxEnv, withSandbox } from '../helpers/sandbox.ts';
 
 function startImport(manifest: string, env: Record<string, string>) {
   const child = spawn(process.execPath, [IDSYNC_BIN, 'import', manifest, '--concurrency', '4'], {
@@ -36,9 +36,7 @@ describe('crash and interrupt, then the same command again', () => {
       const dir = tempDir();
       const manifest = writeImportManifest(dir, 40);
       const env = {
-        IDSYNC_API_URL: s.url,
-        IDSYNC_USERNAME: 'migrator',
-        IDSYNC_PASSWORD: s.password,
+        ...sandboxEnv(s),
         IDSYNC_STATE_DIR: path.join(dir, 'state'),
         IDSYNC_REPORT_DIR: path.join(dir, 'report'),
         IDSYNC_LOCK_DURATION_MS: '2000',
@@ -80,9 +78,7 @@ describe('a second Ctrl-C', () => {
     const s = await withSandbox({ faults: { latencyMs: 200 } });
     const dir = tempDir();
     const env = {
-      IDSYNC_API_URL: s.url,
-      IDSYNC_USERNAME: 'migrator',
-      IDSYNC_PASSWORD: s.password,
+      ...sandboxEnv(s),
       IDSYNC_STATE_DIR: path.join(dir, 'state'),
       IDSYNC_REPORT_DIR: path.join(dir, 'report'),
     };

@@ -8,7 +8,7 @@ import { Session } from '../../src/engine/session.ts';
 import { silentLogger } from '../../src/log.ts';
 import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
 import { freshKeyPrefix, writeImportManifest } from '../helpers/job-runs.ts';
-import { withSandbox } from '../helpers/sandbox.ts';
+import { sandboxEnv, withSandbox } from '../helpers/sandbox.ts';
 
 const HEALTHCHECK = path.resolve(import.meta.dirname, '../../docker/healthcheck.mjs');
 
@@ -46,9 +46,7 @@ describe('--metrics-listen (#16)', () => {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '/tmp',
         IDSYNC_LOG_FORMAT: 'json',
-        IDSYNC_API_URL: s.url,
-        IDSYNC_USERNAME: 'migrator',
-        IDSYNC_PASSWORD: s.password,
+        ...sandboxEnv(s),
         REDIS_URL: inject('redisUrl'),
         IDSYNC_REDIS_PREFIX: freshKeyPrefix(),
         IDSYNC_STATE_DIR: path.join(dir, 'state'),

@@ -7,16 +7,7 @@ import { Redis } from 'ioredis';
 import { openRedis } from '../../src/store/redis/connection.ts';
 import { RedisUnavailableError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
-import { REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isAlive, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
 
 async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
   const end = Date.now() + ms;

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.ts';
 import { openRedis } from '../../src/store/redis/connection.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-import { runJob, writeImportManifest } from '../helpers/job-runs.ts';
+import { runJob, sandboxRunArgs, writeImportManifest } from '../helpers/job-runs.ts';
 import { startTestCluster, startTestRedis, startTestSentinels } from '../helpers/redis-server.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
 
@@ -22,11 +22,7 @@ async function importAll(redisUrl: string, count: number, extra: { redisCaFile?:
   const r = await runJob({
     command: 'import',
     manifest,
-    apiUrl: s.url,
-    username: 'migrator',
-    password: s.password,
-    stateDir: path.join(dir, 'state'),
-    reportDir: path.join(dir, 'report'),
+    ...sandboxRunArgs(s, dir),
     redisUrl,
     ...(extra.keyPrefix ? { keyPrefix: extra.keyPrefix } : {}),
     ...(extra.redisCaFile ? { flags: { redisCaFile: extra.redisCaFile } } : {}),
@@ -54,7 +50,7 @@ describe('Redis deployments', () => {
     const dir = tempDir();
     const manifest = writeImportManifest(dir, 150);
     const before = await d.masterPort();
-    const running = runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'report'), redisUrl: d.url, flags: { concurrency: 4 } });
+    const running = runJob({ command: 'import', manifest, ...sandboxRunArgs(s, dir), redisUrl: d.url, flags: { concurrency: 4 } });
     // Once uploads are going, the sentinels move the master to the replica.
     for (let i = 0; i < 200 && s.documents().length < 20; i++) await new Promise((r) => setTimeout(r, 25));
     const sentinel = new Redis({ host: '127.0.0.1', port: d.sentinelPorts[0]! });
@@ -120,7 +116,7 @@ describe('a Redis out of memory', () => {
     const s = await withSandbox();
     const dir = tempDir();
     const manifest = writeImportManifest(dir, 6000, { size: 16 });
-    const r = await runJob({ command: 'import', manifest, apiUrl: s.url, username: 'migrator', password: s.password, stateDir: path.join(dir, 'state'), reportDir: path.join(dir, 'report'), redisUrl: redis.url, flags: { workers: 0 } });
+    const r = await runJob({ command: 'import', manifest, ...sandboxRunArgs(s, dir), redisUrl: redis.url, flags: { workers: 0 } });
     expect(r.exitCode).toBe(2);
     expect(r.lines.join('\n')).toMatch(/stopped: .*OOM command not allowed.*run the same command again/);
     // Every row is in the report, each with a status and a reason.

@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/log.ts';
 import { ApiStore } from '../../src/store/api-store.ts';
 import { openPrivateRedis } from '../../src/store/redis/private-redis.ts';
 import { ensureRedisServer } from '../../src/store/redis/redis-binary.ts';
-import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
+import { IDSYNC_BIN, isAlive, REPO_ROOT, tempDir, until } from '../helpers/fixtures.ts';
 import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { withSandbox } from '../helpers/sandbox.ts';
@@ -19,25 +19,6 @@ const redis = new Redis(inject('redisUrl'));
 afterAll(async () => {
   await redis.quit();
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await get();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** An import that is slow on purpose (the sandbox answers after 300 ms) until `finish()` takes the latency away. */
 async function slowImport(rows: number) {

@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/log.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { freshKeyPrefix, runJob } from '../helpers/job-runs.ts';
-import { withSandbox } from '../helpers/sandbox.ts';
+import { sandboxEnv, withSandbox } from '../helpers/sandbox.ts';
 
 /**
  * report.csv prefixes a cell starting with `= + - @` with `'` (formula safety); verify reads the
@@ -25,9 +25,7 @@ describe('verify of an export report whose output starts with a formula characte
 
     const config = loadConfig({
       env: {
-        IDSYNC_API_URL: s.url,
-        IDSYNC_USERNAME: 'migrator',
-        IDSYNC_PASSWORD: s.password,
+        ...sandboxEnv(s),
         REDIS_URL: inject('redisUrl'),
         IDSYNC_REDIS_PREFIX: freshKeyPrefix(),
         IDSYNC_STATE_DIR: path.join(dir, 'state-verify'),

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { IDSYNC_BIN, REPO_ROOT, tempDir } from '../helpers/fixtures.ts';
-import { keyPrefixFor, runJob, writeImportManifest } from '../helpers/job-runs.ts';
+import { keyPrefixFor, runJob, sandboxRunArgs, writeImportManifest } from '../helpers/job-runs.ts';
 import { runCli } from '../helpers/run-cli.ts';
-import { withSandbox } from '../helpers/sandbox.ts';
+import { sandboxEnv, withSandbox } from '../helpers/sandbox.ts';
 
 describe('idsync worker and --workers 0', () => {
   it('an import that only enqueues is finished by a separate worker process', async () => {
@@ -16,9 +16,7 @@ describe('idsync worker and --workers 0', () => {
     const env = {
       PATH: process.env.PATH ?? '',
       REDIS_URL: inject('redisUrl'),
-      IDSYNC_API_URL: s.url,
-      IDSYNC_USERNAME: 'migrator',
-      IDSYNC_PASSWORD: s.password,
+      ...sandboxEnv(s),
       IDSYNC_STATE_DIR: path.join(dir, 'worker-state'),
       IDSYNC_REDIS_PREFIX: keyPrefixFor(dir),
       IDSYNC_LOG_FORMAT: 'json',
@@ -29,16 +27,7 @@ describe('idsync worker and --workers 0', () => {
     worker.stderr.on('data', (d) => (stderr += String(d)));
     const exited = new Promise<number | null>((resolve) => worker.on('exit', (code) => resolve(code)));
     try {
-      const r = await runJob({
-        command: 'import',
-        manifest,
-        apiUrl: s.url,
-        username: 'migrator',
-        password: s.password,
-        stateDir: path.join(dir, 'state'),
-        reportDir: path.join(dir, 'rep'),
-        flags: { workers: 0 },
-      });
+      const r = await runJob({ command: 'import', manifest, ...sandboxRunArgs(s, dir), flags: { workers: 0 } });
       expect(r.exitCode).toBe(0);
       expect(r.summary.counts.succeeded).toBe(20);
       expect(s.documents()).toHaveLength(20);

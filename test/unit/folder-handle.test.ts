@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,29 +7,11 @@ import { classify } from '../../src/api/classify.ts';
 import { FileError, UnsafePathError } from '../../src/errors.ts';
 import { FD_PATHS, FolderHandle, identityOf, placeUnder } from '../../src/folder-handle.ts';
 import { openDropped, readDroppedText } from '../../src/sources/dropped-file.ts';
-import { tempDir } from '../helpers/fixtures.ts';
-
-function setup(): { root: string; outside: string } {
-  const dir = realpathSync(tempDir());
-  const root = path.join(dir, 'drop');
-  const outside = path.join(dir, 'outside');
-  mkdirSync(root);
-  mkdirSync(outside);
-  return { root, outside };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: unknown) => err,
-  );
-}
+import { folderBesideOutside, rejection } from '../helpers/fixtures.ts';
 
 describe('FolderHandle', () => {
   it('creates missing levels one by one when asked, and names files inside the folder it holds', async () => {
-    const { root } = setup();
+    const { root } = folderBesideOutside('drop');
     const folder = await FolderHandle.open({ root, levels: ['a', 'b'] }, { create: true });
     try {
       expect(folder.dir).toBe(path.join(root, 'a/b'));
@@ -52,7 +34,7 @@ describe('FolderHandle', () => {
   });
 
   it('refuses a link at any level, and a root that is a link, before creating anything below it', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('drop');
     mkdirSync(path.join(root, 'a'));
     symlinkSync(outside, path.join(root, 'a', 'link'));
     for (const create of [false, true]) {
@@ -72,7 +54,7 @@ describe('FolderHandle', () => {
   });
 
   it.runIf(FD_PATHS)('keeps working in the folder it opened when a level is swapped for a link afterwards; verify says so', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('drop');
     mkdirSync(path.join(root, 'p'));
     const folder = await FolderHandle.open({ root, levels: ['p'] });
     try {
@@ -98,7 +80,7 @@ describe('FolderHandle', () => {
 
 describe('openDropped', () => {
   it('opens the file seen in the folder seen, and a path that names that very file afterwards', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('drop');
     mkdirSync(path.join(root, 'p'));
     const file = path.join(root, 'p', 'a.txt');
     writeFileSync(file, 'dropped');
@@ -123,7 +105,7 @@ describe('openDropped', () => {
   });
 
   it('refuses another folder, another file, a link under the name, and (without blocking) a FIFO', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('drop');
     mkdirSync(path.join(root, 'p'));
     const file = path.join(root, 'p', 'a.txt');
     writeFileSync(file, 'dropped');

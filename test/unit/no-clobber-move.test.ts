@@ -1,19 +1,15 @@
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { classify } from '../../src/api/classify.ts';
 import { UnsafePathError } from '../../src/errors.ts';
 import { identityOf, type FileRef } from '../../src/folder-handle.ts';
 import { freeName, moveIntoFolder, numberedName, removeFileAndSidecar } from '../../src/outputs/no-clobber-move.ts';
-import { tempDir } from '../helpers/fixtures.ts';
+import { folderBesideOutside, rejection, tempDir } from '../helpers/fixtures.ts';
 
 /** A drop folder `root/drop` with `root/outside` beside it (a folder of idsync's user). */
 function setup(): { drop: string; outside: string } {
-  const root = realpathSync(tempDir());
-  const drop = path.join(root, 'drop');
-  const outside = path.join(root, 'outside');
-  mkdirSync(drop);
-  mkdirSync(outside);
+  const { root: drop, outside } = folderBesideOutside('drop');
   return { drop, outside };
 }
 
@@ -22,15 +18,6 @@ function refOf(drop: string, rel: string): FileRef {
   const levels = rel.split('/').slice(0, -1);
   const file = path.join(drop, rel);
   return { root: drop, levels, name: path.basename(rel), id: identityOf(lstatSync(file, { bigint: true })), folderId: identityOf(lstatSync(path.dirname(file), { bigint: true })) };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: unknown) => err,
-  );
 }
 
 describe('name clashes', () => {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,29 +6,11 @@ import { OutFolder, prepareOutTarget, resolveInside } from '../../src/outputs/ou
 import { classify } from '../../src/api/classify.ts';
 import { archivePath } from '../../src/outputs/archive-files.ts';
 import { FileError, OutsideOutError } from '../../src/errors.ts';
-import { tempDir } from '../helpers/fixtures.ts';
-
-function setup(): { root: string; outside: string } {
-  const dir = realpathSync(tempDir());
-  const root = path.join(dir, 'out');
-  const outside = path.join(dir, 'outside');
-  mkdirSync(root);
-  mkdirSync(outside);
-  return { root, outside };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: unknown) => err,
-  );
-}
+import { folderBesideOutside, rejection } from '../helpers/fixtures.ts';
 
 describe('OutFolder', () => {
   it('creates missing levels one by one and writes and renames inside the folder it holds', async () => {
-    const { root } = setup();
+    const { root } = folderBesideOutside('out');
     const folder = await OutFolder.open(root, path.join(root, 'a/b/c'));
     try {
       const handle = await open(folder.entry('.x.part'), 'wx');
@@ -43,7 +25,7 @@ describe('OutFolder', () => {
   });
 
   it('refuses a link on the way before creating anything below it', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('out');
     symlinkSync(outside, path.join(root, 'link'));
     const err = await rejection(OutFolder.open(root, path.join(root, 'link/deep/er')));
     expect(err).toBeInstanceOf(OutsideOutError);
@@ -52,7 +34,7 @@ describe('OutFolder', () => {
   });
 
   it('refuses a file where a folder should be (permanent, not a link)', async () => {
-    const { root } = setup();
+    const { root } = folderBesideOutside('out');
     writeFileSync(path.join(root, 'plain'), 'x');
     const err = await rejection(OutFolder.open(root, path.join(root, 'plain/sub')));
     expect(err).toBeInstanceOf(FileError);
@@ -60,7 +42,7 @@ describe('OutFolder', () => {
   });
 
   it('verify() fails when the folder was swapped for a link, or moved out of --out, after it was opened', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('out');
     const swapped = await OutFolder.open(root, path.join(root, 'race'));
     renameSync(path.join(root, 'race'), path.join(root, 'race.real'));
     symlinkSync(outside, path.join(root, 'race'));
@@ -76,7 +58,7 @@ describe('OutFolder', () => {
   });
 
   it('is held open between uses while it stays at its path, and opened afresh once it has moved', async () => {
-    const { root } = setup();
+    const { root } = folderBesideOutside('out');
     const dir = path.join(root, 'photos');
     const fdOf = (folder: OutFolder) => folder.entry('x').split('/')[4];
     const a = await OutFolder.open(root, dir);
@@ -104,7 +86,7 @@ describe('OutFolder', () => {
   });
 
   it('a held folder swapped for a link is let go: verify() refuses, and the next open refuses the link', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('out');
     const dir = path.join(root, 'held');
     const first = await OutFolder.open(root, dir);
     await first.close();
@@ -116,7 +98,7 @@ describe('OutFolder', () => {
   });
 
   it('entry() takes plain names only', async () => {
-    const { root } = setup();
+    const { root } = folderBesideOutside('out');
     const folder = await OutFolder.open(root, root);
     expect(() => folder.entry('..')).toThrow(OutsideOutError);
     expect(() => folder.entry('a/b')).toThrow(OutsideOutError);
@@ -126,7 +108,7 @@ describe('OutFolder', () => {
 
 describe('prepareOutTarget / resolveInside', () => {
   it('refuses paths that leave --out and a target that is a link', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('out');
     expect(() => resolveInside(root, '../x.jpg')).toThrow(OutsideOutError);
     expect(() => resolveInside(root, '/etc/x.jpg')).toThrow(OutsideOutError);
     symlinkSync(path.join(outside, 'x.jpg'), path.join(root, 'x.jpg'));
@@ -140,7 +122,7 @@ describe('prepareOutTarget / resolveInside', () => {
 
 describe('archivePath', () => {
   it('creates the archive folders without going through a link, and the refusal is permanent', async () => {
-    const { root, outside } = setup();
+    const { root, outside } = folderBesideOutside('out');
     symlinkSync(outside, path.join(root, 'detections'));
     const err = await rejection(archivePath(root, 'detections/p/2024-01-01/x.jpg'));
     expect(err).toBeInstanceOf(OutsideOutError);
