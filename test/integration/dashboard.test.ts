@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -128,7 +128,8 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => 
 if (!CHROMIUM) console.warn('[dashboard browser test] SKIPPED: no chromium binary (/usr/bin/chromium); install it with `apt-get install -y chromium` (.ci/run does)');
 
 describe.skipIf(!CHROMIUM)('idsync dashboard in a real browser (headless Chromium)', () => {
-  it('renders a running import, its counts, its progress and its queue; docs/dashboard.png is its run page', async () => {
+  // The screenshot goes to a temp folder; IDSYNC_UPDATE_SCREENSHOT=1 writes docs/dashboard.png (a test run leaves the checkout clean).
+  it('renders a running import, its counts, its progress and its queue; a screenshot of its run page', async () => {
     const { chromium } = await import('playwright-core');
     const run = await importRun(30, 250);
     const d = await run.dashboard();
@@ -146,7 +147,9 @@ describe.skipIf(!CHROMIUM)('idsync dashboard in a real browser (headless Chromiu
       expect(Number(await page.locator('[data-count="succeeded"]').textContent())).toBeGreaterThanOrEqual(4);
       expect(await page.locator('[data-count="rejected"]').textContent()).toBe('1');
       expect(await page.locator('#progress rect.done').count()).toBeGreaterThan(0);
-      await page.screenshot({ path: path.join(REPO_ROOT, 'docs', 'dashboard.png'), fullPage: true });
+      const shot = process.env.IDSYNC_UPDATE_SCREENSHOT === '1' ? path.join(REPO_ROOT, 'docs', 'dashboard.png') : path.join(tempDir('dashboard-shot'), 'dashboard.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      expect(statSync(shot).size).toBeGreaterThan(10_000);
 
       run.finish();
       expect((await run.running).exitCode).toBe(1);
