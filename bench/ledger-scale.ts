@@ -14,12 +14,13 @@ import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { compareKeys, documentKey, KEY_BYTES, ledgerKey } from '../src/store/ledger/document-key.ts';
+import { documentKey, KEY_BYTES, ledgerKey } from '../src/store/ledger/document-key.ts';
 import { JOURNAL_MAX_BYTES, Ledger } from '../src/store/ledger/ledger.ts';
 import { LedgerIo } from '../src/store/ledger/ledger-io.ts';
 import { readManifest, writeManifest } from '../src/store/ledger/manifest.ts';
 import { SegmentWriter } from '../src/store/ledger/segment-file.ts';
 import { segmentName } from '../src/store/ledger/compactor.ts';
+import { sortedOrder } from './lib/synthetic-state.ts';
 
 const API = 'https://bench.example/identities';
 const STARTED_EVERY = 100; // 1 % of documents are left 'started' (doubt), the rest 'stored'
@@ -77,25 +78,7 @@ async function build(stateDir: string): Promise<number> {
   const keys = Buffer.allocUnsafe(docs * KEY_BYTES);
   for (let i = 0; i < docs; i++) documentKey(ledgerKey(personId(i), publicId(i))).copy(keys, i * KEY_BYTES);
   console.log(`  keys hashed after ${(performance.now() / 1000).toFixed(1)} s`);
-  // Sorted by a counting sort on the top 20 bits, then by insertion within each (tiny) bucket.
-  const bits = 20;
-  const starts = new Uint32Array((1 << bits) + 1);
-  for (let i = 0; i < docs; i++) starts[(keys.readUInt32BE(i * KEY_BYTES) >>> (32 - bits)) + 1]!++;
-  for (let b = 0; b < 1 << bits; b++) starts[b + 1]! += starts[b]!;
-  const order = new Uint32Array(docs);
-  const fill = starts.slice();
-  for (let i = 0; i < docs; i++) order[fill[keys.readUInt32BE(i * KEY_BYTES) >>> (32 - bits)]!++] = i;
-  for (let b = 0; b < 1 << bits; b++) {
-    for (let j = starts[b]! + 1; j < starts[b + 1]!; j++) {
-      const v = order[j]!;
-      let k = j - 1;
-      while (k >= starts[b]! && compareKeys(keys, order[k]! * KEY_BYTES, keys, v * KEY_BYTES) > 0) {
-        order[k + 1] = order[k]!;
-        k--;
-      }
-      order[k + 1] = v;
-    }
-  }
+  const order = sortedOrder(keys, docs);
   console.log(`  keys sorted after ${(performance.now() / 1000).toFixed(1)} s`);
   const io = new LedgerIo(false);
   const writer = await SegmentWriter.create(dir, segmentName(1), docs, io);

@@ -31,25 +31,7 @@ export async function buildSyntheticLedger(stateDir: string, apiUrl: string, doc
   await ledger.close();
   const keys = Buffer.allocUnsafe(docs * KEY_BYTES);
   for (let i = 0; i < docs; i++) documentKey(ledgerKey(syntheticPersonId(i), syntheticPublicId(i))).copy(keys, i * KEY_BYTES);
-  // Sorted by a counting sort on the top 20 bits, then by insertion within each (tiny) bucket.
-  const bits = 20;
-  const starts = new Uint32Array((1 << bits) + 1);
-  for (let i = 0; i < docs; i++) starts[(keys.readUInt32BE(i * KEY_BYTES) >>> (32 - bits)) + 1]!++;
-  for (let b = 0; b < 1 << bits; b++) starts[b + 1]! += starts[b]!;
-  const order = new Uint32Array(docs);
-  const fill = starts.slice();
-  for (let i = 0; i < docs; i++) order[fill[keys.readUInt32BE(i * KEY_BYTES) >>> (32 - bits)]!++] = i;
-  for (let b = 0; b < 1 << bits; b++) {
-    for (let j = starts[b]! + 1; j < starts[b + 1]!; j++) {
-      const v = order[j]!;
-      let k = j - 1;
-      while (k >= starts[b]! && compareKeys(keys, order[k]! * KEY_BYTES, keys, v * KEY_BYTES) > 0) {
-        order[k + 1] = order[k]!;
-        k--;
-      }
-      order[k + 1] = v;
-    }
-  }
+  const order = sortedOrder(keys, docs);
   say(`  ledger: ${docs.toLocaleString('en-US')} keys hashed and sorted`);
   const io = new LedgerIo(false);
   const writer = await SegmentWriter.create(dir, segmentName(1), docs, io);
@@ -85,4 +67,30 @@ export async function fillSyntheticStoredSet(redis: Redis, apiUrl: string, docs:
   await inFlight;
   // What ApiStore.register() writes on a first command: this Redis has served the API before.
   await redis.hsetnx(apisKey(DEFAULT_KEY_ROOT), keys.api, apiUrl);
+}
+
+/**
+ * The order of `docs` document keys (KEY_BYTES each, packed in `keys`) as a segment holds them:
+ * a counting sort on the top 20 bits, then insertion within each (tiny) bucket.
+ */
+export function sortedOrder(keys: Buffer, docs: number): Uint32Array {
+  const bits = 20;
+  const starts = new Uint32Array((1 << bits) + 1);
+  for (let i = 0; i < docs; i++) starts[(keys.readUInt32BE(i * KEY_BYTES) >>> (32 - bits)) + 1]!++;
+  for (let b = 0; b < 1 << bits; b++) starts[b + 1]! += starts[b]!;
+  const order = new Uint32Array(docs);
+  const fill = starts.slice();
+  for (let i = 0; i < docs; i++) order[fill[keys.readUInt32BE(i * KEY_BYTES) >>> (32 - bits)]!++] = i;
+  for (let b = 0; b < 1 << bits; b++) {
+    for (let j = starts[b]! + 1; j < starts[b + 1]!; j++) {
+      const v = order[j]!;
+      let k = j - 1;
+      while (k >= starts[b]! && compareKeys(keys, order[k]! * KEY_BYTES, keys, v * KEY_BYTES) > 0) {
+        order[k + 1] = order[k]!;
+        k--;
+      }
+      order[k + 1] = v;
+    }
+  }
+  return order;
 }
