@@ -152,7 +152,7 @@ export function buildProgram(onAction: (action: Promise<number>) => void): Comma
       .option('--port <n>', 'port (default: 0 = a free one)')
       .option('--host <host>', 'address to listen on (default: 127.0.0.1)')
       .option('--prefix <path>', 'path prefix, e.g. /identities (default: none)')
-      .option('--user <name:password[:perm,...]>', 'a user (repeatable); permissions default to all four', (v: string, prev: string[] = []) => [...prev, v])
+      .option('--user <name:password[:perm,...]>', 'a user (repeatable); permissions default to all four [env IDSYNC_SANDBOX_USERS: specs separated by spaces, kept out of argv]', (v: string, prev: string[] = []) => [...prev, v])
       .option('--token-ttl <seconds>', 'lifetime of issued tokens (default: 3600)')
       .option('--dir <dir>', 'where uploaded documents are kept (default: a temp dir)')
       .option('--data <file>', 'JSON file pinning people, tags, faces and photos')

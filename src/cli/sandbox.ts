@@ -38,7 +38,8 @@ export async function run(_args: unknown[], opts: Record<string, unknown>, _cmd:
     port: num(opts, 'port', '--port') ?? 0,
     host: opts.host as string | undefined,
     prefix: opts.prefix as string | undefined,
-    users: ((opts.user as string[] | undefined) ?? []).map(parseUserSpec),
+    // IDSYNC_SANDBOX_USERS (specs separated by whitespace): users without a password in the process's argv.
+    users: [...((opts.user as string[] | undefined) ?? []), ...(process.env.IDSYNC_SANDBOX_USERS ?? '').split(/\s+/).filter(Boolean)].map(parseUserSpec),
     tokenTtlSeconds: num(opts, 'tokenTtl', '--token-ttl'),
     dir: opts.dir as string | undefined,
     data: opts.data as string | undefined,

@@ -12,8 +12,8 @@ afterEach(() => {
 });
 
 /** Starts `idsync sandbox` as a user would and reads the URL it prints. */
-async function startCli(args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [IDSYNC_BIN, 'sandbox', ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', IDSYNC_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const child = spawn(process.execPath, [IDSYNC_BIN, 'sandbox', ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', IDSYNC_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   let err = '';
@@ -82,4 +82,24 @@ describe.each([[''], ['/identities']])('the curl round trip of docs/api-contract
     expect(list.code).toBe('200');
     expect(Array.isArray(JSON.parse(list.body))).toBe(true);
   });
+});
+
+describe('idsync sandbox users from IDSYNC_SANDBOX_USERS', () => {
+  it('logs them in, with their permissions, and no password is on the command line', async () => {
+    const api = await startCli(['--port', '0'], { IDSYNC_SANDBOX_USERS: 'migrator:env-s3cret reader:pw2:read-files' });
+    const child = children.at(-1)!;
+    expect(readFileSync(`/proc/${child.pid}/cmdline`, 'utf8')).not.toContain('s3cret');
+    const login = (username: string, password: string) =>
+      curl(['-X', 'POST', `${api}/api/v1/authenticate`, '-H', 'Content-Type: application/json', '-d', JSON.stringify({ username, password })]);
+    expect((await login('migrator', 'env-s3cret')).code).toBe('200');
+    expect((await login('migrator', 'wrong')).code).toBe('401');
+    const reader = await login('reader', 'pw2');
+    expect(reader.code).toBe('200');
+    const token = (JSON.parse(reader.body) as { token: string }).token;
+    // read-files only: an upload is refused.
+    const dir = tempDir('sandbox-env-users');
+    writeFileSync(path.join(dir, 'a.txt'), 'x');
+    const up = await curl(['-X', 'POST', `${api}/api/v1/people/fileDocuments/upload`, '-H', `Authorization: Bearer ${token}`, '-F', `personId=${PERSON}`, '-F', 'name=A', '-F', `file=@${path.join(dir, 'a.txt')}`]);
+    expect(up.code).toBe('403');
+  }, 30_000);
 });
