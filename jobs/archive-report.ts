@@ -1,7 +1,7 @@
 import { summaryLines } from '../src/report/summary-lines.ts';
 import type { ArchiveReportPayload } from './archive-job-data.ts';
 import { ArchivePlan } from './archive-plan.ts';
-import { REPORT_POLL_MS } from './archive-tick.ts';
+import { confineSpec, REPORT_POLL_MS } from './archive-tick.ts';
 import type { ControlJobKind } from './job-kind.ts';
 
 /** A run whose progress stood still this long, with none of its jobs left anywhere, is reported as it is. */
@@ -17,6 +17,9 @@ export const archiveReport: ControlJobKind<ArchiveReportPayload> = {
   name: 'archive-report',
   async run(job, ctx) {
     const p = job.payload;
+    // The report is written by this worker, where the payload says: held to --allow-write.
+    await confineSpec(p.spec, ctx);
+    if (ctx.allowWrite) await ctx.allowWrite.checkPath(p.reportDir, 'the report folder ');
     const { done, total, queued, state } = await ctx.runs.status(p.runId);
     const now = ctx.clock.now();
     if (state === 'cancelled') {

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { DownloadResult, ResponseMeta } from '../src/api/client.ts';
+import { OutsideOutError } from '../src/errors.ts';
 import { prepareOutTarget } from '../src/outputs/out-dir.ts';
 import { hashFile } from '../src/sources/file-hash.ts';
 import { extensionFor } from '../src/sources/content-type.ts';
@@ -28,6 +29,17 @@ async function findExistingDocument(target: string): Promise<string | undefined>
 }
 
 /**
+ * A file found at a target's name is hashed only when it is a regular file: through a link it
+ * could be any file of the worker's user (its size and sha256 would go into the report), and a
+ * FIFO would hold a thread of the pool forever. Not retried: only a person can clear it up.
+ */
+async function mustBePlainFile(file: string): Promise<void> {
+  const st = await fs.lstat(file);
+  if (st.isSymbolicLink()) throw new OutsideOutError(`${file} is a symbolic link; idsync never reads or writes through links under --out`, file);
+  if (!st.isFile()) throw new OutsideOutError(`${file} is there and is not a regular file; move it away`, file);
+}
+
+/**
  * Downloads one photo or document into --out. The client writes a temp file beside the target
  * and renames it when complete, so a final name never holds a partial file; a file already at
  * its final name is complete and is not fetched again.
@@ -47,6 +59,7 @@ export const download: RowJobKind<DownloadPayload> = {
 
     const already = item.type === 'document' && !item.explicitOutput ? await findExistingDocument(target) : exists ? target : undefined;
     if (already) {
+      await mustBePlainFile(already);
       const { sha256, bytes } = await hashFile(already);
       // No download leaves an empty file (an empty answer is E_BAD_CONTENT): an empty one was
       // emptied since (a full disk, a tool gone wrong) and is fetched again over it.

@@ -1,3 +1,4 @@
+import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { ApiClient } from '../src/api/client.ts';
 import { mayHaveBeenProcessed } from '../src/api/classify.ts';
@@ -55,6 +56,9 @@ export const upload: RowJobKind<UploadPayload> = {
     // sent only through that descriptor: whatever its path names by then is never read.
     let opened: OpenedDrop | undefined;
     try {
+      // The watched folder's real path first: below it openDropped follows no link, so nothing
+      // outside --allow-read is even opened (a FIFO or a device would react to an open).
+      if (drop && ctx.allowRead) ctx.allowRead.check(drop.root, await realpath(drop.root), 'the watched folder ');
       if (drop) opened = await openDropped(drop);
       // --allow-read: judged on the open file, before a byte is read, whatever the job names.
       if (opened && ctx.allowRead) await admitOpened(opened.handle, item.file, ctx.allowRead);

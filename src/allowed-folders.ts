@@ -70,6 +70,11 @@ export class AllowedFolders {
     if (!this.admits(real)) throw this.refusal(shown, real, what);
   }
 
+  /** check() by the path's real path, or the one it will have once created (realPathToBe). */
+  async checkPath(shown: string, what = ''): Promise<void> {
+    this.check(shown, await AllowedFolders.realPathToBe(shown), what);
+  }
+
   /**
    * A path that may not exist yet (an --out to be created): the real path of its deepest existing
    * folder with the missing levels after it, which is where creating it would put it.

@@ -79,5 +79,8 @@ export function sayConfinement(config: Config, log: Logger): void {
     );
     return;
   }
-  log.info({ allowRead: config.allowRead?.roots ?? 'any', allowWrite: config.allowWrite?.roots ?? 'any' }, 'worker confined: uploads read and downloads write only inside these folders');
+  const roots = { allowRead: config.allowRead?.roots ?? 'any', allowWrite: config.allowWrite?.roots ?? 'any' };
+  if (!config.allowRead) log.warn(roots, 'this worker is confined for writing only: uploads may read any file its user can; set --allow-read [env IDSYNC_ALLOW_READ]');
+  else if (!config.allowWrite) log.warn(roots, 'this worker is confined for reading only: downloads may write into any folder its user can; set --allow-write [env IDSYNC_ALLOW_WRITE]');
+  else log.info(roots, 'worker confined: uploads read and downloads write only inside these folders');
 }

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, lstat, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'csv-stringify/sync';
-import { FileError } from '../errors.ts';
+import { FileError, OutsideOutError } from '../errors.ts';
+import { NO_FOLLOW } from '../folder-handle.ts';
 import { spreadsheetSafe } from '../report/spreadsheet-cell.ts';
 import { linkNew } from './archive-files.ts';
 
@@ -35,10 +37,18 @@ export async function appendIndex(outDir: string, entries: IndexEntry[]): Promis
   const file = path.join(outDir, INDEX_FILE);
   await ensureHeader(file);
   const text = stringify(entries.map((e) => INDEX_COLUMNS.map((c) => spreadsheetSafe(e[c]))));
+  let handle: FileHandle | undefined;
   try {
-    await appendFile(file, text, { flag: 'a' });
+    // O_NOFOLLOW: an index.csv that is a link (to any file of the worker's user) is refused.
+    handle = await open(file, constants.O_WRONLY | constants.O_APPEND | NO_FOLLOW);
+    if (!(await handle.stat()).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' });
+    await handle.appendFile(text);
   } catch (err) {
-    throw new FileError(`cannot append to ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, file, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new OutsideOutError(`${file} is a symbolic link; idsync never writes through links under --out`, file);
+    throw new FileError(`cannot append to ${file}: ${code ?? String(err)}`, file, { cause: err });
+  } finally {
+    await handle?.close().catch(() => undefined);
   }
 }
 

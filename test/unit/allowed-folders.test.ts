@@ -9,7 +9,11 @@ import { archivePath } from '../../src/outputs/archive-files.ts';
 import { prepareOutTarget } from '../../src/outputs/out-dir.ts';
 import { openAdmitted } from '../../src/sources/admitted-file.ts';
 import { toImportItem } from '../../src/sources/import-items.ts';
-import { tempDir } from '../helpers/fixtures.ts';
+import { confineSpec } from '../../jobs/archive-tick.ts';
+import { sayConfinement } from '../../src/commands/worker.ts';
+import type { Config } from '../../src/config/load.ts';
+import type { Logger } from '../../src/log.ts';
+import { rejection, tempDir } from '../helpers/fixtures.ts';
 
 const P = '3f2504e0-4f89-11d3-9a0c-0305e82c3301';
 
@@ -24,15 +28,6 @@ function setup(): { base: string; data: string; data2: string; outside: string; 
   writeFileSync(path.join(data2, 'b.txt'), 'prefix trick');
   writeFileSync(path.join(outside, 'secret.txt'), 'secret');
   return { base, data, data2, outside, allowed: AllowedFolders.resolve('--allow-read', [data], base) };
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: unknown) => err,
-  );
 }
 
 describe('isWithin', () => {
@@ -221,5 +216,41 @@ describe('import validation under --allow-read', () => {
     expect(await rejection(toImportItem(rec('data/../data2/b.txt'), base, allowed))).toBeInstanceOf(NotAllowedError);
     // Without the setting: as before.
     expect((await toImportItem(rec('outside/secret.txt'), base)).file).toBe(path.join(base, 'outside', 'secret.txt'));
+  });
+});
+
+describe('scheduled archive runs under the worker that takes their tick', () => {
+  it('refuse inputs outside --allow-read and an archive or report folder outside --allow-write', async () => {
+    const { base, data, outside } = setup();
+    const allowRead = AllowedFolders.resolve('--allow-read', [data], base);
+    const allowWrite = AllowedFolders.resolve('--allow-write', [data], base);
+    writeFileSync(path.join(data, 'faces.csv'), 'faceId\n');
+    const spec = { archiveKey: 'k', apiUrl: 'http://127.0.0.1:1', outDir: path.join(data, 'arch'), faces: path.join(data, 'faces.csv'), attempts: 1, pageSize: 50, reportRoot: path.join(data, 'reports') };
+    await confineSpec(spec, { allowRead, allowWrite });
+    expect(await rejection(confineSpec({ ...spec, faces: path.join(outside, 'secret.txt') }, { allowRead, allowWrite }))).toBeInstanceOf(NotAllowedError);
+    expect(await rejection(confineSpec({ ...spec, reportRoot: path.join(outside, 'new', 'reports') }, { allowRead, allowWrite }))).toBeInstanceOf(NotAllowedError);
+    expect(await rejection(confineSpec({ ...spec, outDir: path.join(outside, 'arch') }, { allowWrite }))).toBeInstanceOf(NotAllowedError);
+    expect(existsSync(path.join(outside, 'new'))).toBe(false);
+    // Unconfined: anything goes, as before.
+    await confineSpec({ ...spec, faces: path.join(outside, 'secret.txt') }, {});
+  });
+});
+
+describe('the worker says at start how it is confined', () => {
+  function said(config: Partial<Config>): Array<[string, string]> {
+    const lines: Array<[string, string]> = [];
+    const log = { warn: (a: unknown, b?: string) => lines.push(['warn', String(b ?? a)]), info: (a: unknown, b?: string) => lines.push(['info', String(b ?? a)]) };
+    sayConfinement(config as Config, log as unknown as Logger);
+    return lines;
+  }
+
+  it('warns when either half is missing, and names it', () => {
+    const { base, data } = setup();
+    const folders = AllowedFolders.resolve('--allow-read', [data], base);
+    const writeFolders = AllowedFolders.resolve('--allow-write', [data], base);
+    expect(said({})).toEqual([['warn', expect.stringContaining('not confined')]]);
+    expect(said({ allowWrite: writeFolders })).toEqual([['warn', expect.stringContaining('set --allow-read')]]);
+    expect(said({ allowRead: folders })).toEqual([['warn', expect.stringContaining('set --allow-write')]]);
+    expect(said({ allowRead: folders, allowWrite: writeFolders })).toEqual([['info', expect.stringContaining('worker confined')]]);
   });
 });
