@@ -28,6 +28,8 @@ async function fakeRedis(user: string, password: string): Promise<{ url: (u: str
   let received = '';
   const server = net.createServer((socket) => {
     let authed = false;
+    // The healthcheck may reset the connection once it has its answer: not this test's concern.
+    socket.on('error', () => undefined);
     socket.on('data', (chunk) => {
       received += chunk.toString('utf8');
       const auth = `*3\r\n$4\r\nAUTH\r\n$${Buffer.byteLength(user)}\r\n${user}\r\n$${Buffer.byteLength(password)}\r\n${password}\r\n`;
