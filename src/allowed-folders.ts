@@ -1,13 +1,10 @@
-import { existsSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, NotAllowedError } from './errors.ts';
 
 /** The operator's settings that confine a process's files (README, "Confining workers"). */
 export type AllowSetting = '--allow-read' | '--allow-write';
-
-/** Linux: an open descriptor's path, as the kernel knows it, is readable under /proc/self/fd. */
-const FD_PATHS = process.platform === 'linux' && existsSync('/proc/self/fd');
 
 /**
  * Whether `real` is `root` or lies below it by whole path segments: /data admits /data/a and
@@ -106,18 +103,5 @@ export async function requireOutInside(outDir: string, allowed: AllowedFolders):
   if (!allowed.admits(real)) {
     const really = real === outDir ? '' : ` (really ${real})`;
     throw new ConfigError(`--out ${outDir}${really} lies outside --allow-write (${allowed.roots.join(', ')}): give an --out inside it, or allow it`, '--out');
-  }
-}
-
-/**
- * The real path of an open file, from its descriptor (Linux: the kernel's own name for it, which
- * no rename or link swapped in since can change), or undefined where that cannot be read.
- */
-export function realPathOfDescriptor(fd: number): string | undefined {
-  if (!FD_PATHS) return undefined;
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`);
-  } catch {
-    return undefined;
   }
 }

@@ -1,4 +1,4 @@
-import { constants, existsSync, type BigIntStats, type Dirent } from 'node:fs';
+import { constants, existsSync, readlinkSync, type BigIntStats, type Dirent } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FileError, UnsafePathError } from './errors.ts';
@@ -19,6 +19,21 @@ import { FileError, UnsafePathError } from './errors.ts';
  * next step still wins that race.
  */
 export const FD_PATHS = process.platform === 'linux' && existsSync('/proc/self/fd');
+
+/**
+ * The real path of an open file or folder, from its descriptor (Linux: the kernel's own name for
+ * it, which no rename or link swapped in since can change), or undefined where that cannot be
+ * read. Synchronous: a readlink of /proc reads kernel memory, no disk.
+ */
+export function realPathOfDescriptor(fd: number): string | undefined {
+  if (!FD_PATHS) return undefined;
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
+}
+
 /** O_NOFOLLOW where the platform has it. */
 export const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
 /** A folder opened to walk from: never through a link at its last component. */

@@ -1,9 +1,9 @@
-import { constants, readlinkSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { AllowedFolders } from '../allowed-folders.ts';
 import { FileError, OutsideOutError } from '../errors.ts';
-import { DIR_FLAGS, FD_PATHS, MAX_LEVELS, openLevels, walkByPath, type FolderPlace, type WalkRefusals } from '../folder-handle.ts';
+import { DIR_FLAGS, FD_PATHS, MAX_LEVELS, openLevels, realPathOfDescriptor, walkByPath, type FolderPlace, type WalkRefusals } from '../folder-handle.ts';
 import { GroupSync } from './group-sync.ts';
 
 /**
@@ -80,15 +80,6 @@ const HELD_IDLE_MS = 2_000;
 const held = new Map<string, HeldFolder>();
 const opening = new Map<string, Promise<HeldFolder>>();
 
-/** Where the descriptor's folder is now (readlink of /proc/self/fd/N: kernel memory, no disk I/O). */
-function whereNow(handle: FileHandle): string | undefined {
-  try {
-    return readlinkSync(`/proc/self/fd/${handle.fd}`);
-  } catch {
-    return undefined;
-  }
-}
-
 function release(folder: HeldFolder): void {
   if (folder.leases > 0) return;
   if (folder.retired) {
@@ -118,7 +109,7 @@ async function leaseFolder(place: FolderPlace, dir: string): Promise<HeldFolder>
   for (;;) {
     const found = held.get(key);
     if (found) {
-      if (whereNow(found.handle) === dir) {
+      if (realPathOfDescriptor(found.handle.fd) === dir) {
         found.leases++;
         clearTimeout(found.idleTimer);
         // Most recently used last: eviction takes from the front.
@@ -138,7 +129,7 @@ async function leaseFolder(place: FolderPlace, dir: string): Promise<HeldFolder>
     try {
       const folder = await open;
       // Moved while we walked (the descriptors followed it): refuse rather than write there.
-      if (whereNow(folder.handle) !== dir) {
+      if (realPathOfDescriptor(folder.handle.fd) !== dir) {
         retire(folder);
         throw movedError(root, dir);
       }
@@ -209,7 +200,7 @@ export class OutFolder {
    */
   async verify(): Promise<void> {
     if (this.#held) {
-      const where = whereNow(this.#held.handle);
+      const where = realPathOfDescriptor(this.#held.handle.fd);
       if (where !== this.dir) {
         // Not handed out again: the next download opens the folder afresh.
         retire(this.#held);

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
-import { realPathOfDescriptor, type AllowedFolders } from '../allowed-folders.ts';
+import type { AllowedFolders } from '../allowed-folders.ts';
 import { FileError, IdsyncError } from '../errors.ts';
-import { identityOf } from '../folder-handle.ts';
+import { FD_PATHS, identityOf, realPathOfDescriptor } from '../folder-handle.ts';
 import type { OpenedDrop } from './dropped-file.ts';
 import { readError } from './file-hash.ts';
 
@@ -41,7 +41,7 @@ export async function openAdmitted(file: string, allowed: AllowedFolders): Promi
     const st = await handle.stat({ bigint: true });
     if (!st.isFile()) throw new FileError(`${file} is not a regular file`, file);
     const opened = handle;
-    const fdPath = realPathOfDescriptor(opened.fd) !== undefined ? `/proc/self/fd/${opened.fd}` : file;
+    const fdPath = FD_PATHS ? `/proc/self/fd/${opened.fd}` : file;
     return { handle: opened, path: fdPath, id: identityOf(st), size: Number(st.size), close: () => opened.close().catch(() => undefined) };
   } catch (err) {
     await handle?.close().catch(() => undefined);
