@@ -6,7 +6,8 @@ import type { ApiClient } from '../src/api/client.ts';
 import { FileError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { appendIndex, type IndexEntry } from '../src/outputs/archive-index.ts';
-import { archivePath, archiveTarget, existingFile, linkNew } from '../src/outputs/archive-files.ts';
+import { archivePath, existingFile, linkNew } from '../src/outputs/archive-files.ts';
+import { prepareOutTarget } from '../src/outputs/out-dir.ts';
 import { enrollmentPath, enrollmentVersionPath } from '../src/outputs/archive-names.ts';
 import type { ArchiveEnrollmentPayload } from './archive-job-data.ts';
 import type { JobOutcome, RowJobKind } from './job-kind.ts';
@@ -32,7 +33,8 @@ export const archiveEnrollment: RowJobKind<ArchiveEnrollmentPayload> = {
 async function archiveOne(payload: ArchiveEnrollmentPayload, client: ApiClient, now: number, log: Logger, signal?: AbortSignal, allowed?: AllowedFolders): Promise<JobOutcome> {
   const { faceId, outDir, runAtMs } = payload;
   const relative = enrollmentPath(faceId);
-  const { root, target } = await archiveTarget(outDir, relative, allowed);
+  // prepareOutTarget, not archivePath: the download below is confined to the root it checked.
+  const { root, target } = await prepareOutTarget(outDir, relative, allowed);
   const incoming = path.join(path.dirname(target), `.${faceId}.incoming-${randomBytes(6).toString('hex')}.jpg`);
   try {
     // Confined to the checked root: a folder swapped for a link while the photo downloads is refused.

@@ -1,7 +1,7 @@
 import { summaryLines } from '../src/report/summary-lines.ts';
 import type { ArchiveReportPayload } from './archive-job-data.ts';
 import { ArchivePlan } from './archive-plan.ts';
-import { confineSpec, REPORT_POLL_MS } from './archive-tick.ts';
+import { REPORT_POLL_MS } from './archive-tick.ts';
 import type { ControlJobKind } from './job-kind.ts';
 
 /** A run whose progress stood still this long, with none of its jobs left anywhere, is reported as it is. */
@@ -17,24 +17,22 @@ export const archiveReport: ControlJobKind<ArchiveReportPayload> = {
   name: 'archive-report',
   async run(job, ctx) {
     const p = job.payload;
-    // The report is written by this worker, where the payload says: held to --allow-write.
-    await confineSpec(p.spec, ctx);
-    if (ctx.allowWrite) await ctx.allowWrite.checkPath(p.reportDir, 'the report folder ');
     const { done, total, queued, state } = await ctx.runs.status(p.runId);
     const now = ctx.clock.now();
-    if (state === 'cancelled') {
-      const plan = ArchivePlan.stored(p.spec, p.runId, p.startedAtMs, ctx.store);
-      const summary = await ctx.runs.finish(plan, { code: 'E_CANCELLED', text: 'not done: the run was cancelled (idsync cancel); the next run covers it' });
-      ctx.log.child({ runId: p.runId }).warn({ counts: summary.counts, reportDir: summary.reportDir }, 'archive run cancelled; its report is written');
-      return;
-    }
-    if (total === undefined || done < total) {
+    if (state !== 'cancelled' && (total === undefined || done < total)) {
       const changed = done !== p.lastDone;
       if (changed || queued > 0 || now - (p.lastChangeMs ?? now) < REPORT_STALE_MS) {
         return job.later(REPORT_POLL_MS, changed ? { ...p, lastDone: done, lastChangeMs: now } : { ...p, lastChangeMs: p.lastChangeMs ?? now });
       }
     }
+    // The report is written by this worker, where the payload says: held to --allow-write.
+    if (ctx.allowWrite) await ctx.allowWrite.checkPath(p.reportDir, 'the report folder ');
     const plan = ArchivePlan.stored(p.spec, p.runId, p.startedAtMs, ctx.store);
+    if (state === 'cancelled') {
+      const summary = await ctx.runs.finish(plan, { code: 'E_CANCELLED', text: 'not done: the run was cancelled (idsync cancel); the next run covers it' });
+      ctx.log.child({ runId: p.runId }).warn({ counts: summary.counts, reportDir: summary.reportDir }, 'archive run cancelled; its report is written');
+      return;
+    }
     const summary = await ctx.runs.finish(plan, { code: 'E_LOST', text: 'its job vanished from the queue (was the queue emptied by hand?); the next run covers it' });
     ctx.log.child({ runId: p.runId }).info({ counts: summary.counts, bytes: summary.bytes, reportDir: summary.reportDir }, summaryLines('archive', summary)[0]);
   },

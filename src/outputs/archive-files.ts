@@ -23,13 +23,7 @@ function fileError(what: string, file: string, err: unknown): FileError {
  * nothing at all outside `allowed` (--allow-write: NotAllowedError).
  */
 export async function archivePath(outDir: string, relative: string, allowed?: AllowedFolders): Promise<string> {
-  return (await archiveTarget(outDir, relative, allowed)).target;
-}
-
-/** archivePath, with the real root it was checked under (for a client's confined download). */
-export async function archiveTarget(outDir: string, relative: string, allowed?: AllowedFolders): Promise<{ root: string; target: string }> {
-  const { root, target } = await prepareOutTarget(outDir, relative, allowed);
-  return { root, target };
+  return (await prepareOutTarget(outDir, relative, allowed)).target;
 }
 
 /** sha256 of a regular file at `file`, or undefined when there is none. Links are refused. */

@@ -9,7 +9,9 @@ import { archivePath } from '../../src/outputs/archive-files.ts';
 import { prepareOutTarget } from '../../src/outputs/out-dir.ts';
 import { openAdmitted } from '../../src/sources/admitted-file.ts';
 import { toImportItem } from '../../src/sources/import-items.ts';
+import { archiveReport } from '../../jobs/archive-report.ts';
 import { confineSpec } from '../../jobs/archive-tick.ts';
+import type { JobContext } from '../../jobs/job-kind.ts';
 import { sayConfinement } from '../../src/commands/worker.ts';
 import type { Config } from '../../src/config/load.ts';
 import type { Logger } from '../../src/log.ts';
@@ -252,5 +254,36 @@ describe('the worker says at start how it is confined', () => {
     expect(said({ allowWrite: writeFolders })).toEqual([['warn', expect.stringContaining('set --allow-read')]]);
     expect(said({ allowRead: folders })).toEqual([['warn', expect.stringContaining('set --allow-write')]]);
     expect(said({ allowRead: folders, allowWrite: writeFolders })).toEqual([['info', expect.stringContaining('worker confined')]]);
+  });
+});
+
+describe("a scheduled archive's report job under --allow-write", () => {
+  it('writes no report outside, and only checks once the run is over', async () => {
+    const { base, data, outside } = setup();
+    const allowWrite = AllowedFolders.resolve('--allow-write', [data], base);
+    const spec = { archiveKey: 'k', apiUrl: 'http://127.0.0.1:1', outDir: path.join(data, 'arch'), faces: path.join(data, 'faces.csv'), attempts: 1, pageSize: 50, reportRoot: path.join(outside, 'reports') };
+    let status = { done: 1, total: 2, queued: 1, state: 'running' as string | undefined };
+    const finished: string[] = [];
+    const ctx = {
+      allowWrite,
+      clock: { now: () => 0 },
+      store: {},
+      log: { child: () => ({ info: () => undefined, warn: () => undefined }) },
+      runs: { status: async () => status, finish: async (_plan: unknown, missing: { code: string }) => (finished.push(missing.code), { runId: 'r', rows: 2, counts: {}, bytes: 0, reportDir: '' }) },
+    } as unknown as JobContext;
+    const later: number[] = [];
+    const job = {
+      id: 'j', attempt: 1, scheduledAt: 0,
+      payload: { spec, runId: 'r', reportDir: path.join(outside, 'reports', 'r'), startedAtMs: 0 },
+      log: () => ctx.log,
+      later: async (ms: number) => (later.push(ms), undefined as never),
+    };
+    // Still running: it only waits (the folder is not looked at yet).
+    await archiveReport.run(job as never, ctx);
+    expect(later).toHaveLength(1);
+    status = { done: 2, total: 2, queued: 0, state: 'done' };
+    expect(await rejection(archiveReport.run(job as never, ctx))).toBeInstanceOf(NotAllowedError);
+    expect(finished).toEqual([]);
+    expect(existsSync(path.join(outside, 'reports'))).toBe(false);
   });
 });
