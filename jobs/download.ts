@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import type { DownloadResult, ResponseMeta } from '../src/api/client.ts';
 import { OutsideOutError } from '../src/errors.ts';
@@ -14,29 +14,28 @@ export interface DownloadPayload {
   outDir: string;
 }
 
-/** For a document whose extension is decided by the server's answer: an earlier download of it, if any. */
+/**
+ * For a document whose extension is decided by the server's answer: an earlier download of it, if
+ * any. Only a regular file counts: through a link it could be any file of the worker's user (its
+ * size and sha256 would go into the report), and a FIFO would hold a thread of the pool forever;
+ * either is refused, not retried (only a person can clear it up). A target of known name is never
+ * read through a link either: prepareOutTarget refuses one there and counts only a regular file.
+ */
 async function findExistingDocument(target: string): Promise<string | undefined> {
   const dir = path.dirname(target);
   const stem = path.basename(target);
-  let names: string[];
+  let entries: Dirent[];
   try {
-    names = await fs.readdir(dir);
+    entries = await fs.readdir(dir, { withFileTypes: true });
   } catch {
     return undefined;
   }
-  const hit = names.find((n) => n === stem || (n.startsWith(`${stem}.`) && !n.endsWith('.part')));
-  return hit ? path.join(dir, hit) : undefined;
-}
-
-/**
- * A file found at a target's name is hashed only when it is a regular file: through a link it
- * could be any file of the worker's user (its size and sha256 would go into the report), and a
- * FIFO would hold a thread of the pool forever. Not retried: only a person can clear it up.
- */
-async function mustBePlainFile(file: string): Promise<void> {
-  const st = await fs.lstat(file);
-  if (st.isSymbolicLink()) throw new OutsideOutError(`${file} is a symbolic link; idsync never reads or writes through links under --out`, file);
-  if (!st.isFile()) throw new OutsideOutError(`${file} is there and is not a regular file; move it away`, file);
+  const hit = entries.find((d) => d.name === stem || (d.name.startsWith(`${stem}.`) && !d.name.endsWith('.part')));
+  if (!hit) return undefined;
+  const file = path.join(dir, hit.name);
+  if (hit.isSymbolicLink()) throw new OutsideOutError(`${file} is a symbolic link; idsync never reads or writes through links under --out`, file);
+  if (!hit.isFile()) throw new OutsideOutError(`${file} is there and is not a regular file; move it away`, file);
+  return file;
 }
 
 /**
@@ -59,7 +58,6 @@ export const download: RowJobKind<DownloadPayload> = {
 
     const already = item.type === 'document' && !item.explicitOutput ? await findExistingDocument(target) : exists ? target : undefined;
     if (already) {
-      await mustBePlainFile(already);
       const { sha256, bytes } = await hashFile(already);
       // No download leaves an empty file (an empty answer is E_BAD_CONTENT): an empty one was
       // emptied since (a full disk, a tool gone wrong) and is fetched again over it.
