@@ -39,8 +39,9 @@ export async function appendIndex(outDir: string, entries: IndexEntry[]): Promis
   const text = stringify(entries.map((e) => INDEX_COLUMNS.map((c) => spreadsheetSafe(e[c]))));
   let handle: FileHandle | undefined;
   try {
-    // O_NOFOLLOW: an index.csv that is a link (to any file of the worker's user) is refused.
-    handle = await open(file, constants.O_WRONLY | constants.O_APPEND | NO_FOLLOW);
+    // O_NOFOLLOW: an index.csv that is a link (to any file of the worker's user) is refused;
+    // O_NONBLOCK: one that is a FIFO fails the open (ENXIO) instead of holding a pool thread.
+    handle = await open(file, constants.O_WRONLY | constants.O_APPEND | (constants.O_NONBLOCK ?? 0) | NO_FOLLOW);
     if (!(await handle.stat()).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' });
     await handle.appendFile(text);
   } catch (err) {

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OutsideOutError } from '../../src/errors.ts';
+import { FileError, OutsideOutError } from '../../src/errors.ts';
 import { appendIndex } from '../../src/outputs/archive-index.ts';
 import { rejection, tempDir } from '../helpers/fixtures.ts';
 import { runJob } from '../helpers/job-runs.ts';
@@ -53,5 +53,10 @@ describe('what is already under --out is never read through a link', () => {
     const entry = { path: 'enrollment/x.jpg', kind: 'enrollment' as const, faceId: 'f', bytes: 1, sha256: 'a'.repeat(64), archivedAt: '2026-01-01T00:00:00.000Z' };
     expect(await rejection(appendIndex(out, [entry]))).toBeInstanceOf(OutsideOutError);
     expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+    // A FIFO there fails at once rather than waiting for a reader that never comes.
+    const fifoOut = path.join(dir, 'archive-fifo');
+    mkdirSync(fifoOut);
+    execFileSync('mkfifo', [path.join(fifoOut, 'index.csv')]);
+    expect(await rejection(appendIndex(fifoOut, [entry]))).toBeInstanceOf(FileError);
   });
 });
