@@ -67,6 +67,16 @@ export class AllowedFolders {
     if (!this.admits(real)) throw this.refusal(shown, real, what);
   }
 
+  /**
+   * At a command's start: `what shown` (whose real path is `real`) must lie inside, else a
+   * ConfigError (exit 2) naming `flag`, before anything is made or sent; `fix` says what to do.
+   */
+  requireAtStart(what: string, shown: string, real: string, fix: string, flag: string): void {
+    if (this.admits(real)) return;
+    const really = real === path.resolve(shown) ? '' : ` (really ${real})`;
+    throw new ConfigError(`${what} ${shown}${really} lies outside ${this.setting} (${this.roots.join(', ')}): ${fix}`, flag);
+  }
+
   /** check() by the path's real path, or the one it will have once created (realPathToBe). */
   async checkPath(shown: string, what = ''): Promise<void> {
     this.check(shown, await AllowedFolders.realPathToBe(shown), what);
@@ -100,8 +110,5 @@ export async function requireOutInside(outDir: string, allowed: AllowedFolders):
   } catch (err) {
     throw new ConfigError(`--out ${outDir} cannot be checked: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
   }
-  if (!allowed.admits(real)) {
-    const really = real === outDir ? '' : ` (really ${real})`;
-    throw new ConfigError(`--out ${outDir}${really} lies outside --allow-write (${allowed.roots.join(', ')}): give an --out inside it, or allow it`, '--out');
-  }
+  allowed.requireAtStart('--out', outDir, real, 'give an --out inside it, or allow it', '--out');
 }

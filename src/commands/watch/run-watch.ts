@@ -108,9 +108,7 @@ export async function runWatch(options: WatchRunOptions): Promise<WatchRunResult
   // A folder reached through a link would otherwise not exclude its own --processed-dir.
   const dir = real(path.resolve(options.dir));
   // Its workers would refuse every file: said at start (exit 2), not file by file.
-  if (config.allowRead && !config.allowRead.admits(dir)) {
-    throw new ConfigError(`the watch folder ${options.dir}${dir === path.resolve(options.dir) ? '' : ` (really ${dir})`} lies outside --allow-read (${config.allowRead.roots.join(', ')}): watch a folder inside it, or allow it`, '--allow-read');
-  }
+  config.allowRead?.requireAtStart('the watch folder', options.dir, dir, 'watch a folder inside it, or allow it', '--allow-read');
   // Checked before anything else: a link planted as .failed or .processed refuses the start (exit 2).
   const processed = options.deleteProcessed ? { root: dir, levels: ['.processed'] } : destinationFolder(dir, options.dir, options.processedDir, '.processed', '--processed-dir');
   const failed = destinationFolder(dir, options.dir, options.failedDir, '.failed', '--failed-dir');
