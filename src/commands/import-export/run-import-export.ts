@@ -101,4 +101,3 @@ export async function removeLeftovers(outDir: string, log: Logger): Promise<void
   const stale = await removeStaleParts(outDir, STALE_PART_MS);
   if (stale.removed.length > 0) log.info({ removed: stale.removed.length, outDir }, 'removed temp files left by an interrupted run');
 }
-
