@@ -391,6 +391,17 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
+/** A system error's code (ENOENT, ELOOP …) as Node sets it, or undefined. */
+export function systemCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** `what file: CODE` as a FileError (the system error as its cause): whether it is retried follows the code. */
+export function fileErrorOf(what: string, file: string, err: unknown): FileError {
+  return new FileError(`${what} ${file}: ${systemCode(err) ?? String(err)}`, file, { cause: err });
+}
+
 export function errorCode(err: unknown): string {
   if (err instanceof IdsyncError) return err.code;
   const code = (err as { code?: unknown } | null)?.code;

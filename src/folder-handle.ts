@@ -1,7 +1,7 @@
 import { constants, existsSync, readlinkSync, type BigIntStats, type Dirent } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { FileError, UnsafePathError } from './errors.ts';
+import { FileError, fileErrorOf, systemCode, UnsafePathError } from './errors.ts';
 
 /**
  * A folder held open by descriptor, reached from a trusted root one level at a time without
@@ -73,14 +73,6 @@ export function placeUnder(root: string, dir: string): FolderPlace | undefined {
   return { root, levels: rel.split(path.sep) };
 }
 
-function codeOf(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
-
-function fileError(what: string, file: string, err: unknown): FileError {
-  return new FileError(`${what} ${file}: ${codeOf(err) ?? String(err)}`, file, { cause: err });
-}
-
 function plainName(name: string, where: string): void {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes(path.sep) || name.includes('\0')) {
     throw new UnsafePathError(`"${name}" is not a plain file name`, path.join(where, name));
@@ -139,7 +131,7 @@ export class FolderHandle {
     try {
       return identityOf(this.#handle ? await this.#handle.stat({ bigint: true }) : await lstat(this.dir, { bigint: true }));
     } catch (err) {
-      throw fileError('cannot check', this.dir, err);
+      throw fileErrorOf('cannot check', this.dir, err);
     }
   }
 
@@ -148,8 +140,8 @@ export class FolderHandle {
     try {
       return await lstat(this.entry(name), { bigint: true });
     } catch (err) {
-      if (codeOf(err) === 'ENOENT') return undefined;
-      throw fileError('cannot check', path.join(this.dir, name), err);
+      if (systemCode(err) === 'ENOENT') return undefined;
+      throw fileErrorOf('cannot check', path.join(this.dir, name), err);
     }
   }
 
@@ -158,7 +150,7 @@ export class FolderHandle {
     try {
       return await readdir(this.#handle ? `/proc/self/fd/${this.#handle.fd}` : this.dir, { withFileTypes: true });
     } catch (err) {
-      throw fileError('cannot read', this.dir, err);
+      throw fileErrorOf('cannot read', this.dir, err);
     }
   }
 
@@ -171,7 +163,7 @@ export class FolderHandle {
     try {
       return await open(entry, flags | NO_FOLLOW, mode);
     } catch (err) {
-      if (codeOf(err) === 'ELOOP') throw new UnsafePathError(`${path.relative(this.place.root, path.join(this.dir, name))} in ${this.place.root} is a symbolic link; idsync never follows links there`, path.join(this.dir, name));
+      if (systemCode(err) === 'ELOOP') throw new UnsafePathError(`${path.relative(this.place.root, path.join(this.dir, name))} in ${this.place.root} is a symbolic link; idsync never follows links there`, path.join(this.dir, name));
       throw err;
     }
   }
@@ -187,7 +179,7 @@ export class FolderHandle {
       try {
         where = await readlink(`/proc/self/fd/${this.#handle.fd}`);
       } catch (err) {
-        throw fileError('cannot check', this.dir, err);
+        throw fileErrorOf('cannot check', this.dir, err);
       }
       if (where !== this.dir) {
         throw new UnsafePathError(`${path.relative(this.place.root, this.dir) || '.'} in ${this.place.root} was moved or replaced (by a link?) while idsync worked in it`, this.dir);
@@ -210,10 +202,10 @@ async function openByDescriptor(place: FolderPlace, create: boolean): Promise<Fi
     handle = await open(root, DIR_FLAGS);
   } catch (err) {
     // O_NOFOLLOW|O_DIRECTORY on a link to a folder: ENOTDIR on Linux, ELOOP elsewhere.
-    if ((codeOf(err) === 'ELOOP' || codeOf(err) === 'ENOTDIR') && (await lstat(root).catch(() => undefined))?.isSymbolicLink()) {
+    if ((systemCode(err) === 'ELOOP' || systemCode(err) === 'ENOTDIR') && (await lstat(root).catch(() => undefined))?.isSymbolicLink()) {
       throw new UnsafePathError(`${root} is a symbolic link; idsync never follows links there`, root);
     }
-    throw fileError('cannot open', root, err);
+    throw fileErrorOf('cannot open', root, err);
   }
   return openLevels(handle, place, create, unsafePathRefusals);
 }
@@ -236,8 +228,8 @@ export interface WalkRefusals {
 
 const unsafePathRefusals: WalkRefusals = {
   link: (root, level) => new UnsafePathError(`${path.relative(root, level) || '.'} in ${root} is a symbolic link; idsync never follows links there`, level),
-  notFolder: (level, err) => fileError('not a folder:', level, err ?? errnoError('not a folder', 'ENOTDIR')),
-  missing: (level) => fileError('cannot open', level, errnoError('gone', 'ENOENT')),
+  notFolder: (level, err) => fileErrorOf('not a folder:', level, err ?? errnoError('not a folder', 'ENOTDIR')),
+  missing: (level) => fileErrorOf('cannot open', level, errnoError('gone', 'ENOENT')),
   elsewhere: (root, dir) => new UnsafePathError(`${path.relative(root, dir) || '.'} in ${root} leads elsewhere through a link`, dir),
 };
 
@@ -273,13 +265,13 @@ async function openChild(root: string, level: string, entry: string, create: boo
     try {
       return await open(entry, DIR_FLAGS);
     } catch (err) {
-      const code = codeOf(err);
+      const code = systemCode(err);
       if (code === 'ENOENT' && create) {
         try {
           // mkdir never follows a link at the last component: a link there is EEXIST, seen next round.
           await mkdir(entry);
         } catch (mkErr) {
-          if (codeOf(mkErr) !== 'EEXIST') throw fileError('cannot create', level, mkErr);
+          if (systemCode(mkErr) !== 'EEXIST') throw fileErrorOf('cannot create', level, mkErr);
         }
         continue;
       }
@@ -288,7 +280,7 @@ async function openChild(root: string, level: string, entry: string, create: boo
         if (st?.isSymbolicLink()) throw refusals.link(root, level);
         throw refusals.notFolder(level, err);
       }
-      throw fileError('cannot open', level, err);
+      throw fileErrorOf('cannot open', level, err);
     }
   }
   throw new FileError(`cannot create ${level}: it keeps disappearing`, level);
@@ -305,17 +297,17 @@ export async function walkByPath(place: FolderPlace, refusals: WalkRefusals, opt
   for (const part of options.checkRoot ? ['', ...place.levels] : place.levels) {
     current = path.join(current, part);
     let st = await lstat(current).catch((err: unknown) => {
-      if (codeOf(err) === 'ENOENT') return undefined;
-      throw fileError('cannot check', current, err);
+      if (systemCode(err) === 'ENOENT') return undefined;
+      throw fileErrorOf('cannot check', current, err);
     });
     if (!st && options.create && part !== '') {
       try {
         await mkdir(current);
       } catch (err) {
-        if (codeOf(err) !== 'EEXIST') throw fileError('cannot create', current, err);
+        if (systemCode(err) !== 'EEXIST') throw fileErrorOf('cannot create', current, err);
       }
       st = await lstat(current).catch((err: unknown) => {
-        throw fileError('cannot check', current, err);
+        throw fileErrorOf('cannot check', current, err);
       });
     }
     if (!st) throw refusals.missing(current);
@@ -326,7 +318,7 @@ export async function walkByPath(place: FolderPlace, refusals: WalkRefusals, opt
   try {
     real = await realpath(current);
   } catch (err) {
-    throw fileError('cannot check', current, err);
+    throw fileErrorOf('cannot check', current, err);
   }
   if (real !== current) throw refusals.elsewhere(root, current);
 }

@@ -1,4 +1,4 @@
-import { IdsyncError, NetworkError, TimeoutError, TlsError } from '../errors.ts';
+import { IdsyncError, NetworkError, systemCode, TimeoutError, TlsError } from '../errors.ts';
 
 /**
  * Turns what undici and node:net/tls throw into the typed errors of src/errors.ts, so that
@@ -15,17 +15,12 @@ const CONNECT_PHASE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', '
 const ERRNO_CODE = /^E[A-Z0-9]+$/;
 const UNDICI_SOCKET_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH']);
 
-function codeOf(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
 /** The most telling code in an error and its causes (undici wraps socket errors). */
 function codesOf(err: unknown): string[] {
   const codes: string[] = [];
   let current: unknown = err;
   for (let depth = 0; current && depth < 5; depth++) {
-    const code = codeOf(current);
+    const code = systemCode(current);
     if (code) codes.push(code);
     current = (current as { cause?: unknown }).cause;
   }
@@ -36,7 +31,7 @@ function codesOf(err: unknown): string[] {
 function findCode(err: unknown, code: string): Record<string, unknown> | undefined {
   let current: unknown = err;
   for (let depth = 0; current && depth < 5; depth++) {
-    if (codeOf(current) === code) return current as Record<string, unknown>;
+    if (systemCode(current) === code) return current as Record<string, unknown>;
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;

@@ -3,7 +3,7 @@ import { copyFile, link, lstat, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { prepareOutTarget } from './out-dir.ts';
 import type { AllowedFolders } from '../allowed-folders.ts';
-import { FileError } from '../errors.ts';
+import { FileError, fileErrorOf } from '../errors.ts';
 import { hashFile } from '../sources/file-hash.ts';
 
 /** Archive files are only ever created, never overwritten in place; these are the two ways in. */
@@ -14,7 +14,7 @@ export function sha256Of(bytes: Buffer): string {
 
 function fileError(what: string, file: string, err: unknown): FileError {
   if (err instanceof FileError) return err;
-  return new FileError(`${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, file, { cause: err });
+  return fileErrorOf(what, file, err);
 }
 
 /**

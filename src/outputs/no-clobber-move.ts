@@ -1,7 +1,7 @@
 import { constants, lstatSync } from 'node:fs';
 import { link, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { FileError, UnsafePathError } from '../errors.ts';
+import { FileError, systemCode, UnsafePathError } from '../errors.ts';
 import { FolderHandle, identityOf, placePath, type FileIdentity, type FileRef, type FolderPlace } from '../folder-handle.ts';
 
 /** `scan.pdf`, 2 → `scan (2).pdf`; n = 0 is the name itself. */
@@ -25,13 +25,9 @@ export function freeName(fileName: string, taken: (name: string) => boolean, com
   throw new Error(`no free name for ${fileName}`);
 }
 
-function codeOf(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
-
 /** ENOENT, raw or as a FileError's system code. */
 export function isGone(err: unknown): boolean {
-  return codeOf(err) === 'ENOENT' || (err instanceof FileError && err.sysCode === 'ENOENT');
+  return systemCode(err) === 'ENOENT' || (err instanceof FileError && err.sysCode === 'ENOENT');
 }
 
 /** Hard links are not everywhere: another device, or a file system without them (some SMB/FAT), or protected_hardlinks for a file of another user. */
@@ -78,7 +74,7 @@ async function moveEntry(from: FolderHandle, name: string, to: FolderHandle, des
       }
     }
   } catch (err) {
-    if (!NO_LINK_CODES.has(codeOf(err) ?? '')) throw err;
+    if (!NO_LINK_CODES.has(systemCode(err) ?? '')) throw err;
     await copyEntry(from, name, to, destName, id);
   }
   // Only the file moved goes: one swapped in under its name meanwhile stays.
@@ -144,7 +140,7 @@ export async function moveIntoFolder(file: FileRef, dest: FolderPlace, options: 
         try {
           await moveEntry(from, file.name, to, name, file.id);
         } catch (err) {
-          if (codeOf(err) === 'EEXIST') continue;
+          if (systemCode(err) === 'EEXIST') continue;
           throw err;
         }
         if (options.sidecar) {
@@ -184,7 +180,7 @@ export async function removeFileAndSidecar(file: FileRef, sidecar?: string): Pro
     }
     if (sidecar) {
       const side = await from.stat(sidecar);
-      if (side && !side.isDirectory()) await unlink(from.entry(sidecar)).catch((err: unknown) => (codeOf(err) === 'ENOENT' ? undefined : Promise.reject(err)));
+      if (side && !side.isDirectory()) await unlink(from.entry(sidecar)).catch((err: unknown) => (systemCode(err) === 'ENOENT' ? undefined : Promise.reject(err)));
     }
   } finally {
     await from.close();

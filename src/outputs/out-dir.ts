@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { AllowedFolders } from '../allowed-folders.ts';
-import { FileError, OutsideOutError } from '../errors.ts';
+import { FileError, fileErrorOf, OutsideOutError, systemCode } from '../errors.ts';
 import { DIR_FLAGS, FD_PATHS, MAX_LEVELS, openLevels, realPathOfDescriptor, walkByPath, type FolderPlace, type WalkRefusals } from '../folder-handle.ts';
 import { GroupSync } from './group-sync.ts';
 
@@ -34,19 +34,11 @@ function placeOf(root: string, dir: string): FolderPlace {
   return { root, levels: path.relative(root, dir).split(path.sep).filter((p) => p !== '') };
 }
 
-function codeOf(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
-
-function fileError(what: string, file: string, err: unknown): FileError {
-  return new FileError(`${what} ${file}: ${codeOf(err) ?? String(err)}`, file, { cause: err });
-}
-
 /** Refusals under --out: a link is an OutsideOutError (it could lead out of --out). */
 const outRefusals: WalkRefusals = {
   link: (root, level) => new OutsideOutError(`${path.relative(root, level) || '.'} under --out is a link; idsync does not write through links (it could lead out of --out)`, level),
   notFolder: (level, err) =>
-    err === undefined ? new FileError(`${level} is not a folder`, level, { cause: Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }) }) : fileError('cannot create the folder', level, err),
+    err === undefined ? new FileError(`${level} is not a folder`, level, { cause: Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }) }) : fileErrorOf('cannot create the folder', level, err),
   missing: (level) => new FileError(`${level} has gone`, level),
   elsewhere: (root, dir) => new OutsideOutError(`${path.relative(root, dir)} under --out leads elsewhere through a link`, dir),
 };
@@ -232,8 +224,8 @@ export class OutFolder {
       }
     } catch (err) {
       // A filesystem that cannot fsync a folder (some network and FUSE ones) has nothing more to give.
-      if (FOLDER_SYNC_UNSUPPORTED.has(codeOf(err) ?? '')) return;
-      throw fileError('cannot sync the folder', this.dir, err);
+      if (FOLDER_SYNC_UNSUPPORTED.has(systemCode(err) ?? '')) return;
+      throw fileErrorOf('cannot sync the folder', this.dir, err);
     }
   }
 
@@ -251,7 +243,7 @@ async function openByDescriptor(place: FolderPlace): Promise<FileHandle> {
   try {
     handle = await open(place.root, DIR_FLAGS);
   } catch (err) {
-    throw fileError('cannot open --out', place.root, err);
+    throw fileErrorOf('cannot open --out', place.root, err);
   }
   return openLevels(handle, place, true, outRefusals);
 }
@@ -264,7 +256,7 @@ function realRoot(outDir: string): Promise<string> {
   if (!root) {
     root = realpath(outDir).catch((err: unknown) => {
       realRoots.delete(outDir);
-      throw fileError('cannot open --out', outDir, err);
+      throw fileErrorOf('cannot open --out', outDir, err);
     });
     realRoots.set(outDir, root);
   }
@@ -292,8 +284,8 @@ export async function prepareOutTarget(outDir: string, relative: string, allowed
   const folder = await OutFolder.open(root, path.dirname(target));
   try {
     const st = await lstat(folder.entry(path.basename(target))).catch((err: unknown) => {
-      if (codeOf(err) === 'ENOENT') return undefined;
-      throw fileError('cannot check', target, err);
+      if (systemCode(err) === 'ENOENT') return undefined;
+      throw fileErrorOf('cannot check', target, err);
     });
     if (st?.isSymbolicLink()) throw new OutsideOutError(`output ${relative} is a link; idsync does not write through links`, target);
     return { root, target, exists: st?.isFile() === true };
