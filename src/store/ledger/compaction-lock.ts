@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LedgerIo } from './ledger-io.ts';
+import { processAlive } from '../../process-alive.ts';
 
 export const LOCK_FILE = 'compact.lock';
 /** The holder touches the lock at least this often while it works. */
@@ -128,11 +129,3 @@ function isStale(seen: { holder: Holder | undefined; mtimeMs: number }): boolean
   return holder.host === os.hostname() && !processAlive(holder.pid);
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

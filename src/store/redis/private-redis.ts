@@ -7,6 +7,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { ConfigError, RedisUnavailableError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { freePort } from './free-port.ts';
+import { processAlive } from '../../process-alive.ts';
 
 /**
  * idsync's own redis-server, for a user without REDIS_URL: started on first use under
@@ -74,15 +75,6 @@ wait "$pid"`;
 /** A unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, 104 on macOS). */
 const MAX_SOCKET_PATH = 100;
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function readPid(file: string): number | undefined {
   try {
     const pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
@@ -139,7 +131,7 @@ async function takeStartLock(dir: string, timeoutMs: number): Promise<() => void
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = readPid(lock);
-      if (owner === undefined || !isAlive(owner)) {
+      if (owner === undefined || !processAlive(owner)) {
         rmSync(lock, { force: true });
         continue;
       }
@@ -152,7 +144,7 @@ async function takeStartLock(dir: string, timeoutMs: number): Promise<() => void
 /** A redis-server of an older idsync (password in its argv, no connection.json) is stopped before ours starts. */
 async function stopStaleServer(dir: string, log?: Logger): Promise<void> {
   const pid = readPid(path.join(dir, 'redis.pid'));
-  if (pid === undefined || !isAlive(pid)) return;
+  if (pid === undefined || !processAlive(pid)) return;
   let cmdline = '';
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
@@ -162,7 +154,7 @@ async function stopStaleServer(dir: string, log?: Logger): Promise<void> {
   if (cmdline && !cmdline.includes('redis-server')) return;
   log?.warn({ pid }, 'stopping a private redis-server left running by an earlier idsync process');
   process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(50);
+  for (let i = 0; i < 100 && processAlive(pid); i++) await sleep(50);
 }
 
 /** Joins the user's private Redis in `dir`, or starts it. */
@@ -207,7 +199,7 @@ export async function attachPrivateRedis(dir: string): Promise<PrivateRedis | un
 
 async function join(dir: string, holder: string): Promise<PrivateRedis | undefined> {
   const info = readConnection(dir);
-  if (!info || !isAlive(info.pid)) return undefined;
+  if (!info || !processAlive(info.pid)) return undefined;
   // Listed first, so the watchdog keeps Redis up from the moment this process counts on it.
   writeFileSync(holder, '', { mode: 0o600 });
   const options = connectionOptions(info);
@@ -271,9 +263,9 @@ function handle(dir: string, holder: string, info: ConnectionInfo, started: bool
       rmSync(holder, { force: true });
       // The last user's release waits for Redis to stop (its AOF flushed), so the next command,
       // or a test, finds it cleanly gone.
-      const others = readHolders(dir).filter((pid) => pid !== process.pid && isAlive(pid));
+      const others = readHolders(dir).filter((pid) => pid !== process.pid && processAlive(pid));
       if (others.length > 0 || info.pid <= 0) return;
-      for (let i = 0; i < 300 && isAlive(info.pid); i++) await sleep(50);
+      for (let i = 0; i < 300 && processAlive(info.pid); i++) await sleep(50);
     },
   };
 }
