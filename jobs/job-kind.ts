@@ -57,6 +57,11 @@ export interface RowJobKind<P = unknown> {
   readonly name: string;
   /** The report's action for a row of this kind that failed. */
   readonly action: string;
+  /**
+   * The kind asks whether its row is settled (and its run still going) itself, in the same Redis
+   * call as its own first step (an upload: its document's claim); otherwise the engine asks first.
+   */
+  readonly startsItself?: true;
   /** The ids a report line of this row shows (personId, faceId, file, output …). */
   ids(payload: P): Partial<RowResult>;
   run(job: RowJob<P>, ctx: JobContext): Promise<JobOutcome | Recorded>;

@@ -47,6 +47,8 @@ export const upload: RowJobKind<UploadPayload> = {
   type: 'row',
   name: 'upload',
   action: 'upload',
+  // The row's start is asked together with its document's claim (uploadOnce).
+  startsItself: true,
   ids: ({ item }) => ({ personId: item.personId, file: item.file, ...(item.publicId ? { documentId: item.publicId } : {}) }),
   async run(job, ctx) {
     const { item, checkExisting, drop } = job.payload;

@@ -121,9 +121,9 @@ export function createProcessor(ctx: JobContext, options: ProcessorOptions) {
       log,
     };
     try {
-      // Asked first: is the row settled (a job run again after a crash)? Did the run stop? An
-      // upload asks it in the same Redis call as its document's claim.
-      if (kind.name !== 'upload') throwIfRowSettled(await run.jobStart(row));
+      // Asked first: is the row settled (a job run again after a crash)? Did the run stop? A kind
+      // that starts itself asks it in the same Redis call as its own first step.
+      if (!kind.startsItself) throwIfRowSettled(await run.jobStart(row));
       const out = await kind.run(rowJob, ctx);
       if ('recorded' in out) {
         observer?.rowFinished(out.recorded, kind.name);
