@@ -127,6 +127,19 @@ export class FolderHandle {
   }
 
   /** dev:ino of the folder held (the one opened, wherever it is now). */
+  /**
+   * The folder of a file seen earlier, opened only if it is still the folder it was then
+   * (`ref.folderId`, when given); UnsafePathError otherwise: the file is left alone.
+   */
+  static async openSeen(ref: FileRef): Promise<FolderHandle> {
+    const folder = await FolderHandle.open(ref);
+    if (ref.folderId !== undefined && (await folder.identity()) !== ref.folderId) {
+      await folder.close();
+      throw new UnsafePathError(`the folder ${path.relative(ref.root, folder.dir) || '.'} in ${ref.root} was replaced since ${ref.name} was seen; the file is left alone`, folder.dir);
+    }
+    return folder;
+  }
+
   async identity(): Promise<FileIdentity> {
     try {
       return identityOf(this.#handle ? await this.#handle.stat({ bigint: true }) : await lstat(this.dir, { bigint: true }));

@@ -35,16 +35,6 @@ const NO_LINK_CODES = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'ENOSYS']);
 const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 const COPY_CHUNK = 256 * 1024;
 
-/** The folder of `file`, held open, checked to be the folder that was seen. */
-async function openSourceFolder(file: FileRef): Promise<FolderHandle> {
-  const folder = await FolderHandle.open(file);
-  if (file.folderId !== undefined && (await folder.identity()) !== file.folderId) {
-    await folder.close();
-    throw new UnsafePathError(`the folder ${path.relative(file.root, folder.dir) || '.'} in ${file.root} was replaced since ${file.name} was seen; the file is left alone`, folder.dir);
-  }
-  return folder;
-}
-
 /** The entry is a regular file, and the one expected when `id` is given; ENOENT (a FileError) when there is none. */
 async function expectFile(folder: FolderHandle, name: string, id: FileIdentity | undefined): Promise<void> {
   const where = path.join(folder.dir, name);
@@ -130,7 +120,7 @@ async function writeNew(to: FolderHandle, name: string, text: string): Promise<v
  * Returns the new path of the file.
  */
 export async function moveIntoFolder(file: FileRef, dest: FolderPlace, options: { sidecar?: string; note?: string } = {}): Promise<string> {
-  const from = await openSourceFolder(file);
+  const from = await FolderHandle.openSeen(file);
   try {
     await expectFile(from, file.name, file.id);
     const to = await FolderHandle.open(dest, { create: true });
@@ -167,7 +157,7 @@ export async function moveIntoFolder(file: FileRef, dest: FolderPlace, options: 
 export async function removeFileAndSidecar(file: FileRef, sidecar?: string): Promise<void> {
   let from: FolderHandle;
   try {
-    from = await openSourceFolder(file);
+    from = await FolderHandle.openSeen(file);
   } catch (err) {
     if (isGone(err)) return;
     throw err;

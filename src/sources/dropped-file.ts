@@ -33,13 +33,10 @@ const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
  * a link to a private folder never makes idsync read (and upload) a file of its own user.
  */
 export async function openDropped(ref: FileRef): Promise<OpenedDrop> {
-  const folder = await FolderHandle.open(ref);
+  const folder = await FolderHandle.openSeen(ref);
   const where = path.join(folder.dir, ref.name);
   let handle: FileHandle | undefined;
   try {
-    if (ref.folderId !== undefined && (await folder.identity()) !== ref.folderId) {
-      throw new UnsafePathError(`the folder ${path.relative(ref.root, folder.dir) || '.'} in ${ref.root} was replaced since ${ref.name} was seen; the file is left alone`, folder.dir);
-    }
     handle = await folder.openFile(ref.name, READ_FLAGS);
     const st = await handle.stat({ bigint: true });
     if (!st.isFile()) throw new FileError(`${where} is not a regular file`, where);
