@@ -1,8 +1,8 @@
-import { constants } from 'node:fs';
+import { constants, mkdirSync } from 'node:fs';
 import { lstat, open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { AllowedFolders } from '../allowed-folders.ts';
-import { FileError, fileErrorOf, OutsideOutError, systemCode } from '../errors.ts';
+import { AllowedFolders, requireOutInside } from '../allowed-folders.ts';
+import { ConfigError, FileError, fileErrorOf, OutsideOutError, systemCode } from '../errors.ts';
 import { DIR_FLAGS, FD_PATHS, MAX_LEVELS, openLevels, realPathOfDescriptor, walkByPath, type FolderPlace, type WalkRefusals } from '../folder-handle.ts';
 import { GroupSync } from './group-sync.ts';
 
@@ -291,5 +291,18 @@ export async function prepareOutTarget(outDir: string, relative: string, allowed
     return { root, target, exists: st?.isFile() === true };
   } finally {
     await folder.close();
+  }
+}
+
+/**
+ * A command's --out at its start: inside --allow-write when that is set (checked before anything
+ * is made), then created; ConfigError (exit 2) naming --out otherwise, before anything is sent.
+ */
+export async function createOutAtStart(outDir: string, allowWrite: AllowedFolders | undefined): Promise<void> {
+  if (allowWrite) await requireOutInside(outDir, allowWrite);
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (err) {
+    throw new ConfigError(`--out ${outDir} cannot be created: ${systemCode(err) ?? String(err)}`, '--out');
   }
 }

@@ -1,9 +1,8 @@
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ApiClientOptions } from '../../api/client.ts';
 import { requireApiSettings, type Config } from '../../config/load.ts';
-import { ConfigError, UsageError } from '../../errors.ts';
-import { requireOutInside } from '../../allowed-folders.ts';
+import { UsageError } from '../../errors.ts';
+import { createOutAtStart } from '../../outputs/out-dir.ts';
 import type { Logger } from '../../log.ts';
 import type { Clock } from '../../pacing/clock.ts';
 import type { RunSummary } from '../../report/report-writer.ts';
@@ -73,12 +72,7 @@ export async function runArchive(options: ArchiveRunOptions): Promise<ArchiveRun
   const persons = options.persons ? path.resolve(options.persons) : undefined;
   await checkArchiveInputs({ faces, ...(persons ? { persons } : {}) });
   const outDir = path.resolve(options.outDir);
-  if (config.allowWrite) await requireOutInside(outDir, config.allowWrite);
-  try {
-    mkdirSync(outDir, { recursive: true });
-  } catch (err) {
-    throw new ConfigError(`--out ${outDir} cannot be created: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
-  }
+  await createOutAtStart(outDir, config.allowWrite);
   const archiveKey = archiveKeyFor(api.apiUrl, outDir);
   const spec: ArchiveSpec = {
     archiveKey,

@@ -1,8 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { removeStaleParts, STALE_PART_MS } from '../../outputs/part-files.ts';
 import { requireApiSettings, type Config } from '../../config/load.ts';
-import { requireOutInside } from '../../allowed-folders.ts';
+import { createOutAtStart } from '../../outputs/out-dir.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { dryRunBatch, runBatch, type BatchResult } from '../../engine/batch-run.ts';
@@ -41,12 +40,7 @@ export async function runImportExport(o: ImportExportOptions): Promise<BatchResu
     if (!o.outDir) throw new ConfigError('export needs --out DIR', '--out');
     outDir = path.resolve(o.outDir);
     // Before --out is made: a run whose every download its own workers would refuse sends nothing.
-    if (config.allowWrite) await requireOutInside(outDir, config.allowWrite);
-    try {
-      mkdirSync(outDir, { recursive: true });
-    } catch (err) {
-      throw new ConfigError(`--out ${outDir} cannot be created: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, '--out');
-    }
+    await createOutAtStart(outDir, config.allowWrite);
   }
   const plan = await ManifestPlan.open({
     command,
