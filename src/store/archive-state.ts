@@ -141,10 +141,6 @@ export async function noteTick(redis: Redis, keys: ArchiveKeys, runId: string): 
   await redis.multi().lpush(keys.ticks, runId).ltrim(keys.ticks, 0, TICK_HISTORY - 1).exec();
 }
 
-export async function tickHistory(redis: Redis, keys: ArchiveKeys): Promise<string[]> {
-  return redis.lrange(keys.ticks, 0, -1);
-}
-
 /** Keeps an archive run's lines for whoever writes its report (a scheduled run's report job may run anywhere). */
 export async function savePlan(redis: Redis, keys: RunKeys, lines: unknown[]): Promise<void> {
   await redis.del(keys.plan);
